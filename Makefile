@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+# torch first: 2.13.0 is a local CPU build here; letting a dependency resolve torch would pull CUDA.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[samples,test]"
+	touch $@
+
+demo: install
+	$(BIN)/plm run pipelines/quickstart.yaml
+
+test: install
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m pytest -q tests/benchmarks -p no:cacheprovider --override-ini addopts= -s
+
+clean:
+	rm -rf $(VENV) .plm

@@ -1,0 +1,3 @@
+from plm.cli import main
+
+main()

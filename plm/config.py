@@ -1,0 +1,306 @@
+"""One typed pipeline spec: every field defaulted and documented; YAML files hold deltas.
+
+Precedence: ``--set`` overrides > YAML file > defaults. Every error names the dotted key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class SpecError(ValueError):
+    """A pipeline spec that cannot be used; the message names the offending dotted key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class CorpusSpec(_Section):
+    paths: list[str] = ["sample:enwiki", "sample:ko-constitution", "sample:ko-bills"]
+    """Files, directories, globs or named samples (`sample:enwiki`, `sample:ko-constitution`, `sample:ko-bills`, `sample:lee`)."""
+    text_unit: Literal["file", "paragraph", "line"] = "file"
+    """How a plain-text file is cut into documents: whole file, blank-line blocks, or lines."""
+    jsonl_text_field: str = "text"
+    """Field of a JSONL/CSV/Parquet record that holds the document text."""
+    normalization: Literal["NFC", "NFKC"] = "NFC"
+    """Unicode normal form applied to every document."""
+    min_chars: int = Field(20, ge=0)
+    """Documents shorter than this (after normalisation) are filtered with reason `too_short`."""
+    max_chars: int = Field(2_000_000, gt=0)
+    """Documents longer than this are filtered with reason `too_long`."""
+    validation_fraction: float = Field(0.02, ge=0, lt=1)
+    """Fraction of documents (by document hash) assigned to the validation split."""
+    test_fraction: float = Field(0.0, ge=0, lt=1)
+    """Fraction of documents (by document hash) assigned to the test split."""
+    max_quarantined_fraction: float = Field(0.5, ge=0, le=1)
+    """The stage fails when more than this fraction of all rows read is quarantined."""
+
+
+class TokenizerSpec(_Section):
+    kind: Literal["wordpiece"] = "wordpiece"
+    """Tokenizer model trained with HF `tokenizers`."""
+    vocab_size: int = Field(8000, ge=64)
+    """Target vocabulary size, special tokens included."""
+    min_frequency: int = Field(2, ge=1)
+    """Minimum pair/word frequency for a merge or vocabulary entry."""
+    lowercase: bool = False
+    """Lowercase before tokenizing (accents are never stripped: that breaks Hangul)."""
+    normalization: Literal["NFC", "NFKC"] = "NFC"
+    """Unicode normal form applied by the tokenizer's normaliser."""
+
+
+class ObjectivesSpec(_Section):
+    kinds: list[Literal["mlm", "nsp"]] = ["mlm", "nsp"]
+    """Self-supervised objectives to generate examples for (BERT pretraining: MLM + NSP)."""
+    seq_len: int = Field(128, ge=16)
+    """Maximum sequence length in tokens, [CLS] and [SEP]s included."""
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    """Fraction of tokens selected for prediction."""
+    max_predictions: int = Field(20, ge=1)
+    """Cap on predicted positions per sequence (BERT's max_predictions_per_seq)."""
+    mask_fraction: float = Field(0.8, ge=0, le=1)
+    """Of the selected positions, the fraction replaced by [MASK]."""
+    random_fraction: float = Field(0.1, ge=0, le=1)
+    """Of the selected positions, the fraction replaced by a random non-special token; the rest stay unchanged."""
+    nsp_random_fraction: float = Field(0.5, ge=0, le=1)
+    """Fraction of pairs whose segment B comes from another document (NSP label 1)."""
+    short_seq_prob: float = Field(0.1, ge=0, le=1)
+    """Probability of a shorter target length (BERT's short_seq_prob)."""
+    dupe_factor: int = Field(2, ge=1)
+    """Number of passes over the corpus with different masks and pairings."""
+    shard_size: int = Field(4096, ge=1)
+    """Examples per Parquet shard."""
+    seed: int = 1234
+    """Seed of pair creation and masking (each split and copy derives its own stream from it)."""
+    tolerance: float = Field(0.03, gt=0, le=1)
+    """Allowed absolute deviation of realised mask/NSP statistics from their targets; the stage fails beyond it."""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> ObjectivesSpec:
+        if self.mask_fraction + self.random_fraction > 1:
+            raise ValueError("objectives.mask_fraction + objectives.random_fraction must be <= 1")
+        return self
+
+
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "debug": {"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 256},
+    "small": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 1024},
+    "base": {"hidden_size": 768, "num_layers": 12, "num_heads": 12, "intermediate_size": 3072},
+}
+
+
+class BertSpec(_Section):
+    arch: Literal["bert"] = "bert"
+    """Model family (the skeleton ships the BERT-style encoder)."""
+    size: Literal["debug", "small", "base"] = "small"
+    """Size preset; explicit dimensions below override it."""
+    hidden_size: int | None = None
+    """Width of the residual stream (default from `size`)."""
+    num_layers: int | None = None
+    """Number of transformer blocks (default from `size`)."""
+    num_heads: int | None = None
+    """Attention heads per block (default from `size`)."""
+    intermediate_size: int | None = None
+    """Width of the feed-forward layer (default from `size`)."""
+    dropout: float = Field(0.1, ge=0, lt=1)
+    """Dropout on embeddings, attention probabilities and residual branches."""
+    max_position: int = Field(512, ge=16)
+    """Number of learned position embeddings."""
+
+    def dims(self) -> dict[str, int]:
+        """The size preset with explicit overrides applied."""
+        dims = dict(MODEL_SIZES[self.size])
+        for key in dims:
+            value = getattr(self, key)
+            if value is not None:
+                dims[key] = value
+        if dims["hidden_size"] % dims["num_heads"]:
+            raise SpecError("model.hidden_size must be divisible by model.num_heads")
+        return dims
+
+
+class TrainSpec(_Section):
+    steps: int = Field(300, ge=1)
+    """Optimizer steps of pretraining."""
+    batch_size: int = Field(32, ge=1)
+    """Sequences per optimizer step."""
+    lr: float = Field(5e-4, gt=0)
+    """Peak learning rate (AdamW)."""
+    warmup_steps: int = Field(30, ge=0)
+    """Linear warmup steps, then linear decay to zero."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay (never on biases and LayerNorm weights)."""
+    grad_clip: float = Field(1.0, gt=0)
+    """Gradient-norm clipping threshold."""
+    seed: int = 1234
+    """Seed for initialisation, data order and dropout."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """`auto` picks CUDA when present, else CPU."""
+    log_every: int = Field(10, ge=1)
+    """Log training metrics every N steps."""
+    eval_batches: int = Field(8, ge=1)
+    """Held-out batches evaluated at the end."""
+
+    @model_validator(mode="after")
+    def _warmup(self) -> TrainSpec:
+        if self.warmup_steps >= self.steps:
+            raise ValueError("train.warmup_steps must be < train.steps")
+        return self
+
+
+class FinetuneSpec(_Section):
+    task: str = "sentiment"
+    """Task name; the registered model is `<pipeline>-<task>`."""
+    data: str = "sample:polarity"
+    """Labelled data: a file path or `sample:polarity` (gensim's movie-review polarity sentences)."""
+    format: Literal["fasttext", "csv", "jsonl"] = "fasttext"
+    """`fasttext` lines are `__label__X text`; csv/jsonl use the two column names below."""
+    text_column: str = "text"
+    """Column holding the input text (csv/jsonl)."""
+    label_column: str = "label"
+    """Column holding the label (csv/jsonl)."""
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    """Fraction held out for testing, chosen deterministically by text hash."""
+    seq_len: int = Field(64, ge=8)
+    """Maximum tokens per example, [CLS] and [SEP] included."""
+    epochs: int = Field(8, ge=1)
+    """Passes over the training split."""
+    batch_size: int = Field(16, ge=1)
+    """Examples per optimizer step."""
+    lr: float = Field(1e-4, gt=0)
+    """Peak learning rate (AdamW, linear warmup over 10 % then decay)."""
+    seed: int = 1234
+    """Seed shared by the pretrained and the from-scratch run."""
+    compare_scratch: bool = True
+    """Also train the same architecture from random weights with the same seed and budget."""
+
+
+class TrackingSpec(_Section):
+    uri: str | None = None
+    """MLflow tracking URI; default `$MLFLOW_TRACKING_URI`, else SQLite under the home directory."""
+    experiment: str | None = None
+    """MLflow experiment name; default: the pipeline name."""
+    register_models: bool = True
+    """Register the pretrained encoder and the fine-tuned model in the MLflow registry."""
+
+
+class ScheduleSpec(_Section):
+    cron: str | None = None
+    """Cron expression for a scheduled deployment (none: run on demand)."""
+    timezone: str = "UTC"
+    """Time zone of the cron expression."""
+
+
+class PipelineSpec(_Section):
+    name: str = Field("quickstart", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    """Pipeline name: prefixes registered models and names the MLflow experiment."""
+    home: str | None = None
+    """Home directory for lake, catalog, artifacts and stores; default `$PLM_HOME`, else `./.plm`."""
+    corpus: CorpusSpec = CorpusSpec()
+    """Stage 1: what to ingest and how."""
+    tokenizer: TokenizerSpec = TokenizerSpec()
+    """Stage 2: the tokenizer to train."""
+    objectives: ObjectivesSpec = ObjectivesSpec()
+    """Stage 3: self-supervised example generation."""
+    model: BertSpec = BertSpec()
+    """Stage 4: the model architecture."""
+    train: TrainSpec = TrainSpec()
+    """Stage 4: the pretraining run."""
+    finetune: FinetuneSpec = FinetuneSpec()
+    """Stage 5: the labelled task."""
+    tracking: TrackingSpec = TrackingSpec()
+    """MLflow tracking and registry."""
+    schedule: ScheduleSpec = ScheduleSpec()
+    """When a deployment runs."""
+
+    def home_dir(self) -> Path:
+        """The resolved home directory (spec > $PLM_HOME > ./.plm), absolute."""
+        return Path(self.home or os.environ.get("PLM_HOME") or ".plm").expanduser().resolve()
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = _dotted(e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(msg if msg.startswith(key) and key else f"{key or 'spec'}: {msg}")
+    return "; ".join(lines)
+
+
+def _check_key(path: list[str]) -> None:
+    model: type[BaseModel] = PipelineSpec
+    for i, part in enumerate(path):
+        fields = model.model_fields
+        if part not in fields:
+            raise SpecError(f"unknown key '{'.'.join(path[: i + 1])}'")
+        annotation = fields[part].annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        elif i < len(path) - 1:
+            raise SpecError(f"'{'.'.join(path[: i + 1])}' has no sub-keys")
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply one `dotted.key=value` override in place; the value is parsed as YAML."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise SpecError(f"override '{override}' is not of the form key=value")
+    path = key.strip().split(".")
+    _check_key(path)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from None
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"{key}: cannot set a sub-key of a non-mapping")
+    node[path[-1]] = value
+
+
+def load_spec(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineSpec:
+    """Read a YAML spec (or only defaults when `path` is None), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise SpecError(f"spec file not found: {p}")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{p}: not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise SpecError(f"{p}: the top level must be a mapping")
+        data = loaded or {}
+    for override in overrides:
+        apply_override(data, override)
+    try:
+        spec = PipelineSpec.model_validate(data)
+        spec.model.dims()
+    except ValidationError as err:
+        raise SpecError(_format_errors(err)) from None
+    return spec
+
+
+def field_docs(model: type[BaseModel] = PipelineSpec, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, docstring) for every field: the reference the README shows."""
+    rows = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(field_docs(annotation, key + "."))
+        else:
+            rows.append((key, repr(info.default), info.description or ""))
+    return rows

@@ -1,0 +1,213 @@
+"""BERT encoder and its pretraining heads (MLM + NSP), read top to bottom: config, embeddings, model, heads.
+
+Parameter names match HF `transformers.BertForPreTraining` (`bert.embeddings.word_embeddings.weight`,
+`bert.encoder.layer.0.attention.self.query.weight`, `cls.predictions.transform.dense.weight`, ...);
+the MLM decoder weight is tied to the word embeddings. Shapes: B batch, T tokens, C hidden, V vocab,
+N predicted positions in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from plm.models.layers import TransformerBlock, key_padding_mask
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_position: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BertConfig:
+        """Build from a dict; unknown keys (e.g. `num_labels` in a classifier's config.json) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def init_weights(module: nn.Module) -> None:
+    """BERT init: normal(0, 0.02) weights, zero biases, LayerNorm 1/0, zero padding embedding."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class Embeddings(nn.Module):
+    """word + position + token type, then LayerNorm and dropout (HF `BertEmbeddings`)."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.position_embeddings = nn.Embedding(cfg.max_position, cfg.hidden_size)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        T = input_ids.shape[1]
+        pos = torch.arange(T, device=input_ids.device)  # (T,)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(pos) + self.token_type_embeddings(token_type_ids)
+        return self.dropout(self.LayerNorm(x))  # (B, T, C)
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(
+            TransformerBlock(cfg.hidden_size, cfg.num_heads, cfg.intermediate_size, cfg.dropout, cfg.layer_norm_eps)
+            for _ in range(cfg.num_layers)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for block in self.layer:
+            x = block(x, mask)
+        return x  # (B, T, C)
+
+
+class Pooler(nn.Module):
+    """tanh(dense(hidden state of [CLS])): the sentence vector used by NSP and classifiers."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))  # (B, C)
+
+
+class BertModel(nn.Module):
+    """The encoder: forward(input_ids, token_type_ids, attention_mask) -> (sequence (B, T, C), pooled (B, C))."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embeddings = Embeddings(cfg)
+        self.encoder = Encoder(cfg)
+        self.pooler = Pooler(cfg)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        if attention_mask is None:
+            attention_mask = input_ids != self.config.pad_token_id
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+        x = self.encoder(x, key_padding_mask(attention_mask))  # (B, T, C)
+        return x, self.pooler(x)
+
+
+class PredictionHeadTransform(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(F.gelu(self.dense(h)))
+
+
+class LMPredictionHead(nn.Module):
+    """transform -> decoder (weight tied to the word embeddings) + a separate output bias."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.transform = PredictionHeadTransform(cfg)
+        self.decoder = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.transform(h)) + self.bias  # (..., V)
+
+
+class PreTrainingHeads(nn.Module):
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.predictions = LMPredictionHead(cfg)
+        self.seq_relationship = nn.Linear(cfg.hidden_size, 2)
+
+
+class BertForPreTraining(nn.Module):
+    """Encoder + MLM and NSP heads. The MLM head runs only at positions with a label (labels != -100)."""
+
+    def __init__(self, cfg: BertConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.bert = BertModel(cfg)
+        self.cls = PreTrainingHeads(cfg)
+        self.apply(init_weights)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        nsp_label: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Without targets: `prediction_logits` (B, T, V) and `seq_relationship_logits` (B, 2).
+
+        With `labels` (B, T) and `nsp_label` (B,): loss = mlm_loss + nsp_loss (each a mean), and
+        detached correct/total counts so that a caller can aggregate accuracies over batches.
+        """
+        seq, pooled = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, C), (B, C)
+        nsp_logits = self.cls.seq_relationship(pooled)  # (B, 2)
+        if labels is None or nsp_label is None:
+            return {"prediction_logits": self.cls.predictions(seq), "seq_relationship_logits": nsp_logits}
+
+        # Gather the ~15 % predicted positions first: the (N, V) projection is the most expensive
+        # matmul of a small model, and computing it for every token wastes ~85 % of it.
+        selected = labels != IGNORE_INDEX  # (B, T)
+        targets = labels[selected]  # (N,)
+        mlm_logits = self.cls.predictions(seq[selected])  # (N, V)
+        if targets.numel():
+            mlm_loss = F.cross_entropy(mlm_logits.float(), targets)
+        else:  # a batch without predictions: zero loss that still reaches the graph
+            mlm_loss = mlm_logits.sum() * 0.0
+        nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_label)
+        with torch.no_grad():
+            mlm_correct = (mlm_logits.argmax(-1) == targets).sum()
+            nsp_correct = (nsp_logits.argmax(-1) == nsp_label).sum()
+        return {
+            "loss": mlm_loss + nsp_loss,
+            "mlm_loss": mlm_loss,
+            "nsp_loss": nsp_loss,
+            "mlm_correct": mlm_correct,
+            "mlm_total": torch.tensor(targets.numel(), device=labels.device),
+            "nsp_correct": nsp_correct,
+            "nsp_total": torch.tensor(nsp_label.numel(), device=labels.device),
+        }

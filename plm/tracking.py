@@ -1,0 +1,353 @@
+"""Tracking at the edge: the `Tracker` protocol the library talks to, and its MLflow implementation.
+
+This is the only module that imports mlflow, and it does so lazily so that library users who pass
+`NullTracker` never pay for the import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+Progress = Callable[[str, int, int | None], None]
+"""progress(what, done, total): library code reports long work through this; total may be unknown."""
+
+
+def no_progress(what: str, done: int, total: int | None) -> None:
+    """The default progress callback: report nothing."""
+
+
+class Tracker(Protocol):
+    """What library code may record about a run. Implementations: NullTracker, MlflowTracker."""
+
+    def log_params(self, params: dict[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
+
+class NullTracker:
+    """Records nothing; keeps the last value of each metric so callers and tests can read them."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.metrics: dict[str, float] = {}
+        self.history: dict[str, list[tuple[int | None, float]]] = {}
+        self.tags: dict[str, str] = {}
+        self.artifacts: list[str] = []
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.params.update(params)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            self.metrics[key] = float(value)
+            self.history.setdefault(key, []).append((step, float(value)))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.artifacts.append(str(path))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
+
+# ---------------------------------------------------------------------------------------------
+# MLflow: one parent run per pipeline run, one nested run per stage, models in the registry.
+# ---------------------------------------------------------------------------------------------
+
+CANDIDATE, CHAMPION = "candidate", "champion"
+
+
+def resolve_tracking_uri(uri: str | None, home: Path) -> str:
+    """Spec value > $MLFLOW_TRACKING_URI > SQLite store under the home directory."""
+    import os
+
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
+
+
+class MlflowTracker:
+    """A Tracker writing to one MLflow run through the client API (no global active run)."""
+
+    def __init__(self, client: Any, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=items)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_input(self, path: Path, name: str, digest: str, context: str) -> None:
+        """Record an upstream artifact as a dataset input: its path, name and content digest."""
+        import warnings
+
+        import mlflow
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dataset = MetaDataset(source=resolve_dataset_source(str(path)), name=name, digest=digest)
+        with mlflow.start_run(run_id=self.run_id):
+            mlflow.log_input(dataset, context=context)
+
+    def log_curves(self, keys: list[str], title: str, file_name: str) -> None:
+        """Plot the recorded history of `keys` (one panel each) and log it as a PNG."""
+        import tempfile
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        histories = {k: self.client.get_metric_history(self.run_id, k) for k in keys}
+        histories = {k: sorted(h, key=lambda m: m.step) for k, h in histories.items() if h}
+        if not histories:
+            return
+        fig, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3.2), squeeze=False)
+        for ax, (key, hist) in zip(axes[0], histories.items(), strict=True):
+            ax.plot([m.step for m in hist], [m.value for m in hist], marker="." if len(hist) < 30 else None)
+            ax.set_title(key)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        fig.suptitle(title)
+        fig.tight_layout()
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / file_name
+            fig.savefig(out, dpi=100)
+            self.log_artifact(out, "plots")
+        plt.close(fig)
+
+
+class TrackingSession:
+    """The MLflow side of one pipeline run: a parent run and a nested run per stage."""
+
+    def __init__(self, uri: str, experiment: str, home: Path, run_name: str, tags: dict[str, str]) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = (home / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
+        self.parent = MlflowTracker(self.client, run.info.run_id)
+
+    @property
+    def run_id(self) -> str:
+        return self.parent.run_id
+
+    def start_stage(self, stage: str, tags: dict[str, str]) -> MlflowTracker:
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        run = self.client.create_run(
+            self.experiment_id, run_name=stage, tags={MLFLOW_PARENT_RUN_ID: self.run_id, "plm.stage": stage, **tags}
+        )
+        return MlflowTracker(self.client, run.info.run_id)
+
+    def end_stage(self, tracker: MlflowTracker, ok: bool) -> None:
+        self.client.set_terminated(tracker.run_id, "FINISHED" if ok else "FAILED")
+
+    def end(self, ok: bool) -> None:
+        self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
+
+    def run_url(self, run_id: str) -> str:
+        if self.uri.startswith("http"):
+            return f"{self.uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return f"runs:/{run_id}"
+
+
+# ---- pyfunc models ----------------------------------------------------------------------------
+
+
+def _pyfunc_classes() -> tuple[type, type]:
+    import mlflow.pyfunc
+    import pandas as pd
+
+    class TextClassifierModel(mlflow.pyfunc.PythonModel):
+        """Fine-tuned classifier: DataFrame with `text` -> DataFrame with `label` and `score`."""
+
+        def load_context(self, context: Any) -> None:
+            from plm.finetune.predict import ClassifierPipeline
+
+            self.pipe = ClassifierPipeline.load(Path(context.artifacts["model"]), Path(context.artifacts["tokenizer"]))
+
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            labels, scores = self.pipe.predict(_texts(model_input))
+            return pd.DataFrame({"label": labels, "score": scores})
+
+    class SentenceEncoderModel(mlflow.pyfunc.PythonModel):
+        """Pretrained encoder: DataFrame with `text` -> one mean-pooled embedding per row."""
+
+        def load_context(self, context: Any) -> None:
+            from plm.finetune.predict import EncoderPipeline
+
+            self.pipe = EncoderPipeline.load(Path(context.artifacts["model"]), Path(context.artifacts["tokenizer"]))
+
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+            return pd.DataFrame({"embedding": list(self.pipe.embed(_texts(model_input)))})
+
+    return TextClassifierModel, SentenceEncoderModel
+
+
+def _texts(model_input: Any) -> list[str]:
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
+        if "text" not in model_input.columns:
+            raise ValueError("input needs a 'text' column")
+        return [str(t) for t in model_input["text"]]
+    if isinstance(model_input, str):
+        return [model_input]
+    return [str(t) for t in model_input]
+
+
+def log_pyfunc_model(
+    tracker: MlflowTracker, kind: str, model_dir: Path, tokenizer_path: Path, examples: list[str]
+) -> str:
+    """Log a plm model as an MLflow pyfunc (with signature and input example); returns its model URI."""
+    import warnings
+
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    classifier_cls, encoder_cls = _pyfunc_classes()
+    python_model = classifier_cls() if kind == "classifier" else encoder_cls()
+    artifacts = {"model": str(model_dir), "tokenizer": str(tokenizer_path)}
+    example = pd.DataFrame({"text": examples})
+    ctx = type("Ctx", (), {"artifacts": artifacts})()
+    python_model.load_context(ctx)
+    output = python_model.predict(ctx, example)
+    with warnings.catch_warnings(), mlflow.start_run(run_id=tracker.run_id):
+        warnings.simplefilter("ignore")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts=artifacts,
+            signature=infer_signature(example, output),
+            input_example=example,
+            pip_requirements=[f"plm=={_plm_version()}"],
+        )
+    return info.model_uri
+
+
+def _plm_version() -> str:
+    from plm import __version__
+
+    return __version__
+
+
+# ---- registry -----------------------------------------------------------------------------------
+
+
+def find_version(client: Any, name: str, fingerprint: str) -> Any | None:
+    """The registered version of `name` built from `fingerprint`, if any (re-runs reuse it)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    for mv in versions:
+        if mv.tags.get("plm.fingerprint") == fingerprint:
+            return mv
+    return None
+
+
+def register_version(
+    session: TrackingSession,
+    model_uri: str,
+    name: str,
+    tags: dict[str, str],
+    metric: str,
+    value: float,
+    higher_is_better: bool = True,
+) -> dict[str, Any]:
+    """Register, alias `candidate`, and promote to `champion` only if it beats the current champion."""
+    import warnings
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = session.client
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mv = mlflow.register_model(model_uri, name, tags={**tags, "plm.metric": metric, "plm.metric_value": str(value)})
+    client.set_registered_model_alias(name, CANDIDATE, mv.version)
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION)
+        current_value = float(current.tags.get("plm.metric_value", "nan"))
+    except MlflowException:
+        current, current_value = None, float("nan")
+    if current is None or current_value != current_value:  # no champion yet (or one without a metric)
+        promote = True
+    else:
+        promote = value > current_value if higher_is_better else value < current_value
+    if promote:
+        client.set_registered_model_alias(name, CHAMPION, mv.version)
+    decision = {
+        "name": name,
+        "version": int(mv.version),
+        "metric": metric,
+        "value": value,
+        "champion_before": None if current is None else int(current.version),
+        "champion_value_before": None if current is None else current_value,
+        "promoted": promote,
+    }
+    client.set_model_version_tag(name, mv.version, "plm.promotion", str(decision))
+    return decision
+
+
+def describe_models(uri: str, name: str | None = None) -> list[dict[str, Any]]:
+    """Registered models (or one), each version with aliases, metric and lineage tags."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    names = [name] if name else [m.name for m in client.search_registered_models()]
+    out = []
+    for n in names:
+        model = client.get_registered_model(n)
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        for mv in sorted(client.search_model_versions(f"name='{n}'"), key=lambda v: int(v.version)):
+            out.append(
+                {
+                    "name": n,
+                    "version": int(mv.version),
+                    "aliases": sorted(aliases.get(str(mv.version), [])),
+                    "run_id": mv.run_id,
+                    "source": mv.source,
+                    "tags": dict(mv.tags),
+                }
+            )
+    return out
