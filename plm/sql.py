@@ -43,10 +43,5 @@ def execute(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> duckdb.
 
 def run(con: duckdb.DuckDBPyConnection, name: str, **params: Any) -> pa.Table:
     """Run a SELECT statement file and return its result as a pyarrow Table."""
-    return _to_arrow(execute(con, name, **params))
-
-
-def _to_arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
-    fetch = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-    table = fetch()
-    return table if isinstance(table, pa.Table) else table.read_all()
+    sql = load(name)
+    return con.sql(sql, params=_params(sql, params)).to_arrow_table()

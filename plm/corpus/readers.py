@@ -178,8 +178,6 @@ def read_mediawiki(path: Path) -> Iterator[RawRecord]:
     Streams with iterparse and clears each page once read, so memory stays bounded by one page.
     `position` is the page's index among all pages of the dump (skipped ones included).
     """
-    import mwparserfromhell
-
     position = 0
     root = None
     with open_binary(path) as f:
@@ -203,10 +201,28 @@ def read_mediawiki(path: Path) -> Iterator[RawRecord]:
                 root.clear()  # drop finished pages (and this one) from the tree
                 if ns == "0" and not redirect and text is not None:
                     if not text.lstrip().lower().startswith("#redirect"):
-                        yield RawRecord(position, title, mwparserfromhell.parse(text).strip_code())
+                        yield RawRecord(position, title, wiki_plaintext(text))
                 position += 1
         except ET.ParseError as exc:
             yield RawRecord(position, None, str(exc).encode(), "invalid_xml")
+
+
+_NON_TEXT_LINK = re.compile(r"^\s*(category|file|image|media|[a-z]{2,3}(-[a-z]+)?)\s*:", re.IGNORECASE)
+
+
+def wiki_plaintext(wikitext: str) -> str:
+    """Readable text of a page: markup stripped, plus what strip_code would leave as noise
+    (footnotes, category / file / interlanguage links) removed from the top level first."""
+    import mwparserfromhell
+    from mwparserfromhell.nodes import Tag, Wikilink
+
+    code = mwparserfromhell.parse(wikitext)
+    code.nodes[:] = [
+        node for node in code.nodes
+        if not (isinstance(node, Tag) and str(node.tag).strip().lower() == "ref")
+        and not (isinstance(node, Wikilink) and _NON_TEXT_LINK.match(str(node.title)))
+    ]
+    return code.strip_code()
 
 
 def read_csv(path: Path, field: str = "text") -> Iterator[RawRecord]:

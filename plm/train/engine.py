@@ -185,7 +185,7 @@ def pretrain_bert(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-        loss_f, grad_norm_f = float(loss), float(grad_norm)  # one sync per step; also the NaN guard
+        loss_f, grad_norm_f = float(loss.detach()), float(grad_norm)  # one sync per step; also the NaN guard
         if not (math.isfinite(loss_f) and math.isfinite(grad_norm_f)):
             raise FloatingPointError(f"non-finite loss ({loss_f}) or grad norm ({grad_norm_f}) at step {step}")
         optimizer.step()
@@ -197,8 +197,8 @@ def pretrain_bert(
         window.tokens += tokens
         window.add(
             loss=loss_f,
-            mlm_loss=float(out["mlm_loss"]),
-            nsp_loss=float(out["nsp_loss"]),
+            mlm_loss=float(out["mlm_loss"].detach()),
+            nsp_loss=float(out["nsp_loss"].detach()),
             grad_norm=grad_norm_f,
             **{k: float(out[k]) for k in ("mlm_correct", "mlm_total", "nsp_correct", "nsp_total")},
         )

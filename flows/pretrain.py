@@ -1,0 +1,12 @@
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import publish
+from plm import stages
+
+
+@task(name="pretrain", cache_policy=NO_CACHE)
+def pretrain_task(p: stages.Pipeline, tok: stages.StageResult, ex: stages.StageResult) -> stages.StageResult:
+    result = stages.pretrain(p, tok, ex)
+    publish(p, result)
+    return result

@@ -1,0 +1,255 @@
+"""`plm`: run a pipeline spec, one stage, look models up, predict.
+
+Every command takes the spec path and `--set dotted.key=value` overrides (values parsed as YAML).
+With `--json`, the last stdout line is one JSON object for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from plm.config import PipelineSpec, SpecError, load_spec
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+err = Console(stderr=True)
+out = Console()
+
+SpecArg = Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a spec field: key=value.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last stdout line.")]
+
+
+def configure_env(spec: PipelineSpec) -> None:
+    """Embedded defaults under one home: Prefect's home and no analytics (set before Prefect is imported)."""
+    home = spec.home_dir()
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["PLM_HOME"] = str(home)
+    os.environ.setdefault("PREFECT_HOME", str(home / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+
+def _load(spec_path: Path, overrides: list[str] | None) -> PipelineSpec:
+    try:
+        spec = load_spec(spec_path, overrides or [])
+    except SpecError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    configure_env(spec)
+    return spec
+
+
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[Any]:
+    """A `Progress` callback drawing one rich bar per kind of work (on stderr)."""
+    if not enabled:
+        yield lambda what, done, total: None
+        return
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True) as bars:
+        tasks: dict[str, Any] = {}
+
+        def update(what: str, done: int, total: int | None) -> None:
+            if what not in tasks:
+                tasks[what] = bars.add_task(what, total=total)
+            bars.update(tasks[what], completed=done, total=total)
+
+        yield update
+
+
+def _summary_table(results: list[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("stage", "fingerprint", "status", "seconds", "counts", "metrics", "mlflow run"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        counts = ", ".join(f"{k}={v:,.0f}" for k, v in list(r["counts"].items())[:4])
+        shown = {k: v for k, v in r["metrics"].items() if not k.startswith("reason.")}
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:5])
+        if r["stage"] == "register":
+            metrics = ", ".join(f"{name} v{m['version']}" for name, m in r.get("models", {}).items())
+        table.add_row(r["stage"], r["fingerprint"], "reused" if r["reused"] else "ran", f"{r['seconds']:.1f}",
+                      counts, metrics, r["run_id"] or "")  # fmt: skip
+    return table
+
+
+def _print_summary(spec: PipelineSpec, results: list[dict[str, Any]], run_id: str | None, wall: float) -> None:
+    from plm.tracking import resolve_tracking_uri
+
+    out.print(_summary_table(results, f"pipeline {spec.name}: {wall:.1f}s"))
+    uri = resolve_tracking_uri(spec.tracking.uri, spec.home_dir())
+    out.print(f"MLflow parent run: {run_id}   tracking URI: {uri}")
+    for r in results:
+        for name, m in r.get("models", {}).items():
+            out.print(f"model: models:/{name}/{m['version']}  (aliases: models:/{name}@candidate, @champion)")
+    if uri.startswith("sqlite:"):
+        out.print(f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1   Prefect UI: prefect server start")
+
+
+@app.command()
+def run(
+    spec_path: SpecArg,
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+    prefect: Annotated[bool, typer.Option(help="Run as a Prefect flow (default) or plain Python.")] = True,
+) -> None:
+    """Run the whole pipeline: ingest, tokenizer, examples, pretrain, finetune, register."""
+    spec = _load(spec_path, set_)
+    start = time.perf_counter()
+    if prefect:
+        from flows.pipeline import pipeline
+
+        summary = pipeline(spec_path=str(spec_path), overrides=list(set_ or []))
+    else:
+        from plm import stages
+
+        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print) as p:
+            stages.run_all(p)
+        summary = {"run_id": p.run_id, "stages": [r.to_json() for r in p.results.values()]}
+    wall = time.perf_counter() - start
+    _print_summary(spec, summary["stages"], summary["run_id"], wall)
+    if json_:
+        print(json.dumps({**summary, "seconds": round(wall, 3)}, default=str))
+
+
+def _stage_command(stage: str) -> Any:
+    def command(spec_path: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+        from plm import stages
+
+        spec = _load(spec_path, set_)
+        chain = stages.STAGES[: stages.STAGES.index(stage) + 1]
+        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name=stage) as p:
+            ing = stages.ingest(p)
+            if "tokenizer" in chain:
+                tok = stages.tokenizer(p, ing)
+            if "examples" in chain:
+                ex = stages.examples(p, ing, tok)
+            if "pretrain" in chain:
+                pre = stages.pretrain(p, tok, ex)
+            if "finetune" in chain:
+                stages.finetune(p, tok, pre)
+        results = [r.to_json() for r in p.results.values()]
+        out.print(_summary_table(results, f"{stage} ({spec.name})"))
+        if json_:
+            target = p.results[stage]
+            payload = {**target.to_json(), "run_id": target.run_id, "pipeline_run_id": p.run_id}
+            if stage == "pretrain":
+                payload["export_path"] = str(target.path / target.extra["model_dir"])
+                payload["checkpoint_path"] = str(target.path / "checkpoint.pt")
+            print(json.dumps(payload, default=str))
+
+    command.__doc__ = f"Run the `{stage}` stage (and any unfinished upstream stage)."
+    return command
+
+
+for _stage in ("ingest", "tokenizer", "examples", "pretrain", "finetune"):
+    app.command(name=_stage)(_stage_command(_stage))
+
+
+def _tracking_uri(spec_path: Path | None) -> str:
+    from plm.tracking import resolve_tracking_uri
+
+    spec = _load(spec_path, None) if spec_path else load_spec(None)
+    return resolve_tracking_uri(spec.tracking.uri, spec.home_dir())
+
+
+@app.command()
+def models(
+    name: Annotated[str | None, typer.Argument(help="Registered model name (all when omitted).")] = None,
+    spec_path: Annotated[Path | None, typer.Option("--spec", help="Spec whose home/tracking URI to use.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Registered models: versions, aliases, metric and lineage back to the corpus snapshot."""
+    from mlflow.exceptions import MlflowException
+
+    from plm.tracking import describe_models
+
+    try:
+        rows = describe_models(_tracking_uri(spec_path), name)
+    except MlflowException as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    table = Table(title="MLflow registry", title_justify="left")
+    for col in ("model", "version", "aliases", "metric", "snapshot", "tokenizer", "examples", "pretrain", "finetune"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        t = r["tags"]
+        metric = f"{t.get('plm.metric', '')}={float(t.get('plm.metric_value', 'nan')):.4f}" if "plm.metric" in t else ""
+        table.add_row(
+            r["name"], str(r["version"]), ",".join(r["aliases"]), metric, t.get("plm.snapshot_id", ""),
+            *(t.get(f"plm.fingerprint.{s}", "") for s in ("tokenizer", "examples", "pretrain", "finetune")),
+        )  # fmt: skip
+    out.print(table)
+    if json_:
+        print(json.dumps(rows, default=str))
+
+
+@app.command()
+def predict(
+    model_uri: Annotated[str, typer.Argument(help="e.g. models:/quickstart-sentiment@champion")],
+    texts: Annotated[list[str], typer.Argument(help="Texts to classify or embed.")],
+    spec_path: Annotated[Path | None, typer.Option("--spec", help="Spec whose home/tracking URI to use.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Load a registered model as an MLflow pyfunc and predict on TEXTS."""
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(_tracking_uri(spec_path))
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # MLflow raises several types for a missing model or alias
+        err.print(f"[red]error:[/red] cannot load {model_uri}: {exc}")
+        raise typer.Exit(1) from None
+    result = model.predict(pd.DataFrame({"text": texts}))
+    rows = result.to_dict(orient="records")
+    for text, row in zip(texts, rows, strict=True):
+        if "label" in row:
+            out.print(f"{row['label']}\t{row['score']:.3f}\t{text}")
+        else:
+            out.print(f"[{len(row['embedding'])}-d embedding]\t{text}")
+    if json_:
+        print(json.dumps([{k: (list(map(float, v)) if k == "embedding" else v) for k, v in r.items()} for r in rows]))
+
+
+@app.command()
+def spec(spec_path: Annotated[Path | None, typer.Argument()] = None, set_: SetOpt = None) -> None:
+    """Print the resolved spec (defaults < YAML < --set) as YAML."""
+    import yaml
+
+    try:
+        resolved = load_spec(spec_path, set_ or [])
+    except SpecError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False, allow_unicode=True), end="")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as exc:
+        if os.environ.get("PLM_DEBUG"):
+            raise
+        err.print(f"[red]error:[/red] {exc}  (set PLM_DEBUG=1 for the traceback)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

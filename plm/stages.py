@@ -1,0 +1,436 @@
+"""One function per arrow of the pipeline. The CLI and the Prefect flows both call these.
+
+Each stage computes its fingerprint from its spec slice and its inputs' fingerprints; a finished
+output with that fingerprint is reused (and said so), otherwise the stage runs inside a nested
+MLflow run and writes its output atomically under `artifacts/<stage>/<fingerprint>/`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_stage
+from plm.config import PipelineSpec
+from plm.tracking import NullTracker, Progress, Tracker, no_progress
+
+STAGE_VERSIONS = {"ingest": 1, "tokenizer": 1, "examples": 1, "pretrain": 1, "finetune": 1}
+STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
+PREVIEW_TEXTS = ["a gripping , beautifully acted film .", "dull , tedious and far too long ."]
+
+
+@dataclass
+class StageResult:
+    stage: str
+    fingerprint: str
+    path: Path
+    reused: bool
+    seconds: float
+    counts: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "fingerprint": self.fingerprint,
+            "path": str(self.path),
+            "reused": self.reused,
+            "seconds": round(self.seconds, 3),
+            "run_id": self.run_id,
+            "inputs": self.inputs,
+            "counts": self.counts,
+            "metrics": self.metrics,
+            **self.extra,
+        }
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+class Pipeline:
+    """One pipeline run: the spec, the home directory, the MLflow session and the results so far."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        *,
+        progress: Progress = no_progress,
+        log: Callable[[str], None] = lambda msg: None,
+        tracking: bool = True,
+        run_name: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.home = spec.home_dir()
+        self.progress = progress
+        self.log = log
+        self.tracking = tracking
+        self.run_name = run_name or spec.name
+        self.session: Any = None
+        self.results: dict[str, StageResult] = {}
+
+    def __enter__(self) -> Pipeline:
+        self.home.mkdir(parents=True, exist_ok=True)
+        if self.tracking:
+            from plm.tracking import TrackingSession, resolve_tracking_uri
+
+            uri = resolve_tracking_uri(self.spec.tracking.uri, self.home)
+            self.session = TrackingSession(
+                uri, self.spec.tracking.experiment or self.spec.name, self.home, self.run_name,
+                tags={"plm.pipeline": self.spec.name},
+            )  # fmt: skip
+            self.session.parent.log_params(flatten(self.spec.model_dump(mode="json", exclude={"home"})))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.session is not None:
+            tags = {f"plm.fingerprint.{r.stage}": r.fingerprint for r in self.results.values()}
+            tags.update({f"plm.reused.{r.stage}": str(r.reused).lower() for r in self.results.values()})
+            if exc is not None:
+                tags["plm.error"] = f"{exc_type.__name__}: {exc}"[:5000]
+            self.session.parent.set_tags(tags)
+            self.session.end(exc is None)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.session.run_id if self.session else None
+
+    @contextmanager
+    def _stage_tracker(self, stage: str, tags: dict[str, str]) -> Iterator[Tracker]:
+        if self.session is None:
+            yield NullTracker()
+            return
+        tracker = self.session.start_stage(stage, tags)
+        ok = False
+        try:
+            yield tracker
+            ok = True
+        finally:
+            self.session.end_stage(tracker, ok)
+
+    def _run(
+        self,
+        stage: str,
+        spec_slice: dict[str, Any],
+        inputs: dict[str, str],
+        work: Callable[[StageWriter, Tracker], None],
+    ) -> StageResult:
+        """Reuse the finished output of this fingerprint, or run `work` into a fresh one."""
+        fp = fingerprint(stage, STAGE_VERSIONS[stage], spec_slice, inputs)
+        start = time.perf_counter()
+        ref = lookup(self.home, stage, fp)
+        tags = {"plm.fingerprint": fp, **{f"plm.input.{k}": v for k, v in inputs.items()}}
+        if ref is not None:
+            self.log(f"{stage}: reusing {fp} (finished {ref.manifest.get('created_at')})")
+            with self._stage_tracker(stage, {**tags, "plm.reused": "true"}) as tracker:
+                tracker.set_tags({"plm.source_run_id": str(ref.manifest.get("run_id"))})
+                tracker.log_metrics(ref.manifest.get("metrics", {}))
+            result = self._result(stage, fp, ref.path, ref.manifest, True, time.perf_counter() - start, inputs)
+        else:
+            self.log(f"{stage}: running {fp}")
+            with self._stage_tracker(stage, tags) as tracker:
+                tracker.log_params(flatten(spec_slice))
+                with write_stage(self.home, stage, fp, spec_slice, inputs) as writer:
+                    work(writer, tracker)
+                    writer.extra["run_id"] = getattr(tracker, "run_id", None)
+                    tracker.log_metrics(writer.extra.get("metrics", {}))
+                manifest = json.loads((stage_dir(self.home, stage, fp) / "manifest.json").read_text())
+            result = self._result(stage, fp, stage_dir(self.home, stage, fp), manifest, False,
+                                  time.perf_counter() - start, inputs)  # fmt: skip
+            self.log(f"{stage}: done in {result.seconds:.1f}s")
+        self.results[stage] = result
+        return result
+
+    @staticmethod
+    def _result(
+        stage: str, fp: str, path: Path, manifest: dict[str, Any], reused: bool, seconds: float, inputs: dict[str, str]
+    ) -> StageResult:
+        return StageResult(
+            stage, fp, path, reused, seconds,
+            counts=manifest.get("counts", {}), metrics=manifest.get("metrics", {}),
+            run_id=manifest.get("run_id"), inputs=inputs, extra=manifest.get("extra", {}),
+        )  # fmt: skip
+
+
+# ---- stage functions ------------------------------------------------------------------------------
+
+
+def ingest(p: Pipeline) -> StageResult:
+    """Raw files -> cleaned, deduplicated documents in the Parquet lake, catalogued in DuckDB."""
+    from plm.corpus.ingest import ingest_corpus, resolve_sources
+
+    cfg = p.spec.corpus
+    sources = resolve_sources(cfg.paths)
+    spec_slice = cfg.model_dump(mode="json", exclude={"paths"})
+    inputs = {"sources": fingerprint("sources", 1, {}, {s.sha256: s.format for s in sources})}
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        result = ingest_corpus(cfg, p.home, sources=sources, progress=p.progress)
+        counts = {k: float(v) for k, v in result.counts.items()}
+        lake = [str(f.relative_to(p.home)) for f in result.files]
+        (w.path / "sources.json").write_text(json.dumps(result.sources, indent=2, default=str))
+        w.extra.update(
+            counts=counts,
+            metrics={**counts, **{f"reason.{k}": float(v) for k, v in result.reasons.items()}},
+            extra={"snapshot_id": result.snapshot_id, "lake_files": lake, "reasons": result.reasons},
+        )
+        tracker.set_tags({"plm.snapshot_id": result.snapshot_id})
+        tracker.log_artifact(w.path / "sources.json")
+
+    return p._run("ingest", spec_slice, inputs, work)
+
+
+def lake_files(p: Pipeline, ingest_result: StageResult) -> list[Path]:
+    return [p.home / f for f in ingest_result.extra["lake_files"]]
+
+
+def tokenizer(p: Pipeline, ingested: StageResult) -> StageResult:
+    """Lake sentences -> a trained `tokenizer.json`, evaluated on the validation split."""
+    from plm.tokenizer.train import evaluate_tokenizer, train_tokenizer
+
+    cfg = p.spec.tokenizer
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        files = lake_files(p, ingested)
+        tok = train_tokenizer(cfg, files, w.path / "tokenizer.json", progress=p.progress)
+        metrics = evaluate_tokenizer(tok, files, "validation")
+        w.extra.update(counts={"vocab_size": float(tok.get_vocab_size())}, metrics=metrics)
+        tracker.log_artifact(w.path / "tokenizer.json")
+
+    return p._run("tokenizer", cfg.model_dump(mode="json"), {"ingest": ingested.fingerprint}, work)
+
+
+def examples(p: Pipeline, ingested: StageResult, tok: StageResult) -> StageResult:
+    """Tokenized documents -> MLM + NSP example shards, with their realised statistics gated."""
+    from plm.objectives.shards import ExampleStats, check_statistics, write_bert_examples
+    from plm.tokenizer.encode import encode_documents
+    from plm.tokenizer.train import load_tokenizer
+
+    cfg = p.spec.objectives
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        tokenizer_ = load_tokenizer(tok.path / "tokenizer.json")
+        files = lake_files(p, ingested)
+        total = ExampleStats()
+        counts: dict[str, float] = {}
+        for split in ("train", "validation"):
+            docs = encode_documents(tokenizer_, files, split, progress=p.progress)
+            if split == "train" and len(docs) < 2:
+                raise ValueError(f"examples: need at least 2 training documents for NSP, got {len(docs)}")
+            if len(docs) < 2:  # too few held-out documents to pair: evaluate on none rather than leak
+                counts["validation_examples"] = 0.0
+                continue
+            stats = write_bert_examples(docs, split, cfg, tokenizer_.get_vocab_size(), w.path / split, p.progress)
+            counts[f"{split}_examples"] = float(stats.examples)
+            counts[f"{split}_tokens"] = float(stats.tokens)
+            total.add(stats)
+        summary = total.summary()
+        failures = check_statistics(summary, cfg)
+        if failures:
+            raise ValueError("examples: realised statistics outside tolerance: " + "; ".join(failures))
+        w.extra.update(counts=counts, metrics=summary)
+        _log_histogram(tracker, total.lengths, "sequence length (tokens)", "example_lengths.png")
+
+    inputs = {"ingest": ingested.fingerprint, "tokenizer": tok.fingerprint}
+    return p._run("examples", cfg.model_dump(mode="json"), inputs, work)
+
+
+def _log_histogram(tracker: Tracker, values: list[int], title: str, name: str) -> None:
+    if not values or isinstance(tracker, NullTracker):
+        return
+    import tempfile
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.hist(values, bins=40)
+    ax.set_title(title)
+    ax.set_ylabel("examples")
+    fig.tight_layout()
+    with tempfile.TemporaryDirectory() as tmp:
+        fig.savefig(Path(tmp) / name, dpi=100)
+        tracker.log_artifact(Path(tmp) / name, "plots")
+    plt.close(fig)
+
+
+def _shards(ex: StageResult, split: str) -> list[Path]:
+    return sorted((ex.path / split).glob("part-*.parquet"))
+
+
+def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
+    """Example shards -> a pretrained BERT-style encoder (checkpoint + safetensors export)."""
+    from plm.models.bert import BertConfig
+    from plm.tokenizer.train import load_tokenizer
+    from plm.train.engine import pretrain_bert
+
+    spec = p.spec
+    model_cfg = BertConfig(
+        vocab_size=load_tokenizer(tok.path / "tokenizer.json").get_vocab_size(),
+        max_position=max(spec.model.max_position, spec.objectives.seq_len),
+        dropout=spec.model.dropout,
+        **spec.model.dims(),
+    )
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        result = pretrain_bert(
+            model_cfg, spec.train, _shards(ex, "train"), _shards(ex, "validation"), w.path,
+            tracker=tracker, progress=p.progress,
+        )  # fmt: skip
+        shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
+        w.extra.update(
+            counts={"steps": float(spec.train.steps), "tokens": result.metrics.get("tokens", 0.0)},
+            metrics=result.metrics,
+            extra={"model_dir": str(result.model_dir.relative_to(w.path)), "arch": f"bert-{spec.model.size}"},
+        )
+        if hasattr(tracker, "log_curves"):
+            tracker.log_curves(["loss", "mlm_accuracy", "nsp_accuracy", "lr"], "pretraining", "pretrain_curves.png")
+
+    slice_ = {"model": spec.model.model_dump(mode="json"), "train": spec.train.model_dump(mode="json")}
+    return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
+
+
+def finetune(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
+    """Labelled task -> a fine-tuned classifier from the pretrained encoder, and the same from scratch."""
+    from plm.finetune.engine import finetune_classifier
+    from plm.finetune.predict import TASK_FILE
+    from plm.finetune.tasks import encode_for_classification, read_labelled, split_by_hash
+    from plm.tokenizer.train import load_tokenizer
+    from plm.train.engine import load_pretrained
+
+    cfg = p.spec.finetune
+    pretrained_dir = pre.path / pre.extra["model_dir"]
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        data = read_labelled(cfg)
+        train_idx, test_idx = split_by_hash(data.texts, cfg.test_fraction)
+        if not train_idx or not test_idx:
+            raise ValueError("finetune: the split left an empty train or test set; adjust finetune.test_fraction")
+        label_names = sorted(set(data.labels))
+        label_ids = {name: i for i, name in enumerate(label_names)}
+        ids = encode_for_classification(load_tokenizer(tok.path / "tokenizer.json"), data.texts, cfg.seq_len)
+        _, bert_cfg = load_pretrained(pretrained_dir)
+        runs = {"pretrained": pretrained_dir, **({"scratch": None} if cfg.compare_scratch else {})}
+        metrics: dict[str, float] = {}
+        for init, init_from in runs.items():
+            result = finetune_classifier(
+                bert_cfg, cfg,
+                [ids[i] for i in train_idx], [label_ids[data.labels[i]] for i in train_idx],
+                [ids[i] for i in test_idx], [label_ids[data.labels[i]] for i in test_idx],
+                dict(enumerate(label_names)), w.path / init, init_from,
+                tracker=_Prefixed(tracker, f"{init}."), progress=p.progress,
+            )  # fmt: skip
+            shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
+            (result.model_dir / TASK_FILE).write_text(json.dumps({"task": cfg.task, "seq_len": cfg.seq_len}))
+            metrics.update({f"{init}.{k}": v for k, v in result.metrics.items()})
+        if "scratch.test_accuracy" in metrics:
+            metrics["gain.test_accuracy"] = metrics["pretrained.test_accuracy"] - metrics["scratch.test_accuracy"]
+        w.extra.update(
+            counts={"train_examples": float(len(train_idx)), "test_examples": float(len(test_idx)),
+                    "skipped_rows": float(data.skipped), "labels": float(len(label_names))},
+            metrics=metrics,
+            extra={"model_dir": "pretrained/model", "labels": label_names},
+        )  # fmt: skip
+        if hasattr(tracker, "log_curves"):
+            keys = [f"{i}.{k}" for i in runs for k in ("train_loss", "test_accuracy")]
+            tracker.log_curves(keys, f"fine-tuning {cfg.task}: pretrained vs scratch", "finetune_curves.png")
+
+    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint}
+    return p._run("finetune", cfg.model_dump(mode="json"), inputs, work)
+
+
+class _Prefixed:
+    """A tracker view that prefixes metric names (pretrained.* vs scratch.* in one stage run)."""
+
+    def __init__(self, inner: Tracker, prefix: str) -> None:
+        self.inner, self.prefix = inner, prefix
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self.inner.log_params({self.prefix + k: v for k, v in params.items()})
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.inner.log_metrics({self.prefix + k: v for k, v in metrics.items()}, step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.inner.log_artifact(path, artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.inner.set_tags(tags)
+
+
+def register(p: Pipeline) -> StageResult:
+    """Pretrained encoder and fine-tuned model -> MLflow registry, with lineage tags and aliases.
+
+    A version built from the same fingerprint is reused, so re-runs register nothing new.
+    """
+    from plm.tracking import find_version, log_pyfunc_model, register_version
+
+    start = time.perf_counter()
+    r = p.results
+    lineage = {
+        "plm.pipeline": p.spec.name,
+        "plm.snapshot_id": r["ingest"].extra["snapshot_id"],
+        **{f"plm.fingerprint.{s}": r[s].fingerprint for s in ("ingest", "tokenizer", "examples", "pretrain", "finetune")},
+        **{f"plm.run_id.{s}": str(r[s].run_id) for s in ("ingest", "tokenizer", "examples", "pretrain", "finetune")},
+    }
+    targets = [
+        (f"{p.spec.name}-encoder", "encoder", r["pretrain"], "val_mlm_accuracy"),
+        (f"{p.spec.name}-{p.spec.finetune.task}", "classifier", r["finetune"], "pretrained.test_accuracy"),
+    ]
+    fp = fingerprint("register", 1, {}, {name: res.fingerprint for name, _, res, _ in targets})
+    models: dict[str, Any] = {}
+    if p.session is None or not p.spec.tracking.register_models:
+        return StageResult("register", fp, p.home, True, 0.0, extra={"models": models})
+    tok_path = r["tokenizer"].path / "tokenizer.json"
+    with p._stage_tracker("register", {"plm.fingerprint": fp}) as tracker:
+        for name, kind, res, metric in targets:
+            existing = find_version(p.session.client, name, res.fingerprint)
+            if existing is not None:
+                p.log(f"register: {name} version {existing.version} already holds {res.fingerprint}")
+                models[name] = {"version": int(existing.version), "uri": f"models:/{name}/{existing.version}",
+                                "reused": True}  # fmt: skip
+                continue
+            model_dir = res.path / res.extra["model_dir"]
+            uri = log_pyfunc_model(tracker, kind, model_dir, tok_path, PREVIEW_TEXTS)
+            value = float(res.metrics.get(metric, float("nan")))
+            decision = register_version(p.session, uri, name, {**lineage, "plm.fingerprint": res.fingerprint}, metric, value)
+            tracker.log_metrics({f"{name}.{metric}": value})
+            tracker.set_tags({f"{name}.promotion": json.dumps(decision)})
+            p.log(f"register: {name} v{decision['version']} {metric}={value:.4f} "
+                  f"{'promoted to champion' if decision['promoted'] else 'kept as candidate'}")  # fmt: skip
+            models[name] = {"version": decision["version"], "uri": f"models:/{name}/{decision['version']}",
+                            "reused": False, "promoted": decision["promoted"]}  # fmt: skip
+        run_id = getattr(tracker, "run_id", None)
+    reused = all(m["reused"] for m in models.values())
+    result = StageResult("register", fp, p.home, reused, time.perf_counter() - start, run_id=run_id,
+                         extra={"models": models})  # fmt: skip
+    r["register"] = result
+    return result
+
+
+def run_all(p: Pipeline) -> list[StageResult]:
+    """The whole chain without Prefect (the flow in flows/pipeline.py makes the same calls as tasks)."""
+    ing = ingest(p)
+    tok = tokenizer(p, ing)
+    ex = examples(p, ing, tok)
+    pre = pretrain(p, tok, ex)
+    finetune(p, tok, pre)
+    register(p)
+    return list(p.results.values())

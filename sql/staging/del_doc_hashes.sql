@@ -1,0 +1,1 @@
+DELETE FROM doc_hashes WHERE source_sha256 = $sha256 AND options = $options

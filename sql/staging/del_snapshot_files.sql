@@ -1,0 +1,1 @@
+DELETE FROM snapshot_files WHERE snapshot_id = $snapshot_id

@@ -1,0 +1,1 @@
+DELETE FROM sources WHERE sha256 = $sha256 AND options = $options

@@ -1,0 +1,67 @@
+import pytest
+
+from plm.config import PipelineSpec, SpecError, field_docs, load_spec
+
+
+def test_defaults_are_complete_and_documented():
+    spec = load_spec(None)
+    assert spec.model.dims() == {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 1024}
+    for key, _, doc in field_docs():
+        assert doc, f"{key} has no docstring"
+
+
+def test_precedence_overrides_beat_yaml(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("train:\n  steps: 50\n  lr: 0.001\n")
+    spec = load_spec(path, ["train.steps=7", "train.warmup_steps=2", "corpus.paths=[a.txt, dir/]", "model.size=debug"])
+    assert spec.train.steps == 7 and spec.train.lr == 0.001
+    assert spec.corpus.paths == ["a.txt", "dir/"]
+    assert spec.model.dims()["hidden_size"] == 64
+
+
+def test_required_keys_exist():
+    spec = PipelineSpec()
+    for key in ("corpus.paths", "tokenizer.kind", "tokenizer.vocab_size", "model.arch", "model.size", "train.steps", "train.seed"):
+        node = spec
+        for part in key.split("."):
+            node = getattr(node, part)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.stepz=3", "unknown key 'train.stepz'"),
+        ("nope=1", "unknown key 'nope'"),
+        ("train.steps=many", "train.steps"),
+        ("train.warmup_steps=500", "train.warmup_steps must be < train.steps"),
+        ("model.size=huge", "model.size"),
+        ("train.steps.x=1", "has no sub-keys"),
+        ("trainsteps", "key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(SpecError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load_spec(None, [override])
+
+
+def test_yaml_unknown_key_is_rejected(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("tokenizer:\n  vocab: 100\n")
+    with pytest.raises(SpecError, match=r"tokenizer\.vocab"):
+        load_spec(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "missing.yaml")
+
+
+def test_home_resolution(tmp_path, monkeypatch):
+    monkeypatch.setenv("PLM_HOME", str(tmp_path / "h"))
+    assert load_spec(None).home_dir() == tmp_path / "h"
+    assert load_spec(None, [f"home={tmp_path / 'x'}"]).home_dir() == tmp_path / "x"
+
+
+def test_quickstart_spec_is_valid():
+    spec = load_spec("pipelines/quickstart.yaml")
+    assert spec.name == "quickstart" and spec.tokenizer.lowercase

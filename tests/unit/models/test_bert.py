@@ -1,0 +1,139 @@
+"""BERT encoder: shapes, padding mask, tied weights, HF names, MLM-at-masked-positions loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from plm.models.bert import BertConfig, BertForPreTraining, BertModel
+
+CFG = BertConfig(vocab_size=50, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position=64)
+
+
+def _model(cls=BertForPreTraining, cfg: BertConfig = CFG):
+    torch.manual_seed(0)
+    return cls(cfg).eval()
+
+
+def test_shapes():
+    model = _model(BertModel)
+    ids = torch.randint(5, CFG.vocab_size, (3, 11))
+    seq, pooled = model(ids, torch.zeros_like(ids), torch.ones_like(ids))
+    assert seq.shape == (3, 11, 32)
+    assert pooled.shape == (3, 32)
+
+
+def test_padding_does_not_change_real_tokens():
+    model = _model(BertModel)
+    ids = torch.randint(5, CFG.vocab_size, (1, 7))
+    types = torch.tensor([[0, 0, 0, 0, 1, 1, 1]])
+    seq, pooled = model(ids, types, torch.ones_like(ids))
+    pad = 5
+    ids_p = torch.cat([ids, torch.zeros(1, pad, dtype=torch.long)], 1)
+    types_p = torch.cat([types, torch.zeros(1, pad, dtype=torch.long)], 1)
+    mask_p = torch.cat([torch.ones_like(ids), torch.zeros(1, pad, dtype=torch.long)], 1)
+    seq_p, pooled_p = model(ids_p, types_p, mask_p)
+    torch.testing.assert_close(seq_p[:, :7], seq, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(pooled_p, pooled, atol=1e-5, rtol=1e-5)
+    # and without a mask the padding does leak in: the mask is what makes the difference
+    seq_nomask, _ = model(ids_p, types_p, torch.ones_like(ids_p))
+    assert not torch.allclose(seq_nomask[:, :7], seq, atol=1e-4)
+
+
+def test_padded_batch_matches_single_examples():
+    model = _model(BertModel)
+    a = torch.randint(5, CFG.vocab_size, (1, 9))
+    b = torch.randint(5, CFG.vocab_size, (1, 4))
+    batch = torch.zeros(2, 9, dtype=torch.long)
+    batch[0], batch[1, :4] = a[0], b[0]
+    seq, _ = model(batch, torch.zeros_like(batch), (batch != 0).long())
+    seq_b, _ = model(b, torch.zeros_like(b), torch.ones_like(b))
+    torch.testing.assert_close(seq[1, :4], seq_b[0], atol=1e-5, rtol=1e-5)
+
+
+def test_decoder_tied_to_word_embeddings():
+    model = _model()
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+    names = [n for n, _ in model.named_parameters()]
+    assert "cls.predictions.decoder.weight" not in names  # named_parameters lists a shared tensor once
+
+
+def test_state_dict_names_match_hf():
+    model = _model(cfg=BertConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=64))
+    layer = "bert.encoder.layer.0."
+    expected = {
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.position_embeddings.weight",
+        "bert.embeddings.token_type_embeddings.weight",
+        "bert.embeddings.LayerNorm.weight",
+        "bert.embeddings.LayerNorm.bias",
+        *(layer + f"attention.self.{m}.{p}" for m in ("query", "key", "value") for p in ("weight", "bias")),
+        *(layer + f"attention.output.{m}.{p}" for m in ("dense", "LayerNorm") for p in ("weight", "bias")),
+        *(layer + f"intermediate.dense.{p}" for p in ("weight", "bias")),
+        *(layer + f"output.{m}.{p}" for m in ("dense", "LayerNorm") for p in ("weight", "bias")),
+        "bert.pooler.dense.weight",
+        "bert.pooler.dense.bias",
+        *(f"cls.predictions.transform.{m}.{p}" for m in ("dense", "LayerNorm") for p in ("weight", "bias")),
+        "cls.predictions.decoder.weight",
+        "cls.predictions.bias",
+        "cls.seq_relationship.weight",
+        "cls.seq_relationship.bias",
+    }
+    assert set(model.state_dict()) == expected
+
+
+def test_init_like_bert():
+    model = _model(cfg=BertConfig(vocab_size=2000, hidden_size=64, num_layers=1, num_heads=4, intermediate_size=256))
+    w = model.bert.encoder.layer[0].intermediate.dense.weight
+    assert abs(w.std().item() - 0.02) < 0.002
+    assert torch.all(model.bert.encoder.layer[0].output.LayerNorm.weight == 1)
+    assert torch.all(model.bert.encoder.layer[0].output.LayerNorm.bias == 0)
+    assert torch.all(model.bert.embeddings.word_embeddings.weight[0] == 0)  # [PAD] row
+
+
+def test_mlm_loss_at_masked_positions_equals_naive_full_logits():
+    model = _model()
+    torch.manual_seed(1)
+    B, T = 4, 12
+    ids = torch.randint(5, CFG.vocab_size, (B, T))
+    types = torch.zeros_like(ids)
+    mask = torch.ones_like(ids)
+    mask[2, 8:] = 0
+    labels = torch.full((B, T), -100)
+    picks = torch.rand(B, T) < 0.3
+    picks[:, 0] = False
+    picks[2, 8:] = False
+    picks[0, 3] = True
+    labels[picks] = torch.randint(5, CFG.vocab_size, (int(picks.sum()),))
+    nsp = torch.tensor([0, 1, 1, 0])
+
+    out = model(ids, types, mask, labels=labels, nsp_label=nsp)
+    full = model(ids, types, mask)
+    naive_mlm = F.cross_entropy(full["prediction_logits"].reshape(-1, CFG.vocab_size), labels.reshape(-1), ignore_index=-100)
+    naive_nsp = F.cross_entropy(full["seq_relationship_logits"], nsp)
+    torch.testing.assert_close(out["mlm_loss"], naive_mlm)
+    torch.testing.assert_close(out["nsp_loss"], naive_nsp)
+    torch.testing.assert_close(out["loss"], naive_mlm + naive_nsp)
+    assert int(out["mlm_total"]) == int(picks.sum())
+    correct = (full["prediction_logits"].argmax(-1)[picks] == labels[picks]).sum()
+    assert int(out["mlm_correct"]) == int(correct)
+    assert int(out["nsp_total"]) == B
+
+
+def test_backward_reaches_all_parameters():
+    model = _model().train()
+    ids = torch.randint(5, CFG.vocab_size, (2, 8))
+    labels = torch.full_like(ids, -100)
+    labels[:, 2] = ids[:, 2]
+    out = model(ids, torch.zeros_like(ids), torch.ones_like(ids), labels=labels, nsp_label=torch.tensor([0, 1]))
+    out["loss"].backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+
+
+def test_batch_without_predictions_has_zero_mlm_loss():
+    model = _model()
+    ids = torch.randint(5, CFG.vocab_size, (2, 8))
+    out = model(ids, labels=torch.full_like(ids, -100), nsp_label=torch.tensor([0, 1]))
+    assert float(out["mlm_loss"].detach()) == 0.0
+    assert torch.isfinite(out["loss"])
