@@ -1,4 +1,4 @@
-"""`plm`: run a pipeline spec, one stage, look models up, predict.
+"""`plm`: run one stage of a pipeline spec, look models up, predict (`plm run` is added by flows.cli).
 
 Every command takes the spec path and `--set dotted.key=value` overrides (values parsed as YAML).
 With `--json`, the last stdout line is one JSON object for scripts.
@@ -43,7 +43,7 @@ def configure_env(spec: PipelineSpec) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 
-def _load(spec_path: Path, overrides: list[str] | None) -> PipelineSpec:
+def load_cli_spec(spec_path: Path, overrides: list[str] | None) -> PipelineSpec:
     try:
         spec = load_spec(spec_path, overrides or [])
     except SpecError as exc:
@@ -86,7 +86,7 @@ def _summary_table(results: list[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def _print_summary(spec: PipelineSpec, results: list[dict[str, Any]], run_id: str | None, wall: float) -> None:
+def print_summary(spec: PipelineSpec, results: list[dict[str, Any]], run_id: str | None, wall: float) -> None:
     from plm.tracking import resolve_tracking_uri
 
     out.print(_summary_table(results, f"pipeline {spec.name}: {wall:.1f}s"))
@@ -99,37 +99,11 @@ def _print_summary(spec: PipelineSpec, results: list[dict[str, Any]], run_id: st
         out.print(f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1   Prefect UI: prefect server start")
 
 
-@app.command()
-def run(
-    spec_path: SpecArg,
-    set_: SetOpt = None,
-    json_: JsonOpt = False,
-    prefect: Annotated[bool, typer.Option(help="Run as a Prefect flow (default) or plain Python.")] = True,
-) -> None:
-    """Run the whole pipeline: ingest, tokenizer, examples, pretrain, finetune, register."""
-    spec = _load(spec_path, set_)
-    start = time.perf_counter()
-    if prefect:
-        from flows.pipeline import pipeline
-
-        summary = pipeline(spec_path=str(spec_path), overrides=list(set_ or []))
-    else:
-        from plm import stages
-
-        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print) as p:
-            stages.run_all(p)
-        summary = {"run_id": p.run_id, "stages": [r.to_json() for r in p.results.values()]}
-    wall = time.perf_counter() - start
-    _print_summary(spec, summary["stages"], summary["run_id"], wall)
-    if json_:
-        print(json.dumps({**summary, "seconds": round(wall, 3)}, default=str))
-
-
 def _stage_command(stage: str) -> Any:
     def command(spec_path: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
         from plm import stages
 
-        spec = _load(spec_path, set_)
+        spec = load_cli_spec(spec_path, set_)
         chain = stages.STAGES[: stages.STAGES.index(stage) + 1]
         with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name=stage) as p:
             ing = stages.ingest(p)
@@ -162,7 +136,7 @@ for _stage in ("ingest", "tokenizer", "examples", "pretrain", "finetune"):
 def _tracking_uri(spec_path: Path | None) -> str:
     from plm.tracking import resolve_tracking_uri
 
-    spec = _load(spec_path, None) if spec_path else load_spec(None)
+    spec = load_cli_spec(spec_path, None) if spec_path else load_spec(None)
     return resolve_tracking_uri(spec.tracking.uri, spec.home_dir())
 
 
@@ -173,14 +147,12 @@ def models(
     json_: JsonOpt = False,
 ) -> None:
     """Registered models: versions, aliases, metric and lineage back to the corpus snapshot."""
-    from mlflow.exceptions import MlflowException
-
-    from plm.tracking import describe_models
+    from plm.tracking import RegistryError, describe_models
 
     try:
         rows = describe_models(_tracking_uri(spec_path), name)
-    except MlflowException as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
+    except RegistryError as exc:
+        err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     table = Table(title="MLflow registry", title_justify="left")
     for col in ("model", "version", "aliases", "metric", "snapshot", "tokenizer", "examples", "pretrain", "finetune"):
@@ -205,17 +177,13 @@ def predict(
     json_: JsonOpt = False,
 ) -> None:
     """Load a registered model as an MLflow pyfunc and predict on TEXTS."""
-    import mlflow
-    import pandas as pd
+    from plm.tracking import RegistryError, predict_texts
 
-    mlflow.set_tracking_uri(_tracking_uri(spec_path))
     try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    except Exception as exc:  # MLflow raises several types for a missing model or alias
-        err.print(f"[red]error:[/red] cannot load {model_uri}: {exc}")
+        rows = predict_texts(_tracking_uri(spec_path), model_uri, texts)
+    except RegistryError as exc:
+        err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    result = model.predict(pd.DataFrame({"text": texts}))
-    rows = result.to_dict(orient="records")
     for text, row in zip(texts, rows, strict=True):
         if "label" in row:
             out.print(f"{row['label']}\t{row['score']:.3f}\t{text}")
@@ -238,9 +206,10 @@ def spec(spec_path: Annotated[Path | None, typer.Argument()] = None, set_: SetOp
     print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False, allow_unicode=True), end="")
 
 
-def main() -> None:
+def main_guard(application: typer.Typer) -> None:
+    """Run the CLI; expected failures are one line on stderr, not a traceback."""
     try:
-        app()
+        application()
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
@@ -250,6 +219,3 @@ def main() -> None:
         err.print(f"[red]error:[/red] {exc}  (set PLM_DEBUG=1 for the traceback)")
         sys.exit(1)
 
-
-if __name__ == "__main__":
-    main()

@@ -18,7 +18,7 @@ from typing import Any
 
 from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_stage
 from plm.config import PipelineSpec
-from plm.tracking import NullTracker, Progress, Tracker, no_progress
+from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
 STAGE_VERSIONS = {"ingest": 1, "tokenizer": 1, "examples": 1, "pretrain": 1, "finetune": 1}
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")

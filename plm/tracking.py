@@ -1,58 +1,16 @@
-"""Tracking at the edge: the `Tracker` protocol the library talks to, and its MLflow implementation.
+"""Tracking at the edge: the MLflow implementation of the `Tracker` protocol, pyfunc models, registry.
 
-This is the only module that imports mlflow, and it does so lazily so that library users who pass
-`NullTracker` never pay for the import.
+This is the only module that imports mlflow, lazily, so importing it costs nothing until used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-Progress = Callable[[str, int, int | None], None]
-"""progress(what, done, total): library code reports long work through this; total may be unknown."""
+from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-
-def no_progress(what: str, done: int, total: int | None) -> None:
-    """The default progress callback: report nothing."""
-
-
-class Tracker(Protocol):
-    """What library code may record about a run. Implementations: NullTracker, MlflowTracker."""
-
-    def log_params(self, params: dict[str, Any]) -> None: ...
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
-
-    def set_tags(self, tags: dict[str, str]) -> None: ...
-
-
-class NullTracker:
-    """Records nothing; keeps the last value of each metric so callers and tests can read them."""
-
-    def __init__(self) -> None:
-        self.params: dict[str, Any] = {}
-        self.metrics: dict[str, float] = {}
-        self.history: dict[str, list[tuple[int | None, float]]] = {}
-        self.tags: dict[str, str] = {}
-        self.artifacts: list[str] = []
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        self.params.update(params)
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        for key, value in metrics.items():
-            self.metrics[key] = float(value)
-            self.history.setdefault(key, []).append((step, float(value)))
-
-    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.artifacts.append(str(path))
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        self.tags.update(tags)
+__all__ = ["MlflowTracker", "NullTracker", "Progress", "Tracker", "TrackingSession", "no_progress"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,11 +285,36 @@ def register_version(
     return decision
 
 
+class RegistryError(LookupError):
+    """A registry lookup that failed: unknown model, version or alias, or an unreachable store."""
+
+
+def predict_texts(uri: str, model_uri: str, texts: list[str]) -> list[dict[str, Any]]:
+    """Load `model_uri` as a pyfunc from the store at `uri` and predict; one dict per text."""
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:  # MLflow raises several types for a missing model, version or alias
+        raise RegistryError(f"cannot load {model_uri}: {exc}") from None
+    return model.predict(pd.DataFrame({"text": texts})).to_dict(orient="records")
+
+
 def describe_models(uri: str, name: str | None = None) -> list[dict[str, Any]]:
     """Registered models (or one), each version with aliases, metric and lineage tags."""
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(uri)
+    try:
+        return _describe(client, name)
+    except MlflowException as exc:
+        raise RegistryError(exc.message) from None
+
+
+def _describe(client: Any, name: str | None) -> list[dict[str, Any]]:
     names = [name] if name else [m.name for m in client.search_registered_models()]
     out = []
     for n in names:

@@ -33,7 +33,7 @@ from plm.corpus.normalize import detect_lang, normalize_text
 from plm.corpus.readers import detect_encoding, detect_format, read_records
 from plm.corpus.sentences import split_sentences
 from plm.samples import is_sample, resolve_sample
-from plm.tracking import Progress, no_progress
+from plm.tracker import Progress, no_progress
 
 INGEST_VERSION = 1
 """Bump when processing changes in a way that must re-process every source."""

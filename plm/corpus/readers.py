@@ -217,11 +217,13 @@ def wiki_plaintext(wikitext: str) -> str:
     from mwparserfromhell.nodes import Tag, Wikilink
 
     code = mwparserfromhell.parse(wikitext)
-    code.nodes[:] = [
+    noise = [
         node for node in code.nodes
-        if not (isinstance(node, Tag) and str(node.tag).strip().lower() == "ref")
-        and not (isinstance(node, Wikilink) and _NON_TEXT_LINK.match(str(node.title)))
+        if (isinstance(node, Tag) and str(node.tag).strip().lower() == "ref")
+        or (isinstance(node, Wikilink) and _NON_TEXT_LINK.match(str(node.title)))
     ]
+    for node in noise:
+        code.remove(node, recursive=False)
     return code.strip_code()
 
 

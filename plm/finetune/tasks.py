@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,6 +23,24 @@ class LabelledData:
     labels: list[str]
     source: Path
     skipped: int  # malformed rows (no label or no text), counted and reported, never silent
+    encoding: str
+
+
+def decode_strict(data: bytes, what: str) -> tuple[str, str]:
+    """UTF-8 (BOM allowed), else the encoding charset-normalizer detects; never replaces bytes."""
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None or best.encoding is None:
+        raise ValueError(f"{what}: not UTF-8 and no encoding could be detected")
+    try:
+        return data.decode(best.encoding), best.encoding
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what}: undecodable as {best.encoding}: {exc}") from None
 
 
 def data_path(cfg: FinetuneSpec) -> Path:
@@ -45,27 +64,28 @@ def read_labelled(cfg: FinetuneSpec) -> LabelledData:
         texts.append(" ".join(str(text).split()))
         labels.append(str(label))
 
-    with open(path, encoding="utf-8") as f:
-        if cfg.format == "fasttext":
-            for line in f:
-                head, _, rest = line.strip().partition(" ")
-                add(rest, head.removeprefix(FASTTEXT_PREFIX) if head.startswith(FASTTEXT_PREFIX) else None)
-        elif cfg.format == "csv":
-            for row in csv.DictReader(f):
-                add(row.get(cfg.text_column), row.get(cfg.label_column))
-        else:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    skipped += 1
-                    continue
-                add(row.get(cfg.text_column), row.get(cfg.label_column))
+    content, encoding = decode_strict(path.read_bytes(), f"finetune.data {path}")
+    f = io.StringIO(content, newline=None)
+    if cfg.format == "fasttext":
+        for line in f:
+            head, _, rest = line.strip().partition(" ")
+            add(rest, head.removeprefix(FASTTEXT_PREFIX) if head.startswith(FASTTEXT_PREFIX) else None)
+    elif cfg.format == "csv":
+        for row in csv.DictReader(f):
+            add(row.get(cfg.text_column), row.get(cfg.label_column))
+    else:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                skipped += 1
+                continue
+            add(row.get(cfg.text_column), row.get(cfg.label_column))
     if not texts:
         raise ValueError(f"finetune.data: no labelled rows in {path} (format {cfg.format})")
-    return LabelledData(texts, labels, path, skipped)
+    return LabelledData(texts, labels, path, skipped, encoding)
 
 
 def split_by_hash(texts: list[str], test_fraction: float) -> tuple[list[int], list[int]]:

@@ -59,9 +59,9 @@ class DenseAddNorm(nn.Module):
 class Attention(nn.Module):
     """Self-attention plus its output projection, residual and LayerNorm (HF `BertAttention`)."""
 
-    def __init__(self, hidden_size: int, num_heads: int, dropout: float, eps: float) -> None:
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, eps: float, attention_dropout: float) -> None:
         super().__init__()
-        self.self = SelfAttention(hidden_size, num_heads, dropout)
+        self.self = SelfAttention(hidden_size, num_heads, attention_dropout)
         self.output = DenseAddNorm(hidden_size, hidden_size, dropout, eps)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -82,9 +82,18 @@ class Intermediate(nn.Module):
 class TransformerBlock(nn.Module):
     """One post-LN BERT layer: x = LN(x + attn(x)); x = LN(x + ffn(x))."""
 
-    def __init__(self, hidden_size: int, num_heads: int, intermediate_size: int, dropout: float, eps: float) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        dropout: float,
+        eps: float,
+        attention_dropout: float | None = None,
+    ) -> None:
         super().__init__()
-        self.attention = Attention(hidden_size, num_heads, dropout, eps)
+        p_attn = dropout if attention_dropout is None else attention_dropout
+        self.attention = Attention(hidden_size, num_heads, dropout, eps, p_attn)
         self.intermediate = Intermediate(hidden_size, intermediate_size)
         self.output = DenseAddNorm(intermediate_size, hidden_size, dropout, eps)
 

@@ -21,7 +21,7 @@ from plm.objectives.mlm import mask_tokens
 from plm.objectives.nsp import PairInstance, create_pairs
 from plm.tokenizer.encode import EncodedDoc
 from plm.tokenizer.train import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
-from plm.tracking import Progress, no_progress
+from plm.tracker import Progress, no_progress
 
 SCHEMA = pa.schema(
     [

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
-from plm.tracking import Progress, no_progress
+from plm.tracker import Progress, no_progress
 
 
 @dataclass

@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from plm.config import TrainSpec
 from plm.models.bert import BertConfig, BertForPreTraining
-from plm.tracking import NullTracker, Progress, Tracker, no_progress
-from plm.train.checkpoint import save_checkpoint
+from plm.tracker import NullTracker, Progress, Tracker, no_progress
+from plm.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from plm.train.loader import PretrainLoader
 from plm.train.optim import build_optimizer
 from plm.train.schedule import build_scheduler
@@ -37,7 +37,9 @@ TIED = ("cls.predictions.decoder.weight",)  # == bert.embeddings.word_embeddings
 @dataclass
 class PretrainResult:
     metrics: dict[str, float]
-    """val_loss, val_mlm_loss, val_nsp_loss, val_mlm_accuracy, val_nsp_accuracy, train_loss, tokens_per_s, steps."""
+    """val_loss, val_mlm_loss, val_nsp_loss, val_mlm_accuracy, val_nsp_accuracy (held-out shards),
+    train_loss (mean of the last `log_every` steps), tokens (real tokens trained on), tokens_per_s,
+    steps_per_s, steps."""
     checkpoint: Path
     """out_dir / "checkpoint.pt"."""
     model_dir: Path
@@ -60,7 +62,10 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def save_model_dir(model: torch.nn.Module, config: dict[str, Any], model_dir: Path) -> Path:
-    """Write model.safetensors (tied weights once) + config.json into `model_dir`, atomically via a temp dir."""
+    """Write model.safetensors (tied weights once) + config.json into `model_dir`, atomically via a temp dir.
+
+    An existing `model_dir` is replaced. Also used by `plm.finetune` for classifiers (nothing tied there).
+    """
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in TIED}
@@ -148,6 +153,26 @@ class _Window:
         }
 
 
+def _restore(
+    ck: dict[str, Any],
+    extra: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loader: PretrainLoader,
+) -> int:
+    """Load a checkpoint's state into the freshly built objects; returns its step."""
+    for key in ("config", "train"):
+        if ck["extra"].get(key) != extra[key]:
+            raise ValueError(f"checkpoint was written with a different {key}: {ck['extra'].get(key)} != {extra[key]}")
+    model.load_state_dict(ck["model"])
+    optimizer.load_state_dict(ck["optimizer"])
+    scheduler.load_state_dict(ck["scheduler"])
+    loader.load_state_dict(ck["loader"])
+    set_rng_state(ck["rng"])
+    return int(ck["step"])
+
+
 def pretrain_bert(
     cfg: BertConfig,
     train: TrainSpec,
@@ -156,9 +181,14 @@ def pretrain_bert(
     out_dir: Path,
     tracker: Tracker = NullTracker(),
     progress: Progress = no_progress,
+    checkpoint_every: int | None = None,
+    resume_from: Path | None = None,
 ) -> PretrainResult:
     """Pretrain `cfg` from scratch for `train.steps` steps; evaluate on `val_shards`; write checkpoint + model dir.
 
+    `checkpoint_every` also writes `checkpoint.pt` every N steps; `resume_from` continues from such a
+    checkpoint (same cfg and spec) and ends with bit-identical weights to an uninterrupted CPU run; its
+    train_loss/tokens metrics then cover only the resumed steps.
     Raises FloatingPointError (naming the step) on a non-finite loss or gradient norm; nothing is written then.
     """
     out_dir = Path(out_dir)
@@ -172,12 +202,16 @@ def pretrain_bert(
     optimizer = build_optimizer(model, train.lr, train.weight_decay)
     scheduler = build_scheduler(optimizer, train.warmup_steps, train.steps)
     loader = PretrainLoader(train_shards, train.batch_size, seed=train.seed)
-    tracker.log_params({"model." + k: v for k, v in cfg.to_dict().items()})
+    tracker.log_params({"bert_config." + k: v for k, v in cfg.to_dict().items()})
+    extra = {"config": cfg.to_dict(), "train": train.model_dump(mode="json")}
+    start = 1
+    if resume_from is not None:
+        start = _restore(load_checkpoint(resume_from, device), extra, model, optimizer, scheduler, loader) + 1
 
     model.train()
     window, total_tokens, last_losses = _Window(), 0, []
     t0 = time.perf_counter()
-    for step in range(1, train.steps + 1):
+    for step in range(start, train.steps + 1):
         batch = {k: v.to(device, non_blocking=True) for k, v in next(loader).items()}
         with autocast(device):
             out = model(**batch)
@@ -206,13 +240,16 @@ def pretrain_bert(
         if step % train.log_every == 0 or step == train.steps:
             tracker.log_metrics(window.metrics(lr=optimizer.param_groups[0]["lr"]), step=step)
             window.reset()
+        if checkpoint_every and step % checkpoint_every == 0 and step < train.steps:
+            save_checkpoint(out_dir / "checkpoint.pt", model, optimizer, scheduler, step, loader.state_dict(), extra)
         progress("pretrain", step, train.steps)
     elapsed = time.perf_counter() - t0
 
     metrics: dict[str, float] = {
-        "train_loss": sum(last_losses) / len(last_losses),
+        "train_loss": sum(last_losses) / len(last_losses) if last_losses else math.nan,
+        "tokens": float(total_tokens),
         "tokens_per_s": total_tokens / max(elapsed, 1e-9),
-        "steps_per_s": train.steps / max(elapsed, 1e-9),
+        "steps_per_s": (train.steps - start + 1) / max(elapsed, 1e-9),
         "steps": float(train.steps),
     }
     if val_shards:
@@ -227,7 +264,7 @@ def pretrain_bert(
         scheduler,
         step=train.steps,
         loader_state=loader.state_dict(),
-        extra={"config": cfg.to_dict(), "train": train.model_dump(), "metrics": metrics},
+        extra=extra | {"metrics": metrics},
     )
     model_dir = save_model_dir(model, cfg.to_dict(), out_dir / "model")
     return PretrainResult(metrics=metrics, checkpoint=checkpoint, model_dir=model_dir)

@@ -137,7 +137,7 @@ class PretrainLoader:
         return self.examples.collate(idx)
 
     def epoch_batches(self, max_batches: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
-        """One pass in permutation order of epoch 0 (e.g. evaluation), at most `max_batches`; leaves the position alone."""
+        """One pass in epoch-0 order (e.g. evaluation), at most `max_batches`; leaves the position alone."""
         order = self._permutation(0)
         for k, start in enumerate(range(0, len(order), self.batch_size)):
             if max_batches is not None and k >= max_batches:

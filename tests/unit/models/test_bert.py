@@ -109,7 +109,8 @@ def test_mlm_loss_at_masked_positions_equals_naive_full_logits():
 
     out = model(ids, types, mask, labels=labels, nsp_label=nsp)
     full = model(ids, types, mask)
-    naive_mlm = F.cross_entropy(full["prediction_logits"].reshape(-1, CFG.vocab_size), labels.reshape(-1), ignore_index=-100)
+    logits = full["prediction_logits"].reshape(-1, CFG.vocab_size)
+    naive_mlm = F.cross_entropy(logits, labels.reshape(-1), ignore_index=-100)
     naive_nsp = F.cross_entropy(full["seq_relationship_logits"], nsp)
     torch.testing.assert_close(out["mlm_loss"], naive_mlm)
     torch.testing.assert_close(out["nsp_loss"], naive_nsp)
@@ -137,3 +138,12 @@ def test_batch_without_predictions_has_zero_mlm_loss():
     out = model(ids, labels=torch.full_like(ids, -100), nsp_label=torch.tensor([0, 1]))
     assert float(out["mlm_loss"].detach()) == 0.0
     assert torch.isfinite(out["loss"])
+
+
+def test_config_round_trip_and_attention_dropout():
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=64, dropout=0.2)
+    assert BertConfig.from_dict(cfg.to_dict() | {"num_labels": 2, "id2label": {}}) == cfg
+    assert cfg.attention_dropout_p == 0.2  # None follows `dropout`, as in BERT
+    model = BertModel(BertConfig(**{**cfg.to_dict(), "attention_dropout": 0.0}))
+    assert model.encoder.layer[0].attention.self.dropout == 0.0
+    assert model.encoder.layer[0].output.dropout.p == 0.2

@@ -11,7 +11,8 @@ from plm.train.schedule import build_scheduler, warmup_linear
 
 
 def test_no_decay_on_biases_and_layernorm():
-    model = BertForPreTraining(BertConfig(vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32))
+    cfg = BertConfig(vocab_size=30, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32)
+    model = BertForPreTraining(cfg)
     opt = build_optimizer(model, lr=1e-3, weight_decay=0.01)
     names = {id(p): n for n, p in model.named_parameters()}
     decay, no_decay = opt.param_groups

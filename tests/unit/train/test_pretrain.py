@@ -14,7 +14,7 @@ import torch
 
 from plm.config import TrainSpec
 from plm.models.bert import BertConfig
-from plm.tracking import NullTracker
+from plm.tracker import NullTracker
 from plm.train.checkpoint import load_checkpoint
 from plm.train.engine import load_pretrained, pretrain_bert
 
@@ -102,7 +102,7 @@ def test_pretrain_learns_and_is_deterministic(shards, tmp_path):
     assert res.metrics["val_mlm_loss"] < np.log(VOCAB - 5) - 0.8
     assert res.metrics["val_mlm_accuracy"] > 0.3
     for key in ("val_loss", "val_mlm_loss", "val_nsp_loss", "val_mlm_accuracy", "val_nsp_accuracy",
-                "train_loss", "tokens_per_s", "steps"):
+                "train_loss", "tokens", "tokens_per_s", "steps"):
         assert key in res.metrics
     for key in ("loss", "mlm_loss", "nsp_loss", "mlm_accuracy", "nsp_accuracy", "lr", "grad_norm", "tokens_per_s"):
         assert key in tracker.history
@@ -121,7 +121,7 @@ def test_pretrain_learns_and_is_deterministic(shards, tmp_path):
 
 def test_nan_guard_raises_and_writes_nothing(shards, tmp_path):
     train, val = shards
-    spec = SPEC.model_copy(update={"steps": 10, "lr": 1e30})
+    spec = SPEC.model_copy(update={"steps": 10, "warmup_steps": 1, "lr": 1e30})
     with pytest.raises(FloatingPointError, match=r"at step \d+"):
         pretrain_bert(CFG, spec, train, val, tmp_path / "out")
     assert not (tmp_path / "out" / "model").exists()
@@ -143,3 +143,35 @@ def test_nan_guard_on_injected_inf(shards, tmp_path, monkeypatch):
     with pytest.raises(FloatingPointError, match="at step 1"):
         pretrain_bert(CFG, SPEC.model_copy(update={"steps": 3, "warmup_steps": 1}), train, val, tmp_path / "out")
     assert not (tmp_path / "out" / "model").exists()
+
+
+def test_resume_after_crash_is_bit_identical(shards, tmp_path):
+    train, val = shards
+    spec = SPEC.model_copy(update={"steps": 30, "warmup_steps": 5, "log_every": 5})
+    cfg = BertConfig(**{**CFG.to_dict(), "dropout": 0.1})  # dropout: the RNG state must be restored too
+    full = pretrain_bert(cfg, spec, train, val, tmp_path / "full")
+
+    class Crash(Exception):
+        pass
+
+    def crash_at_17(what, step, total):
+        if step == 17:
+            raise Crash
+
+    with pytest.raises(Crash):
+        pretrain_bert(cfg, spec, train, val, tmp_path / "run", progress=crash_at_17, checkpoint_every=10)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 10
+    assert not (tmp_path / "run" / "model").exists()
+
+    seen = []
+    resumed = pretrain_bert(
+        cfg, spec, train, val, tmp_path / "run", progress=lambda *a: seen.append(a[1]),
+        resume_from=tmp_path / "run" / "checkpoint.pt",
+    )  # fmt: skip
+    assert seen == list(range(11, 31))
+    assert _sha(resumed.model_dir / "model.safetensors") == _sha(full.model_dir / "model.safetensors")
+    assert resumed.metrics["val_loss"] == full.metrics["val_loss"]
+
+    with pytest.raises(ValueError, match="different train"):
+        pretrain_bert(cfg, spec.model_copy(update={"lr": 1e-3}), train, val, tmp_path / "x",
+                      resume_from=tmp_path / "run" / "checkpoint.pt")

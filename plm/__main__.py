@@ -1,3 +1,0 @@
-from plm.cli import main
-
-main()

@@ -1,0 +1,79 @@
+import json
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from plm import sql
+
+DDL = ["staging/ddl_sources", "staging/ddl_quarantine", "staging/ddl_doc_hashes",
+       "staging/ddl_snapshots", "staging/ddl_snapshot_files"]
+
+
+def source_params(sha="s1", options="o1", **kw):
+    row = dict(path="/x.txt", sha256=sha, bytes=10, format="txt", encoding="utf-8", status="ok", rows_read=3,
+               rows_kept=1, rows_duplicate=0, rows_filtered=1, rows_quarantined=1, sentences=2, chars=40,
+               reasons=json.dumps({"too_short": 1, "undecodable": 1}), lake_file="s1-o1.parquet",
+               snapshot_id="snap", options=options)
+    row.update(kw)
+    return row
+
+
+def test_ddl_is_idempotent_and_source_rows_round_trip():
+    con = duckdb.connect()
+    for _ in range(2):
+        for name in DDL:
+            sql.execute(con, name)
+    sql.execute(con, "staging/ins_source", **source_params())
+    sql.execute(con, "staging/ins_source", **source_params(sha="s2", path="/y.txt"))
+    sql.execute(con, "staging/ins_source", **source_params(sha="s1", options="o2"))
+    rows = sql.run(con, "staging/sel_sources", options="o1", sha256s=["s1", "s2", "s9"]).to_pylist()
+    assert [(r["sha256"], r["path"]) for r in rows] == [("s1", "/x.txt"), ("s2", "/y.txt")]
+    report = sql.run(con, "reports/rpt_sources", options="o1", sha256s=["s1", "s2"]).to_pylist()
+    assert report == [{"format": "txt", "sources": 2, "bytes": 20, "rows_read": 6, "rows_kept": 2, "rows_duplicate": 0,
+                       "rows_filtered": 2, "rows_quarantined": 2, "sentences": 4, "chars": 80}]
+    sql.execute(con, "staging/del_source", sha256="s1", options="o1")
+    assert con.execute("SELECT count(*) FROM sources").fetchone()[0] == 2
+
+
+def test_quarantine_and_hash_batches():
+    con = duckdb.connect()
+    for name in DDL:
+        sql.execute(con, name)
+    con.register("quarantine_batch", pa.table({"position": [4], "reason": ["undecodable"], "raw": [b"\xff\x00"]}))
+    con.register("kept_batch", pa.table({"doc_id": ["d1", "d2"]}))
+    sql.execute(con, "staging/ins_quarantine", sha256="s1", options="o1")
+    sql.execute(con, "staging/ins_doc_hashes", sha256="s1", options="o1")
+    assert con.execute("SELECT * FROM quarantine").fetchall() == [("s1", "o1", 4, "undecodable", b"\xff\x00")]
+    assert con.execute("SELECT count(*) FROM doc_hashes WHERE options = 'o1'").fetchone()[0] == 2
+    sql.execute(con, "staging/del_quarantine", sha256="s1", options="o1")
+    sql.execute(con, "staging/del_doc_hashes", sha256="s1", options="o1")
+    assert con.execute("SELECT (SELECT count(*) FROM quarantine) + (SELECT count(*) FROM doc_hashes)").fetchone()[0] == 0
+
+
+def test_views_follow_the_latest_snapshot(tmp_path):
+    lake = tmp_path / "lake" / "documents"
+    lake.mkdir(parents=True)
+    for name, ids in [("old.parquet", ["a", "b"]), ("new.parquet", ["c"])]:
+        pq.write_table(pa.table({"doc_id": ids, "split": ["train"] * len(ids), "lang": ["en"] * len(ids),
+                                 "n_chars": pa.array([30] * len(ids), pa.int32()),
+                                 "sentences": [["One.", "Two."]] * len(ids)}), lake / name)
+    con = duckdb.connect(str(tmp_path / "catalog.duckdb"), config={"file_search_path": str(tmp_path)})
+    for name in DDL:
+        sql.execute(con, name)
+    for snap, files in [("s-old", ["old.parquet"]), ("s-new", ["new.parquet"])]:
+        con.register("snapshot_batch", pa.table({"file": files}))
+        con.begin()  # one transaction per snapshot, as ingest does: current_timestamp orders them
+        sql.execute(con, "staging/ins_snapshot", snapshot_id=snap, options="o", counts="{}")
+        sql.execute(con, "staging/ins_snapshot_files", snapshot_id=snap)
+        con.commit()
+    sql.execute(con, "staging/view_documents")
+    sql.execute(con, "staging/view_sentences")
+    assert con.execute("SELECT doc_id FROM documents").fetchall() == [("c",)]
+    assert con.execute("SELECT doc_id, sent_idx, text FROM sentences ORDER BY sent_idx").fetchall() == [
+        ("c", 0, "One."), ("c", 1, "Two.")]
+    report = sql.run(con, "reports/rpt_documents").to_pylist()
+    assert report == [{"lang": "en", "split": "train", "documents": 1, "sentences": 2, "chars": 30}]
+    sql.execute(con, "staging/del_snapshot", snapshot_id="s-new")
+    sql.execute(con, "staging/del_snapshot_files", snapshot_id="s-new")
+    assert sorted(con.execute("SELECT doc_id FROM documents").fetchall()) == [("a",), ("b",)]
