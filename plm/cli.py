@@ -24,7 +24,7 @@ from plm.config import PipelineSpec, SpecError, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 err = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 SpecArg = Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a spec field: key=value.")]
@@ -71,18 +71,32 @@ def progress_bars(enabled: bool) -> Iterator[Any]:
         yield update
 
 
+KEY_FIGURES = {
+    "ingest": ["documents", "sentences", "rows_read", "rows_duplicate", "rows_filtered", "rows_quarantined"],
+    "tokenizer": ["vocab_size", "fertility", "unk_rate"],
+    "examples": ["train_examples", "validation_examples", "mask_rate", "nsp_random_rate"],
+    "pretrain": ["steps", "train_loss", "val_mlm_accuracy", "val_nsp_accuracy", "tokens_per_s"],
+    "finetune": ["train_examples", "test_examples", "pretrained.test_accuracy", "scratch.test_accuracy"],
+}
+
+
+def _figure(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() and abs(value) >= 1 else f"{value:.4g}"
+
+
 def _summary_table(results: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("stage", "fingerprint", "status", "seconds", "counts", "metrics", "mlflow run"):
+    for col in ("stage", "fingerprint", "status", "seconds", "key figures", "mlflow run"):
         table.add_column(col, overflow="fold")
     for r in results:
-        counts = ", ".join(f"{k}={v:,.0f}" for k, v in list(r["counts"].items())[:4])
-        shown = {k: v for k, v in r["metrics"].items() if not k.startswith("reason.")}
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:5])
+        values = {**r["counts"], **r["metrics"]}
+        figures = [f"{k}={_figure(values[k])}" for k in KEY_FIGURES.get(r["stage"], []) if k in values]
+        if r["stage"] == "ingest" and "snapshot_id" in r:
+            figures.append(f"snapshot={r['snapshot_id']}")
         if r["stage"] == "register":
-            metrics = ", ".join(f"{name} v{m['version']}" for name, m in r.get("models", {}).items())
+            figures = [f"{name} v{m['version']}" for name, m in r.get("models", {}).items()]
         table.add_row(r["stage"], r["fingerprint"], "reused" if r["reused"] else "ran", f"{r['seconds']:.1f}",
-                      counts, metrics, r["run_id"] or "")  # fmt: skip
+                      ", ".join(figures), r["run_id"] or "")  # fmt: skip
     return table
 
 

@@ -110,6 +110,8 @@ class BertSpec(_Section):
     """Width of the feed-forward layer (default from `size`)."""
     dropout: float = Field(0.1, ge=0, lt=1)
     """Dropout on embeddings, attention probabilities and residual branches."""
+    attention_dropout: float | None = Field(None, ge=0, lt=1)
+    """Dropout on attention probabilities; None = `dropout` (BERT). 0 lets CPU SDPA use its fused kernel (~25 % faster)."""
     max_position: int = Field(512, ge=16)
     """Number of learned position embeddings."""
 

@@ -7,6 +7,7 @@ MLflow run and writes its output atomically under `artifacts/<stage>/<fingerprin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -145,6 +146,7 @@ class Pipeline:
             self.log(f"{stage}: running {fp}")
             with self._stage_tracker(stage, tags) as tracker:
                 tracker.log_params(flatten(spec_slice))
+                self._log_inputs(tracker, stage, inputs)
                 with write_stage(self.home, stage, fp, spec_slice, inputs) as writer:
                     work(writer, tracker)
                     writer.extra["run_id"] = getattr(tracker, "run_id", None)
@@ -155,6 +157,19 @@ class Pipeline:
             self.log(f"{stage}: done in {result.seconds:.1f}s")
         self.results[stage] = result
         return result
+
+    def _log_inputs(self, tracker: Tracker, stage: str, inputs: dict[str, str]) -> None:
+        """Upstream outputs as MLflow dataset inputs, digest = sha256 of their manifest (covers every file)."""
+        log_input = getattr(tracker, "log_input", None)
+        for name in inputs:
+            upstream = self.results.get(name)
+            if log_input is None or upstream is None:
+                continue
+            manifest = upstream.path / "manifest.json"
+            digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+            # MLflow caps dataset digests at 36 characters: the full sha256 goes into a tag beside it.
+            log_input(upstream.path, f"{name}-{upstream.fingerprint}", digest[:32], context=stage)
+            tracker.set_tags({f"plm.input_digest.{name}": digest})
 
     @staticmethod
     def _result(
@@ -286,6 +301,7 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
         vocab_size=load_tokenizer(tok.path / "tokenizer.json").get_vocab_size(),
         max_position=max(spec.model.max_position, spec.objectives.seq_len),
         dropout=spec.model.dropout,
+        attention_dropout=spec.model.attention_dropout,
         **spec.model.dims(),
     )
 

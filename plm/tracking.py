@@ -5,6 +5,9 @@ This is the only module that imports mlflow, lazily, so importing it costs nothi
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +23,37 @@ __all__ = ["MlflowTracker", "NullTracker", "Progress", "Tracker", "TrackingSessi
 CANDIDATE, CHAMPION = "candidate", "champion"
 
 
+@contextmanager
+def _fluent(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at `uri` for one block, then restore the caller's environment.
+
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into os.environ; left in place, a
+    later pipeline with another home in the same process would log into this one's store.
+    """
+    import mlflow
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        if env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
 def resolve_tracking_uri(uri: str | None, home: Path) -> str:
     """Spec value > $MLFLOW_TRACKING_URI > SQLite store under the home directory."""
-    import os
-
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
 
 
 class MlflowTracker:
     """A Tracker writing to one MLflow run through the client API (no global active run)."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: Any, run_id: str, uri: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.uri = uri
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -69,7 +90,7 @@ class MlflowTracker:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             dataset = MetaDataset(source=resolve_dataset_source(str(path)), name=name, digest=digest)
-        with mlflow.start_run(run_id=self.run_id):
+        with _fluent(self.uri), mlflow.start_run(run_id=self.run_id):
             mlflow.log_input(dataset, context=context)
 
     def log_curves(self, keys: list[str], title: str, file_name: str) -> None:
@@ -104,11 +125,9 @@ class TrackingSession:
     """The MLflow side of one pipeline run: a parent run and a nested run per stage."""
 
     def __init__(self, uri: str, experiment: str, home: Path, run_name: str, tags: dict[str, str]) -> None:
-        import mlflow
         from mlflow import MlflowClient
 
         self.uri = uri
-        mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
@@ -117,7 +136,7 @@ class TrackingSession:
         else:
             self.experiment_id = exp.experiment_id
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
-        self.parent = MlflowTracker(self.client, run.info.run_id)
+        self.parent = MlflowTracker(self.client, run.info.run_id, uri)
 
     @property
     def run_id(self) -> str:
@@ -129,7 +148,7 @@ class TrackingSession:
         run = self.client.create_run(
             self.experiment_id, run_name=stage, tags={MLFLOW_PARENT_RUN_ID: self.run_id, "plm.stage": stage, **tags}
         )
-        return MlflowTracker(self.client, run.info.run_id)
+        return MlflowTracker(self.client, run.info.run_id, self.uri)
 
     def end_stage(self, tracker: MlflowTracker, ok: bool) -> None:
         self.client.set_terminated(tracker.run_id, "FINISHED" if ok else "FAILED")
@@ -153,24 +172,24 @@ def _pyfunc_classes() -> tuple[type, type]:
     class TextClassifierModel(mlflow.pyfunc.PythonModel):
         """Fine-tuned classifier: DataFrame with `text` -> DataFrame with `label` and `score`."""
 
-        def load_context(self, context: Any) -> None:
+        def load_context(self, context):  # noqa: ANN001 - MLflow inspects these signatures
             from plm.finetune.predict import ClassifierPipeline
 
             self.pipe = ClassifierPipeline.load(Path(context.artifacts["model"]), Path(context.artifacts["tokenizer"]))
 
-        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        def predict(self, context, model_input, params=None):  # noqa: ANN001
             labels, scores = self.pipe.predict(_texts(model_input))
             return pd.DataFrame({"label": labels, "score": scores})
 
     class SentenceEncoderModel(mlflow.pyfunc.PythonModel):
         """Pretrained encoder: DataFrame with `text` -> one mean-pooled embedding per row."""
 
-        def load_context(self, context: Any) -> None:
+        def load_context(self, context):  # noqa: ANN001
             from plm.finetune.predict import EncoderPipeline
 
             self.pipe = EncoderPipeline.load(Path(context.artifacts["model"]), Path(context.artifacts["tokenizer"]))
 
-        def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        def predict(self, context, model_input, params=None):  # noqa: ANN001
             return pd.DataFrame({"embedding": list(self.pipe.embed(_texts(model_input)))})
 
     return TextClassifierModel, SentenceEncoderModel
@@ -205,7 +224,7 @@ def log_pyfunc_model(
     ctx = type("Ctx", (), {"artifacts": artifacts})()
     python_model.load_context(ctx)
     output = python_model.predict(ctx, example)
-    with warnings.catch_warnings(), mlflow.start_run(run_id=tracker.run_id):
+    with warnings.catch_warnings(), _fluent(tracker.uri), mlflow.start_run(run_id=tracker.run_id):
         warnings.simplefilter("ignore")
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -257,7 +276,7 @@ def register_version(
     from mlflow.exceptions import MlflowException
 
     client = session.client
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _fluent(session.uri):
         warnings.simplefilter("ignore")
         mv = mlflow.register_model(model_uri, name, tags={**tags, "plm.metric": metric, "plm.metric_value": str(value)})
     client.set_registered_model_alias(name, CANDIDATE, mv.version)
@@ -294,11 +313,11 @@ def predict_texts(uri: str, model_uri: str, texts: list[str]) -> list[dict[str, 
     import mlflow
     import pandas as pd
 
-    mlflow.set_tracking_uri(uri)
-    try:
-        model = mlflow.pyfunc.load_model(model_uri)
-    except Exception as exc:  # MLflow raises several types for a missing model, version or alias
-        raise RegistryError(f"cannot load {model_uri}: {exc}") from None
+    with _fluent(uri):
+        try:
+            model = mlflow.pyfunc.load_model(model_uri)
+        except Exception as exc:  # MLflow raises several types for a missing model, version or alias
+            raise RegistryError(f"cannot load {model_uri}: {exc}") from None
     return model.predict(pd.DataFrame({"text": texts})).to_dict(orient="records")
 
 

@@ -154,6 +154,7 @@ def test_cli_models_predict_and_stage_json(first_run, home):
     cli_label = json.loads(res.stdout.strip().splitlines()[-1])[0]["label"]
     import mlflow
 
+    mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/quickstart-sentiment@champion")
     assert cli_label == model.predict(pd.DataFrame({"text": ["boring and tedious ."]}))["label"][0]
 

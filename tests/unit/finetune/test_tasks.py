@@ -1,0 +1,69 @@
+import pytest
+
+from plm.config import FinetuneSpec
+from plm.finetune.tasks import decode_strict, encode_for_classification, read_labelled, split_by_hash
+from plm.tokenizer.train import CLS_ID, SEP_ID
+
+
+def test_fasttext_with_cp1252_bytes_is_decoded_not_replaced(tmp_path):
+    path = tmp_path / "d.txt"
+    raw = "__label__pos a fine film \u2014 truly\n__label__neg dull\nno label here\n".encode("cp1252")
+    path.write_bytes(raw)
+    data = read_labelled(FinetuneSpec(data=str(path)))
+    assert data.labels == ["pos", "neg"] and data.skipped == 1
+    assert data.encoding != "utf-8" and "\ufffd" not in data.texts[0]
+    # lossless: the decoded text encodes back to exactly the bytes that were read
+    assert raw.decode(data.encoding).encode(data.encoding) == raw
+    assert data.texts[0].encode(data.encoding) in raw
+
+
+def test_decode_strict_prefers_utf8():
+    assert decode_strict("한국어".encode(), "x") == ("한국어", "utf-8")
+
+
+def test_csv_and_jsonl(tmp_path):
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("sentence,y\ngood,1\nbad,0\n,1\n")
+    data = read_labelled(FinetuneSpec(data=str(csv_path), format="csv", text_column="sentence", label_column="y"))
+    assert data.texts == ["good", "bad"] and data.labels == ["1", "0"] and data.skipped == 1
+    jl = tmp_path / "d.jsonl"
+    jl.write_text('{"text": "great", "label": "pos"}\nnot json\n{"text": "meh"}\n')
+    data = read_labelled(FinetuneSpec(data=str(jl), format="jsonl"))
+    assert data.texts == ["great"] and data.skipped == 2
+
+
+def test_empty_or_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="finetune.data"):
+        read_labelled(FinetuneSpec(data=str(tmp_path / "missing.txt")))
+    empty = tmp_path / "e.txt"
+    empty.write_text("nothing labelled\n")
+    with pytest.raises(ValueError, match="no labelled rows"):
+        read_labelled(FinetuneSpec(data=str(empty)))
+
+
+def test_split_is_deterministic_and_near_fraction():
+    texts = [f"sentence number {i}" for i in range(2000)]
+    train, test = split_by_hash(texts, 0.2)
+    assert split_by_hash(texts, 0.2) == (train, test)
+    assert sorted(train + test) == list(range(2000))
+    assert abs(len(test) / 2000 - 0.2) < 0.03
+    # a text's side does not depend on the other texts
+    assert (0 in test) == (0 in split_by_hash(texts[:10], 0.2)[1])
+
+
+def test_sample_polarity_loads():
+    pytest.importorskip("gensim")
+    data = read_labelled(FinetuneSpec())
+    assert len(data.texts) == 200 and set(data.labels) == {"neg", "pos"}
+
+
+def test_encode_for_classification_truncates_with_specials(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4, "a": 5}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    ids = encode_for_classification(tok, ["a a a a a a a a", "a b"], 5)
+    assert ids[0] == [CLS_ID, 5, 5, 5, SEP_ID] and ids[1] == [CLS_ID, 5, 1, SEP_ID]
+    assert tok.truncation is None  # the caller's tokenizer is not changed

@@ -1,0 +1,73 @@
+"""Stage contract against a real MLflow store: reuse by fingerprint, failure leaves nothing behind."""
+
+import pytest
+from mlflow import MlflowClient
+
+from plm import stages
+from plm.artifacts import lookup
+from plm.config import load_spec
+
+pytest.importorskip("gensim")
+
+
+def _spec(home, *extra):
+    return load_spec(None, [f"home={home}", "corpus.paths=[sample:lee]", "corpus.text_unit=line",
+                            "tokenizer.vocab_size=1000", "objectives.seq_len=64", "objectives.dupe_factor=1", *extra])
+
+
+def test_reuse_and_fingerprint_chain(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    spec = _spec(tmp_path)
+    with stages.Pipeline(spec) as p:
+        ing = stages.ingest(p)
+        tok = stages.tokenizer(p, ing)
+        ex = stages.examples(p, ing, tok)
+    assert not any(r.reused for r in (ing, tok, ex))
+    assert ex.inputs == {"ingest": ing.fingerprint, "tokenizer": tok.fingerprint}
+    assert ex.counts["train_examples"] > 100 and (ex.path / "train" / "part-00000.parquet").is_file()
+
+    with stages.Pipeline(spec) as p2:
+        again = [stages.ingest(p2)]
+        again.append(stages.tokenizer(p2, again[0]))
+    assert all(r.reused for r in again) and again[1].fingerprint == tok.fingerprint
+
+    changed = _spec(tmp_path, "tokenizer.vocab_size=900")
+    with stages.Pipeline(changed) as p3:
+        ing3 = stages.ingest(p3)
+        tok3 = stages.tokenizer(p3, ing3)
+    assert ing3.reused and not tok3.reused and tok3.fingerprint != tok.fingerprint
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    reused_runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id],
+                                     "tags.`plm.reused` = 'true'")
+    assert {r.data.tags["plm.stage"] for r in reused_runs} == {"ingest", "tokenizer"}
+    assert all(r.data.tags["plm.source_run_id"] != "None" for r in reused_runs)
+    # lineage as MLflow dataset inputs: the examples run names its tokenizer input by fingerprint
+    ex_run = client.get_run(ex.run_id)
+    assert f"tokenizer-{tok.fingerprint}" in {d.dataset.name for d in ex_run.inputs.dataset_inputs}
+    # MLflow's fluent API must not leak this home's store into the process environment
+    assert "MLFLOW_TRACKING_URI" not in __import__("os").environ
+
+
+def test_failed_gate_leaves_no_output_and_marks_runs_failed(tmp_path):
+    spec = _spec(tmp_path, "objectives.tolerance=0.000001")
+    with pytest.raises(ValueError, match="outside tolerance"), stages.Pipeline(spec) as p:
+        ing = stages.ingest(p)
+        tok = stages.tokenizer(p, ing)
+        stages.examples(p, ing, tok)
+    fp = stages.fingerprint("examples", stages.STAGE_VERSIONS["examples"], spec.objectives.model_dump(mode="json"),
+                            {"ingest": ing.fingerprint, "tokenizer": tok.fingerprint})
+    assert lookup(tmp_path, "examples", fp) is None
+    assert not list((tmp_path / "artifacts" / "examples").iterdir())
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parent = client.get_run(p.run_id)
+    assert parent.info.status == "FAILED" and "outside tolerance" in parent.data.tags["plm.error"]
+    child = client.search_runs([parent.info.experiment_id], "tags.`plm.stage` = 'examples'")[0]
+    assert child.info.status == "FAILED"
+
+
+def test_library_use_without_tracking(tmp_path):
+    with stages.Pipeline(_spec(tmp_path), tracking=False) as p:
+        ing = stages.ingest(p)
+    assert p.run_id is None and ing.run_id is None and ing.counts["documents"] > 100
+    assert not (tmp_path / "mlflow.db").exists()
