@@ -24,7 +24,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
-	$(BIN)/python -m pytest -q tests/benchmarks -p no:cacheprovider --override-ini addopts= -s
+	$(BIN)/python -m pytest -q -s tests/benchmarks -p no:cacheprovider -o addopts= -o 'python_files=bench_*.py'
 
 clean:
 	rm -rf $(VENV) .plm

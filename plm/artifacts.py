@@ -88,17 +88,34 @@ class StageWriter:
 
 @contextmanager
 def write_stage(
-    home: Path, stage: str, fp: str, spec_slice: dict[str, Any], inputs: dict[str, str]
+    home: Path,
+    stage: str,
+    fp: str,
+    spec_slice: dict[str, Any],
+    inputs: dict[str, str],
+    resumable: bool = False,
 ) -> Iterator[StageWriter]:
-    """Yield a temp dir to fill; on success write the manifest (with file hashes) and rename atomically."""
+    """Yield a temp dir to fill; on success write the manifest (with file hashes) and rename atomically.
+
+    `resumable`: the temp dir is `.partial-<fp>`, kept when the process is killed or interrupted
+    (not when the stage raises), so a stage that writes its parts atomically can skip the parts
+    already there on the next attempt. An exclusive lock
+    keeps two processes out of the same partial directory.
+    """
     final = stage_dir(home, stage, fp)
     final.parent.mkdir(parents=True, exist_ok=True)
     for stale in final.parent.glob(f".tmp-{fp}-*"):
         if not _pid_alive(stale.name.rsplit("-", 1)[-1]):
             shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.parent / f".tmp-{fp}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    lock = None
+    if resumable:
+        tmp = final.parent / f".partial-{fp}"
+        tmp.mkdir(exist_ok=True)
+        lock = _lock(final.parent / f".partial-{fp}.lock")
+    else:
+        tmp = final.parent / f".tmp-{fp}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
     writer = StageWriter(tmp)
     try:
         yield writer
@@ -122,9 +139,37 @@ def write_stage(
             shutil.rmtree(tmp)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except Exception:  # the stage failed (bad input, a failed gate): leave nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    except BaseException:  # interrupted: a resumable stage keeps its finished parts for the next attempt
+        if not resumable:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            lock.close()
+            if final.exists():
+                Path(lock.name).unlink(missing_ok=True)
+
+
+def _lock(path: Path) -> Any:
+    """An exclusive flock held until the returned file is closed; fails fast naming the holder."""
+    import fcntl
+
+    f = open(path, "a+")  # noqa: SIM115 - closed by the caller
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RuntimeError(f"{path.parent / path.stem} is being written by pid {holder}") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
 
 
 def _pid_alive(pid: str) -> bool:

@@ -43,8 +43,10 @@ class CorpusSpec(_Section):
 
 
 class TokenizerSpec(_Section):
-    kind: Literal["wordpiece"] = "wordpiece"
-    """Tokenizer model trained with HF `tokenizers`."""
+    kind: Literal["wordpiece", "bpe", "bytelevel_bpe", "unigram"] = "wordpiece"
+    """Tokenizer model trained with HF `tokenizers`: WordPiece (BERT), BPE, byte-level BPE (GPT-2), Unigram (SentencePiece)."""
+    family: Literal["bert", "gpt"] = "bert"
+    """Special tokens: `bert` = [PAD] [UNK] [CLS] [SEP] [MASK]; `gpt` = <|endoftext|> (+ <pad>, <unk>, <mask>)."""
     vocab_size: int = Field(8000, ge=64)
     """Target vocabulary size, special tokens included."""
     min_frequency: int = Field(2, ge=1)
@@ -53,11 +55,45 @@ class TokenizerSpec(_Section):
     """Lowercase before tokenizing (accents are never stripped: that breaks Hangul)."""
     normalization: Literal["NFC", "NFKC"] = "NFC"
     """Unicode normal form applied by the tokenizer's normaliser."""
+    max_train_bytes: int = Field(1_000_000_000, ge=1000)
+    """Memory budget for training text; above it a deterministic hash sample of documents is used (and logged)."""
+
+
+class SkipgramSpec(_Section):
+    window: int = Field(5, ge=1)
+    """Maximum window radius; each center draws its radius uniformly from 1..window (word2vec's dynamic window)."""
+    negatives: int = Field(5, ge=1)
+    """Negative samples per positive pair, drawn from the unigram^0.75 distribution."""
+    min_count: int = Field(5, ge=1)
+    """Words rarer than this are dropped from the vocabulary."""
+    subsample: float = Field(1e-3, ge=0)
+    """Frequent-word subsampling threshold t: keep probability min(1, (sqrt(f/t)+1)*t/f); 0 disables it."""
+    cbow: bool = False
+    """Emit CBOW examples (context bag -> center) instead of skip-gram pairs."""
+    lowercase: bool = True
+    """Lowercase words before counting."""
+    shard_size: int = Field(1_000_000, ge=1)
+    """Pairs per Parquet shard."""
+
+
+class ClmSpec(_Section):
+    boundary_mask: bool = False
+    """Also store per-token document indices so attention can be kept inside each packed document."""
 
 
 class ObjectivesSpec(_Section):
-    kinds: list[Literal["mlm", "nsp"]] = ["mlm", "nsp"]
-    """Self-supervised objectives to generate examples for (BERT pretraining: MLM + NSP)."""
+    kinds: list[Literal["mlm", "nsp", "sop", "clm", "skipgram"]] = ["mlm", "nsp"]
+    """Objectives to generate examples for: mlm+nsp (BERT), mlm+sop (ALBERT-style), mlm alone, clm (GPT), skipgram (word2vec)."""
+    mlm_mode: Literal["exact", "bernoulli"] = "exact"
+    """`exact`: k = min(max_predictions, max(1, round(n*p))) positions (BERT); `bernoulli`: each token with probability p (HF collator)."""
+    whole_word: Literal["none", "word", "morpheme"] = "none"
+    """Whole-word masking groups: `word` = pre-tokenizer words (WordPiece ## groups, byte-level words, Korean eojeol); `morpheme` = kiwipiepy morphemes for Korean."""
+    masking: Literal["static", "dynamic"] = "static"
+    """`static`: masks written into the shards (x dupe_factor); `dynamic`: shards keep clean ids and the loader masks each batch."""
+    docs_per_shard: int = Field(256, ge=1)
+    """Documents per generation shard; each (objective, shard, copy) has its own RNG stream, so output is independent of workers."""
+    workers: int = Field(1, ge=1)
+    """Processes generating shards in parallel (output is byte-identical for any value)."""
     seq_len: int = Field(128, ge=16)
     """Maximum sequence length in tokens, [CLS] and [SEP]s included."""
     mlm_probability: float = Field(0.15, gt=0, lt=1)
@@ -74,17 +110,28 @@ class ObjectivesSpec(_Section):
     """Probability of a shorter target length (BERT's short_seq_prob)."""
     dupe_factor: int = Field(2, ge=1)
     """Number of passes over the corpus with different masks and pairings."""
-    shard_size: int = Field(4096, ge=1)
-    """Examples per Parquet shard."""
     seed: int = 1234
     """Seed of pair creation and masking (each split and copy derives its own stream from it)."""
     tolerance: float = Field(0.03, gt=0, le=1)
     """Allowed absolute deviation of realised mask/NSP statistics from their targets; the stage fails beyond it."""
+    skipgram: SkipgramSpec = SkipgramSpec()
+    """Skip-gram / CBOW pairs with negative sampling (word2vec)."""
+    clm: ClmSpec = ClmSpec()
+    """Causal-LM packing."""
 
     @model_validator(mode="after")
     def _fractions(self) -> ObjectivesSpec:
         if self.mask_fraction + self.random_fraction > 1:
             raise ValueError("objectives.mask_fraction + objectives.random_fraction must be <= 1")
+        kinds = set(self.kinds)
+        if not kinds:
+            raise ValueError("objectives.kinds must name at least one objective")
+        if "mlm" in kinds and len(kinds & {"nsp", "sop"}) != 1:
+            raise ValueError("objectives.kinds: mlm goes with exactly one of nsp or sop (the encoder trains both heads)")
+        if kinds & {"nsp", "sop"} and "mlm" not in kinds:
+            raise ValueError("objectives.kinds: nsp and sop are generated together with mlm")
+        if self.masking == "dynamic" and self.whole_word != "none":
+            raise ValueError("objectives.masking=dynamic works on token ids only: set objectives.whole_word=none")
         return self
 
 

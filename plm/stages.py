@@ -21,7 +21,7 @@ from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_sta
 from plm.config import PipelineSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-STAGE_VERSIONS = {"ingest": 1, "tokenizer": 1, "examples": 1, "pretrain": 1, "finetune": 1}
+STAGE_VERSIONS = {"ingest": 1, "tokenizer": 1, "examples": 2, "pretrain": 1, "finetune": 1}
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
 PREVIEW_TEXTS = ["a gripping , beautifully acted film .", "dull , tedious and far too long ."]
 
@@ -130,6 +130,7 @@ class Pipeline:
         spec_slice: dict[str, Any],
         inputs: dict[str, str],
         work: Callable[[StageWriter, Tracker], None],
+        resumable: bool = False,
     ) -> StageResult:
         """Reuse the finished output of this fingerprint, or run `work` into a fresh one."""
         fp = fingerprint(stage, STAGE_VERSIONS[stage], spec_slice, inputs)
@@ -147,7 +148,7 @@ class Pipeline:
             with self._stage_tracker(stage, tags) as tracker:
                 tracker.log_params(flatten(spec_slice))
                 self._log_inputs(tracker, stage, inputs)
-                with write_stage(self.home, stage, fp, spec_slice, inputs) as writer:
+                with write_stage(self.home, stage, fp, spec_slice, inputs, resumable=resumable) as writer:
                     work(writer, tracker)
                     writer.extra["run_id"] = getattr(tracker, "run_id", None)
                     tracker.log_metrics(writer.extra.get("metrics", {}))
@@ -231,38 +232,128 @@ def tokenizer(p: Pipeline, ingested: StageResult) -> StageResult:
 
 
 def examples(p: Pipeline, ingested: StageResult, tok: StageResult) -> StageResult:
-    """Tokenized documents -> MLM + NSP example shards, with their realised statistics gated."""
-    from plm.objectives.shards import ExampleStats, check_statistics, write_bert_examples
-    from plm.tokenizer.encode import encode_documents
+    """Tokenized documents -> example shards per objective, with their realised statistics gated.
+
+    Layout: `mlm/<split>/` (MLM + NSP or SOP), `clm/<split>/`, `skipgram/<split>/` (+ `vocab.parquet`).
+    Shards are written atomically into a resumable directory, so a killed run continues shard by shard.
+    """
+    from plm.tokenizer.specials import SpecialIds
     from plm.tokenizer.train import load_tokenizer
 
     cfg = p.spec.objectives
 
     def work(w: StageWriter, tracker: Tracker) -> None:
         tokenizer_ = load_tokenizer(tok.path / "tokenizer.json")
+        specials = SpecialIds.from_tokenizer(tokenizer_)
         files = lake_files(p, ingested)
-        total = ExampleStats()
         counts: dict[str, float] = {}
-        for split in ("train", "validation"):
-            docs = encode_documents(tokenizer_, files, split, progress=p.progress)
-            if split == "train" and len(docs) < 2:
-                raise ValueError(f"examples: need at least 2 training documents for NSP, got {len(docs)}")
-            if len(docs) < 2:  # too few held-out documents to pair: evaluate on none rather than leak
-                counts["validation_examples"] = 0.0
-                continue
-            stats = write_bert_examples(docs, split, cfg, tokenizer_.get_vocab_size(), w.path / split, p.progress)
-            counts[f"{split}_examples"] = float(stats.examples)
-            counts[f"{split}_tokens"] = float(stats.tokens)
-            total.add(stats)
-        summary = total.summary()
-        failures = check_statistics(summary, cfg)
-        if failures:
-            raise ValueError("examples: realised statistics outside tolerance: " + "; ".join(failures))
-        w.extra.update(counts=counts, metrics=summary)
-        _log_histogram(tracker, total.lengths, "sequence length (tokens)", "example_lengths.png")
+        metrics: dict[str, float] = {}
+        docs = _EncodedSplits(tokenizer_, files, with_words=cfg.whole_word != "none", progress=p.progress)
+        if "mlm" in cfg.kinds:
+            _bert_examples(p, cfg, docs, tokenizer_.get_vocab_size(), specials, w.path / "mlm", counts, metrics, tracker)
+        if "clm" in cfg.kinds:
+            _clm_examples(p, cfg, docs, specials, w.path / "clm", counts, metrics)
+        if "skipgram" in cfg.kinds:
+            _skipgram_examples(p, cfg, files, w.path / "skipgram", counts, metrics)
+        w.extra.update(counts=counts, metrics=metrics, extra={"objectives": sorted(cfg.kinds)})
 
     inputs = {"ingest": ingested.fingerprint, "tokenizer": tok.fingerprint}
-    return p._run("examples", cfg.model_dump(mode="json"), inputs, work)
+    return p._run("examples", cfg.model_dump(mode="json"), inputs, work, resumable=True)
+
+
+class _EncodedSplits:
+    """Each split of the lake encoded once, on first use, shared by the objectives."""
+
+    def __init__(self, tokenizer_: Any, files: list[Path], with_words: bool, progress: Progress) -> None:
+        self.tokenizer, self.files, self.with_words, self.progress = tokenizer_, files, with_words, progress
+        self.cache: dict[str, list[Any]] = {}
+
+    def __getitem__(self, split: str) -> list[Any]:
+        from plm.tokenizer.encode import encode_documents
+
+        if split not in self.cache:
+            self.cache[split] = encode_documents(
+                self.tokenizer, self.files, split, progress=self.progress, with_words=self.with_words
+            )
+        return self.cache[split]
+
+
+def _split_seed(seed: int, split: str) -> int:
+    return seed * 4 + {"train": 0, "validation": 1, "test": 2}[split]
+
+
+def _bert_examples(
+    p: Pipeline, cfg: Any, docs: _EncodedSplits, vocab_size: int, specials: Any, out: Path,
+    counts: dict[str, float], metrics: dict[str, float], tracker: Tracker,
+) -> None:  # fmt: skip
+    from plm.objectives.shards import ExampleStats, check_statistics, write_bert_examples
+
+    if specials.cls is None or specials.mask is None:
+        raise ValueError("examples: mlm needs a tokenizer with [CLS]/[SEP]/[MASK]: set tokenizer.family=bert")
+    total = ExampleStats()
+    for split in ("train", "validation"):
+        split_docs = docs[split]
+        if split == "train" and len(split_docs) < 2:
+            raise ValueError(f"examples: need at least 2 training documents for NSP, got {len(split_docs)}")
+        if len(split_docs) < 2:  # too few held-out documents to pair: evaluate on none rather than leak
+            counts["validation_examples"] = 0.0
+            continue
+        stats = write_bert_examples(split_docs, split, cfg, vocab_size, specials, out / split, p.progress)
+        counts[f"{split}_examples"] = float(stats.examples)
+        counts[f"{split}_tokens"] = float(stats.tokens)
+        total.add(stats)
+    metrics.update(total.summary())
+    failures = check_statistics(metrics, cfg)
+    if failures:
+        raise ValueError("examples: realised statistics outside tolerance: " + "; ".join(failures))
+    _log_histogram(tracker, total.lengths, "MLM/NSP sequence length (tokens)", "example_lengths.png")
+
+
+def _clm_examples(
+    p: Pipeline, cfg: Any, docs: _EncodedSplits, specials: Any, out: Path,
+    counts: dict[str, float], metrics: dict[str, float],
+) -> None:  # fmt: skip
+    from plm.objectives.clm import write_clm
+
+    eos = specials.eos if specials.eos is not None else specials.sep  # BERT family: [SEP] ends a document
+    if eos is None:
+        raise ValueError("examples: clm needs an end-of-text token (tokenizer.family=gpt)")
+    for split in ("train", "validation"):
+        if not docs[split]:
+            continue
+        split_cfg = cfg.model_copy(update={"seed": _split_seed(cfg.seed, split)})
+        stats = write_clm(docs[split], split, split_cfg, eos, out / split, p.progress)
+        counts[f"clm.{split}_sequences"] = float(stats.summary()["sequences"])
+        metrics.update({f"clm.{split}.{k}": float(v) for k, v in stats.summary().items()})
+    if not counts.get("clm.train_sequences"):
+        raise ValueError(f"examples: no CLM sequence of {cfg.seq_len} tokens could be packed from the train split")
+
+
+def _skipgram_examples(
+    p: Pipeline, cfg: Any, files: list[Path], out: Path, counts: dict[str, float], metrics: dict[str, float]
+) -> None:
+    from plm.objectives.skipgram import build_vocab, check_skipgram, encode_sentences, write_skipgram
+    from plm.tokenizer.train import iter_sentences
+
+    sg = cfg.skipgram
+    vocab = build_vocab(iter_sentences(files, "train"), sg.min_count, sg.lowercase)
+    if not vocab.words:
+        raise ValueError(f"examples: no word occurs {sg.min_count} times (objectives.skipgram.min_count)")
+    counts["skipgram.vocab_size"] = float(len(vocab.words))
+    failures = []
+    for split in ("train", "validation"):
+        sentences = encode_sentences(iter_sentences(files, split), vocab, sg.lowercase)
+        if not sentences:
+            continue
+        stats = write_skipgram(sentences, vocab, sg, _split_seed(cfg.seed, split), out / split, p.progress,
+                               workers=cfg.workers)  # fmt: skip
+        summary = stats.summary()
+        counts[f"skipgram.{split}_pairs"] = float(summary["pairs"])
+        metrics.update({f"skipgram.{split}.{k}": float(v) for k, v in summary.items()})
+        if split == "train":
+            failures = check_skipgram(stats, sg, cfg.tolerance)
+    if failures:
+        raise ValueError("examples: skip-gram statistics outside tolerance: " + "; ".join(failures))
 
 
 def _log_histogram(tracker: Tracker, values: list[int], title: str, name: str) -> None:
@@ -286,8 +377,8 @@ def _log_histogram(tracker: Tracker, values: list[int], title: str, name: str) -
     plt.close(fig)
 
 
-def _shards(ex: StageResult, split: str) -> list[Path]:
-    return sorted((ex.path / split).glob("part-*.parquet"))
+def _shards(ex: StageResult, objective: str, split: str) -> list[Path]:
+    return sorted((ex.path / objective / split).glob("part-*.parquet"))
 
 
 def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
@@ -305,10 +396,13 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
         **spec.model.dims(),
     )
 
+    if "mlm" not in spec.objectives.kinds:
+        raise ValueError("pretrain: model.arch=bert trains on MLM examples: objectives.kinds must include mlm")
+
     def work(w: StageWriter, tracker: Tracker) -> None:
         result = pretrain_bert(
-            model_cfg, spec.train, _shards(ex, "train"), _shards(ex, "validation"), w.path,
-            tracker=tracker, progress=p.progress,
+            model_cfg, spec.train, _shards(ex, "mlm", "train"), _shards(ex, "mlm", "validation"), w.path,
+            tracker=tracker, progress=p.progress, masker=_dynamic_masker(p, tok),
         )  # fmt: skip
         shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
         w.extra.update(
@@ -321,6 +415,25 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
 
     slice_ = {"model": spec.model.model_dump(mode="json"), "train": spec.train.model_dump(mode="json")}
     return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
+
+
+def _dynamic_masker(p: Pipeline, tok: StageResult) -> Any:
+    """The loader-side masker when `objectives.masking` is dynamic, else None (masks are in the shards)."""
+    cfg = p.spec.objectives
+    if cfg.masking != "dynamic":
+        return None
+    from plm.objectives.mlm import DynamicMasker
+    from plm.tokenizer.specials import SpecialIds
+    from plm.tokenizer.train import load_tokenizer
+
+    tokenizer_ = load_tokenizer(tok.path / "tokenizer.json")
+    specials = SpecialIds.from_tokenizer(tokenizer_)
+    return DynamicMasker(
+        vocab_size=tokenizer_.get_vocab_size(), n_special=specials.n_leading, mask_id=specials.mask,
+        special_ids=tuple(sorted(specials.all)), probability=cfg.mlm_probability,
+        max_predictions=cfg.max_predictions, mask_fraction=cfg.mask_fraction,
+        random_fraction=cfg.random_fraction, mode=cfg.mlm_mode,
+    )  # fmt: skip
 
 
 def finetune(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:

@@ -1,9 +1,14 @@
-"""Next-sentence-prediction pairs, following BERT's `create_instances_from_document`.
+"""Sentence-pair instances: BERT's next-sentence prediction and ALBERT's sentence-order prediction.
 
-Per document: draw a target length (shorter with `short_seq_prob`), accumulate sentences up to
-it, split the chunk at a random point into A and B; with probability `random_fraction` B is
-instead a span from another document and the unused sentences are put back. Pairs are then
-truncated from the longer side (front or back at random) to fit `[CLS] A [SEP] B [SEP]`.
+NSP follows BERT's `create_instances_from_document`: per document, draw a target length (shorter
+with `short_seq_prob`), accumulate sentences up to it, split the chunk at a random point into A
+and B; with probability `random_fraction` B is instead a span from another document and the
+unused sentences are put back. SOP keeps B the true continuation and swaps A and B with
+probability `random_fraction` (label 1 = swapped). Pairs are truncated from the longer side
+(front or back at random) to fit `[CLS] A [SEP] B [SEP]`.
+
+Token arrays may carry a packed whole-word flag (see plm.objectives.shards); nothing here looks
+inside the values, so the flag travels with its token through concatenation and truncation.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import numpy as np
 class PairInstance:
     tokens_a: list[int]
     tokens_b: list[int]
-    is_random_next: bool
-    forced_random: bool  # the chunk had one sentence, so B had to come from another document
+    is_random_next: bool  # NSP: B from another document; SOP: A and B swapped
+    forced_random: bool  # NSP: the chunk had one sentence, so B had to come from another document
     a_doc: int
     b_doc: int
 
@@ -44,8 +49,9 @@ def create_pairs(
     short_seq_prob: float,
     random_fraction: float,
     rng: np.random.Generator,
+    order_prediction: bool = False,
 ) -> list[PairInstance]:
-    """All NSP instances of one document (`documents[doc_index]`), BERT's algorithm."""
+    """All NSP (or, with `order_prediction`, SOP) instances of one document (`documents[doc_index]`)."""
     document = documents[doc_index]
     max_num_tokens = seq_len - 3
     target = max_num_tokens
@@ -58,7 +64,12 @@ def create_pairs(
     while i < len(document):
         chunk.append(document[i])
         length += len(document[i])
-        if i == len(document) - 1 or length >= target:
+        if order_prediction and (i == len(document) - 1 or length >= target):
+            pair = _sop_pair(chunk, doc_index, max_num_tokens, random_fraction, rng)
+            if pair is not None:
+                out.append(pair)
+            chunk, length = [], 0
+        elif i == len(document) - 1 or length >= target:
             a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
             tokens_a = _concat(chunk[:a_end])
             forced = len(chunk) == 1
@@ -86,3 +97,28 @@ def create_pairs(
             chunk, length = [], 0
         i += 1
     return out
+
+
+def _sop_pair(
+    chunk: list[np.ndarray], doc_index: int, max_num_tokens: int, swap_fraction: float, rng: np.random.Generator
+) -> PairInstance | None:
+    """A and B are consecutive spans of one document; swapped with probability `swap_fraction`.
+
+    A one-sentence chunk is split inside the sentence (ALBERT segments need not be sentences).
+    """
+    if len(chunk) >= 2:
+        a_end = int(rng.integers(1, len(chunk)))
+        tokens_a, tokens_b = _concat(chunk[:a_end]), _concat(chunk[a_end:])
+    else:
+        tokens = chunk[0].tolist()
+        if len(tokens) < 2:
+            return None
+        cut = int(rng.integers(1, len(tokens)))
+        tokens_a, tokens_b = tokens[:cut], tokens[cut:]
+    truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+    if not tokens_a or not tokens_b:
+        return None
+    swapped = bool(rng.random() < swap_fraction)
+    if swapped:
+        tokens_a, tokens_b = tokens_b, tokens_a
+    return PairInstance(tokens_a, tokens_b, swapped, False, doc_index, doc_index)

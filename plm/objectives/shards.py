@@ -1,15 +1,26 @@
-"""BERT pretraining examples (NSP pairs + MLM masks) written as Parquet shards, with realised statistics.
+"""BERT pretraining examples (MLM + NSP or SOP) as Parquet shards, generated shard by shard.
 
-Shard schema: input_ids list<int32>, token_type_ids list<int8>, labels list<int32> (-100 where not
-predicted), nsp_label int8 (0 = IsNext, 1 = random), a_doc_id, b_doc_id. Sequences are unpadded.
-Each (split, copy) draws from its own RNG seeded by (seed, split, copy), so the output does not
-depend on how the work is scheduled.
+Documents are cut into generation shards of `docs_per_shard`; shard s of copy c is generated from
+its own RNG, seeded by (seed, split, objective, s, c), and written atomically as
+`part-<c>-<s>.parquet` with its statistics in the file's metadata. So the output is byte-identical
+for any number of workers, and a killed run resumes by skipping the shards already written.
+
+Shard schema: input_ids list<int32>, token_type_ids list<int8>, labels list<int32> (-100 where
+not predicted), nsp_label int8 (NSP: 0 = IsNext, 1 = random; SOP: 0 = in order, 1 = swapped),
+a_doc_id, b_doc_id. Sequences are unpadded.
+
+Whole-word masking packs a word-start flag into each token value (`id * 2 + start`) before pair
+creation, so the flag follows its token through concatenation and truncation.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +28,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from plm.config import ObjectivesSpec
-from plm.objectives.mlm import mask_tokens
+from plm.objectives.mlm import IGNORE, MaskedBatch, mask_tokens
 from plm.objectives.nsp import PairInstance, create_pairs
 from plm.tokenizer.encode import EncodedDoc
-from plm.tokenizer.train import CLS_ID, MASK_ID, PAD_ID, SEP_ID, SPECIAL_TOKENS
+from plm.tokenizer.specials import SpecialIds
 from plm.tracker import Progress, no_progress
 
 SCHEMA = pa.schema(
@@ -34,6 +45,8 @@ SCHEMA = pa.schema(
     ]
 )
 SPLIT_CODES = {"train": 0, "validation": 1, "test": 2}
+OBJECTIVE_CODES = {"mlm": 1, "nsp": 2, "sop": 3}  # clm and skipgram streams use 11 and 7 (their modules)
+STATS_KEY = b"plm.stats"
 
 
 @dataclass
@@ -47,11 +60,14 @@ class ExampleStats:
     kept: int = 0
     nsp_random: int = 0
     nsp_forced: int = 0
+    shards_written: int = 0
+    shards_reused: int = 0
     lengths: list[int] = field(default_factory=list)
 
     def add(self, other: ExampleStats) -> None:
-        for name in ("examples", "tokens", "candidates", "selected", "masked", "random", "kept", "nsp_random", "nsp_forced"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for f in fields(self):
+            if f.name != "lengths":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         self.lengths.extend(other.lengths)
 
     def summary(self) -> dict[str, float]:
@@ -68,6 +84,8 @@ class ExampleStats:
             "nsp_random_rate_unforced": (self.nsp_random - self.nsp_forced) / max(coin, 1),
             "nsp_forced_random": float(self.nsp_forced),
             "mean_length": float(np.mean(self.lengths)) if self.lengths else 0.0,
+            "shards_written": float(self.shards_written),
+            "shards_reused": float(self.shards_reused),
         }
 
 
@@ -75,7 +93,9 @@ def check_statistics(stats: dict[str, float], cfg: ObjectivesSpec) -> list[str]:
     """Realised statistics outside `cfg.tolerance` of their targets, as messages (empty = pass).
 
     The NSP coin is checked on the pairs where it was tossed: BERT forces a random B when a chunk
-    holds a single sentence, and those are reported separately (`nsp_forced_random`).
+    holds a single sentence, and those are reported separately (`nsp_forced_random`). Whole-word
+    selection in `exact` mode undershoots k when no remaining word fits, so there the mask rate
+    may fall short of p by up to twice the tolerance.
     """
     keep = 1 - cfg.mask_fraction - cfg.random_fraction
     targets = {
@@ -85,11 +105,57 @@ def check_statistics(stats: dict[str, float], cfg: ObjectivesSpec) -> list[str]:
         "unchanged_share": keep,
         "nsp_random_rate_unforced": cfg.nsp_random_fraction,
     }
+    if cfg.masking == "dynamic":  # masks are drawn by the loader, not written here
+        targets = {"nsp_random_rate_unforced": cfg.nsp_random_fraction}
+    failures = []
+    for key, target in targets.items():
+        deviation = stats[key] - target
+        undershoot_ok = key == "mask_rate" and cfg.whole_word != "none" and cfg.mlm_mode == "exact"
+        if undershoot_ok and -2 * cfg.tolerance <= deviation < 0:
+            deviation = 0.0
+        if abs(deviation) > cfg.tolerance:
+            failures.append(f"{key} = {stats[key]:.4f}, target {target:.4f} +- {cfg.tolerance}")
+    return failures
+
+
+def pair_objective(kinds: Sequence[str]) -> str:
+    """`nsp` or `sop`: the sentence-pair task that goes with MLM."""
+    return "sop" if "sop" in kinds else "nsp"
+
+
+# ---- word groups --------------------------------------------------------------------------------
+
+
+def word_start_flags(doc: EncodedDoc, mode: str) -> list[np.ndarray]:
+    """Per sentence, 1 where a token starts a masking group (a word, or a Korean morpheme)."""
+    if doc.word_ids is None:
+        raise ValueError("whole-word masking needs documents encoded with word ids")
+    flags = []
+    for i, words in enumerate(doc.word_ids):
+        start = np.ones(len(words), dtype=np.int32)
+        start[1:] = words[1:] != words[:-1]
+        if mode == "morpheme" and doc.lang == "ko" and doc.starts is not None and doc.texts is not None:
+            start |= np.isin(doc.starts[i], _morpheme_starts(doc.texts[i])).astype(np.int32)
+        flags.append(start)
+    return flags
+
+
+def _morpheme_starts(text: str) -> np.ndarray:
+    from plm.corpus.sentences import _kiwi
+
+    return np.asarray([t.start for t in _kiwi().tokenize(text)], dtype=np.int64)
+
+
+def _packed_documents(docs: list[EncodedDoc], whole_word: str) -> list[list[np.ndarray]]:
+    if whole_word == "none":
+        return [[s.astype(np.int64) for s in d.sentences] for d in docs]
     return [
-        f"{key} = {stats[key]:.4f}, target {target:.4f} +- {cfg.tolerance}"
-        for key, target in targets.items()
-        if abs(stats[key] - target) > cfg.tolerance
+        [s.astype(np.int64) * 2 + f for s, f in zip(d.sentences, word_start_flags(d, whole_word), strict=True)]
+        for d in docs
     ]
+
+
+# ---- one shard ---------------------------------------------------------------------------------
 
 
 def _list_array(rows: Sequence[np.ndarray], dtype: pa.DataType) -> pa.ListArray:
@@ -100,25 +166,49 @@ def _list_array(rows: Sequence[np.ndarray], dtype: pa.DataType) -> pa.ListArray:
 
 
 def _mask_and_table(
-    pairs: list[PairInstance], doc_ids: list[str], cfg: ObjectivesSpec, vocab_size: int, rng: np.random.Generator
+    pairs: list[PairInstance],
+    doc_ids: list[str],
+    cfg: ObjectivesSpec,
+    vocab_size: int,
+    specials: SpecialIds,
+    rng: np.random.Generator,
 ) -> tuple[pa.Table, ExampleStats]:
     n, t = len(pairs), cfg.seq_len
-    ids = np.full((n, t), PAD_ID, dtype=np.int32)
+    grouped = cfg.whole_word != "none"
+    packed = np.zeros((n, t), dtype=np.int64)
     types = np.zeros((n, t), dtype=np.int8)
     lengths = np.empty(n, dtype=np.int64)
+    cls, sep = (specials.cls * 2 + 1, specials.sep * 2 + 1) if grouped else (specials.cls, specials.sep)
     for r, p in enumerate(pairs):
         la, lb = len(p.tokens_a), len(p.tokens_b)
-        row = [CLS_ID, *p.tokens_a, SEP_ID, *p.tokens_b, SEP_ID]
-        ids[r, : len(row)] = row
+        row = [cls, *p.tokens_a, sep, *p.tokens_b, sep]
+        packed[r, : len(row)] = row
         types[r, la + 2 : la + lb + 3] = 1
         lengths[r] = len(row)
-    special = (ids == CLS_ID) | (ids == SEP_ID) | (np.arange(t)[None, :] >= lengths[:, None])
-    masked = mask_tokens(
-        ids, special, rng,
-        vocab_size=vocab_size, n_special=len(SPECIAL_TOKENS), mask_id=MASK_ID,
-        probability=cfg.mlm_probability, max_predictions=cfg.max_predictions,
-        mask_fraction=cfg.mask_fraction, random_fraction=cfg.random_fraction,
-    )  # fmt: skip
+    padding = np.arange(t)[None, :] >= lengths[:, None]
+    if grouped:
+        ids = (packed >> 1).astype(np.int32)
+        starts = (packed & 1).astype(bool)
+        starts[:, 1] = True  # a truncated segment may begin inside a word
+        starts[:, 0] = True
+        sep_next = np.zeros_like(starts)
+        sep_next[:, 1:] = ids[:, :-1] == specials.sep
+        groups = np.cumsum(starts | sep_next | padding, axis=1)
+    else:
+        ids, groups = packed.astype(np.int32), None
+    ids[padding] = specials.pad
+    special = np.isin(ids, list(specials.all)) | padding
+    if cfg.masking == "dynamic":  # clean ids; the training loader masks each batch (DynamicMasker)
+        labels = np.full_like(ids, IGNORE)
+        masked = MaskedBatch(ids, labels, int((~special).sum()), 0, 0, 0, 0)
+    else:
+        masked = mask_tokens(
+            ids, special, rng,
+            vocab_size=vocab_size, n_special=specials.n_leading, mask_id=specials.mask,
+            probability=cfg.mlm_probability, max_predictions=cfg.max_predictions,
+            mask_fraction=cfg.mask_fraction, random_fraction=cfg.random_fraction,
+            mode=cfg.mlm_mode, groups=groups,
+        )  # fmt: skip
     rows = range(n)
     table = pa.Table.from_arrays(
         [
@@ -132,18 +222,53 @@ def _mask_and_table(
         schema=SCHEMA,
     )
     stats = ExampleStats(
-        examples=n,
-        tokens=int(lengths.sum()),
-        candidates=masked.n_candidates,
-        selected=masked.n_selected,
-        masked=masked.n_masked,
-        random=masked.n_random,
-        kept=masked.n_kept,
-        nsp_random=sum(p.is_random_next for p in pairs),
-        nsp_forced=sum(p.forced_random for p in pairs),
+        examples=n, tokens=int(lengths.sum()), candidates=masked.n_candidates, selected=masked.n_selected,
+        masked=masked.n_masked, random=masked.n_random, kept=masked.n_kept,
+        nsp_random=sum(p.is_random_next for p in pairs), nsp_forced=sum(p.forced_random for p in pairs),
         lengths=lengths.tolist(),
-    )
+    )  # fmt: skip
     return table, stats
+
+
+@dataclass(frozen=True)
+class _Job:
+    split: str
+    copy: int
+    shard: int
+    path: Path
+
+
+# Set before the worker processes fork, so the documents are shared, not pickled per job.
+_WORK: dict[str, object] = {}
+
+
+def _generate(job: _Job) -> ExampleStats:
+    documents: list[list[np.ndarray]] = _WORK["documents"]  # type: ignore[assignment]
+    doc_ids: list[str] = _WORK["doc_ids"]  # type: ignore[assignment]
+    cfg: ObjectivesSpec = _WORK["cfg"]  # type: ignore[assignment]
+    objective = pair_objective(cfg.kinds)
+    rng = np.random.default_rng([cfg.seed, SPLIT_CODES[job.split], OBJECTIVE_CODES[objective], job.shard, job.copy])
+    lo = job.shard * cfg.docs_per_shard
+    pairs: list[PairInstance] = []
+    for i in range(lo, min(lo + cfg.docs_per_shard, len(documents))):
+        pairs.extend(
+            create_pairs(documents, i, cfg.seq_len, cfg.short_seq_prob, cfg.nsp_random_fraction, rng,
+                         order_prediction=objective == "sop")  # fmt: skip
+        )
+    pairs = [pairs[j] for j in rng.permutation(len(pairs))]
+    table, stats = _mask_and_table(pairs, doc_ids, cfg, _WORK["vocab_size"], _WORK["specials"], rng)  # type: ignore[arg-type]
+    stats.shards_written = 1
+    meta = {STATS_KEY: json.dumps(asdict(stats)).encode()}
+    tmp = job.path.with_suffix(f".tmp{os.getpid()}")
+    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    os.replace(tmp, job.path)
+    return stats
+
+
+def _stats_of(path: Path) -> ExampleStats:
+    stats = ExampleStats(**json.loads(pq.read_schema(path).metadata[STATS_KEY]))
+    stats.shards_written, stats.shards_reused = 0, 1
+    return stats
 
 
 def write_bert_examples(
@@ -151,26 +276,39 @@ def write_bert_examples(
     split: str,
     cfg: ObjectivesSpec,
     vocab_size: int,
+    specials: SpecialIds,
     out_dir: Path,
     progress: Progress = no_progress,
 ) -> ExampleStats:
-    """Generate `cfg.dupe_factor` copies of NSP+MLM examples for one split into `out_dir/part-*.parquet`."""
+    """Generate `cfg.dupe_factor` copies of MLM + NSP/SOP examples for one split into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    documents = [d.sentences for d in docs]
-    doc_ids = [d.doc_id for d in docs]
+    n_shards = -(-len(docs) // cfg.docs_per_shard)
+    jobs = [
+        _Job(split, copy, shard, out_dir / f"part-{copy:03d}-{shard:05d}.parquet")
+        for copy in range(cfg.dupe_factor)
+        for shard in range(n_shards)
+    ]
     total = ExampleStats()
-    shard = 0
-    for copy in range(cfg.dupe_factor):
-        rng = np.random.default_rng([cfg.seed, SPLIT_CODES[split], copy])
-        pairs: list[PairInstance] = []
-        for i in range(len(documents)):
-            pairs.extend(create_pairs(documents, i, cfg.seq_len, cfg.short_seq_prob, cfg.nsp_random_fraction, rng))
-        order = rng.permutation(len(pairs))
-        pairs = [pairs[j] for j in order]
-        for start in range(0, len(pairs), cfg.shard_size):
-            table, stats = _mask_and_table(pairs[start : start + cfg.shard_size], doc_ids, cfg, vocab_size, rng)
-            pq.write_table(table, out_dir / f"part-{shard:05d}.parquet", compression="zstd")
-            total.add(stats)
-            shard += 1
-            progress(f"examples {split}", total.examples, None)
+    todo = []
+    for job in jobs:
+        if job.path.exists():
+            total.add(_stats_of(job.path))
+        else:
+            todo.append(job)
+    _WORK.update(
+        documents=_packed_documents(docs, cfg.whole_word), doc_ids=[d.doc_id for d in docs], cfg=cfg,
+        vocab_size=vocab_size, specials=specials,
+    )  # fmt: skip
+    try:
+        if cfg.workers > 1 and len(todo) > 1:
+            with ProcessPoolExecutor(cfg.workers, mp_context=get_context("fork")) as pool:
+                for stats in pool.map(_generate, todo):
+                    total.add(stats)
+                    progress(f"examples {split}", total.examples, None)
+        else:
+            for job in todo:
+                total.add(_generate(job))
+                progress(f"examples {split}", total.examples, None)
+    finally:
+        _WORK.clear()
     return total

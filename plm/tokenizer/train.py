@@ -1,50 +1,112 @@
-"""Train a WordPiece tokenizer with HF `tokenizers`, streaming sentences from the lake's Arrow batches.
+"""Train a tokenizer with HF `tokenizers`, streaming sentences from the lake's Arrow batches.
 
-Accents are never stripped: `BertNormalizer(strip_accents=None)` follows `lowercase` and would
-decompose Hangul syllables into jamo, so `strip_accents=False` is set explicitly.
+Kinds (`TokenizerSpec.kind`):
+- `wordpiece`: BERT style, BertPreTokenizer, `##` continuation, WordPiece decoder.
+- `bpe`: Sennrich-style BPE over whitespace/punctuation words, `</w>` end-of-word suffix, with unk.
+- `bytelevel_bpe`: GPT-2 style, ByteLevel pre-tokenizer (no prefix space), full byte alphabet, no unk.
+- `unigram`: SentencePiece style, Metaspace (`▁`) pre-tokenizer, UnigramTrainer, with unk.
+
+Normaliser: NFC or NFKC, then optional lowercasing. Accents are never stripped: stripping
+decomposes Hangul syllables into jamo (and `BertNormalizer(strip_accents=None)` follows
+`lowercase`, so it is set to False explicitly).
+
+Special tokens come first in the vocabulary (see `plm.tokenizer.specials`). Post-processor: the
+bert family adds `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` (type id 1 for B); the gpt family adds
+nothing, as GPT-2's tokenizer does: causal LM packing inserts `<|endoftext|>` between documents
+itself, so `encode(text).ids` are the text's tokens only.
+
+Memory budget: when the train split's sentences exceed `max_train_bytes`, training reads a
+deterministic hash sample of documents (`int(doc_id, 16) % 10**6 < fraction * 10**6`), and the
+fraction is returned in `TrainStats`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from plm.config import TokenizerSpec
+from plm.tokenizer.specials import BERT_SPECIALS, SpecialIds, family_of, hf_tokenizer_kwargs, special_tokens
 from plm.tracker import Progress, no_progress
 
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# Kept for the bert family's callers: [PAD] [UNK] [CLS] [SEP] [MASK] are always ids 0..4.
+SPECIAL_TOKENS = list(BERT_SPECIALS)
 PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = range(len(SPECIAL_TOKENS))
+BPE_SUFFIX = "</w>"
+SAMPLE_MODULUS = 10**6
+
+__all__ = [
+    "CLS_ID", "MASK_ID", "PAD_ID", "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "TrainStats", "TrainedTokenizer",
+    "build_tokenizer", "compare_tokenizers", "describe_tokenizer", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
+    "iter_sentences", "load_tokenizer", "sample_keep", "train_tokenizer",
+]  # fmt: skip
+
+
+# ---- building ---------------------------------------------------------------------------------
+
+
+def _normalizer(cfg: TokenizerSpec, bert_style: bool) -> normalizers.Normalizer:
+    steps: list[normalizers.Normalizer] = [normalizers.NFC() if cfg.normalization == "NFC" else normalizers.NFKC()]
+    if bert_style:
+        # clean_text drops control characters; CJK ideographs become words of their own.
+        steps.append(
+            normalizers.BertNormalizer(
+                clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=cfg.lowercase
+            )
+        )
+    elif cfg.lowercase:
+        steps.append(normalizers.Lowercase())
+    return normalizers.Sequence(steps)
 
 
 def build_tokenizer(cfg: TokenizerSpec) -> tuple[Tokenizer, trainers.Trainer]:
-    """An untrained tokenizer and its trainer for `cfg.kind`."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
-    unicode_form = normalizers.NFC() if cfg.normalization == "NFC" else normalizers.NFKC()
-    tok.normalizer = normalizers.Sequence(
-        [
-            unicode_form,
-            normalizers.BertNormalizer(
-                clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=cfg.lowercase
-            ),
-        ]
-    )
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=cfg.vocab_size,
-        min_frequency=cfg.min_frequency,
-        special_tokens=SPECIAL_TOKENS,
-        continuing_subword_prefix="##",
-        show_progress=False,
-    )
+    """An untrained tokenizer and its trainer for `cfg.kind` and `cfg.family`."""
+    specials = special_tokens(cfg.family)
+    unk = "[UNK]" if cfg.family == "bert" else "<unk>"
+    common = {"vocab_size": cfg.vocab_size, "special_tokens": specials, "show_progress": False}
+    if cfg.kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token=unk, continuing_subword_prefix="##"))
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece(prefix="##")
+        trainer: trainers.Trainer = trainers.WordPieceTrainer(
+            min_frequency=cfg.min_frequency, continuing_subword_prefix="##", **common
+        )
+    elif cfg.kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=unk, end_of_word_suffix=BPE_SUFFIX))
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.BPEDecoder(suffix=BPE_SUFFIX)
+        trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, end_of_word_suffix=BPE_SUFFIX, **common)
+    elif cfg.kind == "bytelevel_bpe":
+        tok = Tokenizer(models.BPE())  # every byte is in the alphabet: nothing is unknown
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            min_frequency=cfg.min_frequency, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), **common
+        )
+    elif cfg.kind == "unigram":
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+        # UnigramTrainer has no min_frequency: pieces are pruned by likelihood instead.
+        trainer = trainers.UnigramTrainer(unk_token=unk, max_piece_length=16, **common)
+    else:
+        raise ValueError(f"tokenizer.kind: unknown kind {cfg.kind!r}")
+    tok.normalizer = _normalizer(cfg, bert_style=cfg.kind in ("wordpiece", "bpe"))
     return tok, trainer
 
 
 def _with_post_processor(tok: Tokenizer) -> Tokenizer:
+    if tok.token_to_id("[CLS]") is None:
+        return tok  # gpt family: no special tokens added (see module docstring)
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -54,60 +116,200 @@ def _with_post_processor(tok: Tokenizer) -> Tokenizer:
     return tok
 
 
-def iter_sentences(files: list[Path], split: str = "train", batch_size: int = 2048) -> Iterator[list[str]]:
-    """Batches of sentences of one split, straight from the lake's Parquet row groups."""
+# ---- reading the lake -------------------------------------------------------------------------
+
+
+def _batches(
+    files: Sequence[Path], split: str, columns: Sequence[str], batch_size: int = 2048
+) -> Iterator[pa.RecordBatch]:
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["sentences", "split"]):
+        pf = pq.ParquetFile(path)
+        present = [c for c in columns if c in pf.schema_arrow.names]
+        for batch in pf.iter_batches(batch_size=batch_size, columns=[*present, "split"]):
             kept = batch.filter(pc.equal(batch.column("split"), split))
             if kept.num_rows:
-                yield pc.list_flatten(kept.column("sentences")).to_pylist()
+                yield kept
 
 
-def train_tokenizer(
+def iter_sentences(files: list[Path], split: str = "train", batch_size: int = 2048) -> Iterator[list[str]]:
+    """Batches of sentences of one split, straight from the lake's Parquet row groups."""
+    for batch in _batches(files, split, ["sentences"], batch_size):
+        yield pc.list_flatten(batch.column("sentences")).to_pylist()
+
+
+def _sentence_bytes(sentences: pa.Array) -> int:
+    flat = pc.list_flatten(sentences)
+    return int(pc.sum(pc.binary_length(flat)).as_py() or 0)
+
+
+def _split_bytes(files: Sequence[Path], split: str) -> int:
+    """UTF-8 bytes of one split's sentences (reads only the `sentences` and `split` columns)."""
+    return sum(_sentence_bytes(b.column("sentences")) for b in _batches(files, split, ["sentences"]))
+
+
+def _bytes_upper_bound(files: Sequence[Path], split: str) -> int | None:
+    """4 x the split's `n_chars` (UTF-8 needs at most 4 bytes a character), read without the text.
+
+    Sentences come from the document text, so this bounds their bytes; None without `n_chars`.
+    """
+    total = 0
+    for batch in _batches(files, split, ["n_chars"]):
+        if "n_chars" not in batch.schema.names:
+            return None
+        total += 4 * int(pc.sum(batch.column("n_chars")).as_py() or 0)
+    return total
+
+
+def _doc_hash(doc_id: str) -> int:
+    try:
+        return int(doc_id, 16)
+    except ValueError:  # lake ids are hex; anything else is hashed so sampling still works
+        return int(hashlib.sha256(doc_id.encode()).hexdigest()[:16], 16)
+
+
+def sample_keep(doc_ids: Sequence[str], fraction: float) -> np.ndarray:
+    """Deterministic document sample: keep where `int(doc_id, 16) % 10**6 < fraction * 10**6`."""
+    threshold = fraction * SAMPLE_MODULUS
+    return np.fromiter((_doc_hash(d) % SAMPLE_MODULUS < threshold for d in doc_ids), dtype=bool, count=len(doc_ids))
+
+
+# ---- training ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What the tokenizer was trained on."""
+
+    sampled_fraction: float
+    """1.0 unless the train split exceeded `max_train_bytes` and a document sample was used."""
+    train_bytes: int
+    """UTF-8 bytes of the sentences actually trained on."""
+    train_sentences: int
+    """Sentences actually trained on."""
+    split_bytes: int
+    """UTF-8 bytes of the whole train split."""
+
+    def as_metrics(self) -> dict[str, float]:
+        """Flat `tokenizer_train.*` metrics for a tracker."""
+        return {f"tokenizer_train.{k}": float(v) for k, v in asdict(self).items()}
+
+
+class TrainedTokenizer(NamedTuple):
+    """`fit_tokenizer`'s result; unpacks as `tok, stats = fit_tokenizer(...)`."""
+
+    tokenizer: Tokenizer
+    stats: TrainStats
+
+
+def fit_tokenizer(
     cfg: TokenizerSpec, files: list[Path], out_path: Path, progress: Progress = no_progress
-) -> Tokenizer:
-    """Train on the train split of the lake files and save `tokenizer.json` to `out_path`."""
+) -> TrainedTokenizer:
+    """Train on the train split (hash-sampled to `cfg.max_train_bytes`), save `tokenizer.json`, return stats."""
+    # Exact sizing needs a pass over the text; skip it when the n_chars bound already fits.
+    bound = _bytes_upper_bound(files, "train")
+    split_bytes = _split_bytes(files, "train") if bound is None or bound > cfg.max_train_bytes else None
+    fraction = 1.0 if split_bytes is None or split_bytes <= cfg.max_train_bytes else cfg.max_train_bytes / split_bytes
     tok, trainer = build_tokenizer(cfg)
-    done = 0
+    counted = {"bytes": 0, "sentences": 0}
 
     def batches() -> Iterator[list[str]]:
-        nonlocal done
-        for batch in iter_sentences(files, "train"):
-            done += len(batch)
-            progress("tokenizer: sentences read", done, None)
-            yield batch
+        for batch in _batches(files, "train", ["doc_id", "sentences"] if fraction < 1 else ["sentences"]):
+            if fraction < 1:
+                batch = batch.filter(pa.array(sample_keep(batch.column("doc_id").to_pylist(), fraction)))
+            sentences = pc.list_flatten(batch.column("sentences"))
+            counted["bytes"] += int(pc.sum(pc.binary_length(sentences)).as_py() or 0)
+            counted["sentences"] += len(sentences)
+            progress("tokenizer: sentences read", counted["sentences"], None)
+            yield sentences.to_pylist()
 
     tok.train_from_iterator(batches(), trainer=trainer)
-    if tok.get_vocab_size() <= len(SPECIAL_TOKENS):
+    specials = special_tokens(cfg.family)
+    if tok.get_vocab_size() <= len(specials):
         raise ValueError("tokenizer training produced no vocabulary: is the train split empty?")
-    for i, token in enumerate(SPECIAL_TOKENS):
+    for i, token in enumerate(specials):
         if tok.token_to_id(token) != i:
             raise AssertionError(f"special token {token} must have id {i}")
     tok = _with_post_processor(tok)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_path))
-    return tok
+    whole = counted["bytes"] if split_bytes is None else split_bytes  # unsampled: what was read is the split
+    stats = TrainStats(fraction, counted["bytes"], counted["sentences"], whole)
+    return TrainedTokenizer(tok, stats)
 
 
-def evaluate_tokenizer(tok: Tokenizer, files: list[Path], split: str = "validation") -> dict[str, float]:
-    """Fertility (tokens per whitespace word), unknown-token rate and bytes per token on one split."""
-    words = tokens = unknown = nbytes = 0
-    for batch in iter_sentences(files, split):
-        for enc in tok.encode_batch(batch, add_special_tokens=False):
-            tokens += len(enc.ids)
-            unknown += enc.ids.count(UNK_ID)
-        words += sum(len(s.split()) for s in batch)
-        nbytes += sum(len(s.encode()) for s in batch)
-    if tokens == 0:
-        return {"vocab_size": float(tok.get_vocab_size())}
-    return {
-        "vocab_size": float(tok.get_vocab_size()),
-        "fertility": tokens / max(words, 1),
-        "unk_rate": unknown / tokens,
-        "bytes_per_token": nbytes / tokens,
-        f"{split}_tokens": float(tokens),
-    }
+def train_tokenizer(
+    cfg: TokenizerSpec, files: list[Path], out_path: Path, progress: Progress = no_progress
+) -> Tokenizer:
+    """Train on the train split of the lake files and save `tokenizer.json` to `out_path` (see `fit_tokenizer`)."""
+    return fit_tokenizer(cfg, files, out_path, progress).tokenizer
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
+    """A saved `tokenizer.json`."""
     return Tokenizer.from_file(str(path))
+
+
+# ---- evaluation -------------------------------------------------------------------------------
+
+
+def evaluate_tokenizer(tok: Tokenizer, files: list[Path], split: str = "validation") -> dict[str, float]:
+    """Fertility (tokens per whitespace word) overall and per language (`fertility.ko`, ...),
+    unknown-token rate, bytes per token and vocabulary use (fraction of the vocabulary seen) on one split."""
+    vocab = tok.get_vocab_size()
+    unk = SpecialIds.from_tokenizer(tok).unk
+    seen = np.zeros(vocab, dtype=np.int64)
+    words: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    nbytes = 0
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
+    for batch in _batches(files, split, ["sentences", "lang"]):
+        column = batch.column("sentences")
+        sentences = pc.list_flatten(column).to_pylist()
+        if not sentences:
+            continue
+        # One batched (parallel) encode per record batch; languages follow their documents.
+        doc_langs = batch.column("lang").to_pylist() if "lang" in batch.schema.names else [""] * batch.num_rows
+        per_doc = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False)
+        langs = np.repeat(np.asarray([lang or "" for lang in doc_langs], dtype=object), per_doc)
+        encs = encode(sentences, add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+        ids = np.fromiter((i for e in encs for i in e.ids), dtype=np.int64, count=int(lengths.sum()))
+        seen += np.bincount(ids, minlength=vocab)[:vocab]
+        n_words = np.fromiter((len(s.split()) for s in sentences), dtype=np.int64, count=len(sentences))
+        for lang in set(langs):
+            rows = langs == lang
+            tokens[lang] = tokens.get(lang, 0) + int(lengths[rows].sum())
+            words[lang] = words.get(lang, 0) + int(n_words[rows].sum())
+        nbytes += _sentence_bytes(column)
+    total = sum(tokens.values())
+    if total == 0:
+        return {"vocab_size": float(vocab)}
+    metrics = {
+        "vocab_size": float(vocab),
+        "fertility": total / max(sum(words.values()), 1),
+        "unk_rate": float(seen[unk]) / total if unk is not None else 0.0,
+        "bytes_per_token": nbytes / total,
+        "vocab_used": float(np.count_nonzero(seen)) / vocab,
+        f"{split}_tokens": float(total),
+    }
+    for lang in sorted(k for k in tokens if k):
+        metrics[f"fertility.{lang}"] = tokens[lang] / max(words[lang], 1)
+    return metrics
+
+
+def describe_tokenizer(tok: Tokenizer) -> dict[str, str]:
+    """Model type, pre-tokenizer and decoder names, as read from the tokenizer itself."""
+    return {
+        "model": type(tok.model).__name__,
+        "pre_tokenizer": type(tok.pre_tokenizer).__name__ if tok.pre_tokenizer else "",
+        "family": family_of(tok),
+    }
+
+
+def compare_tokenizers(paths: dict[str, Path], files: list[Path], split: str = "validation") -> list[dict]:
+    """One row per named `tokenizer.json`: its description and `evaluate_tokenizer` metrics on the same split."""
+    rows = []
+    for name, path in paths.items():
+        tok = load_tokenizer(path)
+        rows.append({"name": name, **describe_tokenizer(tok), **evaluate_tokenizer(tok, files, split)})
+    return rows

@@ -25,7 +25,7 @@ from plm.config import TrainSpec
 from plm.models.bert import BertConfig, BertForPreTraining
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 from plm.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from plm.train.loader import PretrainLoader
+from plm.train.loader import Masker, PretrainLoader
 from plm.train.optim import build_optimizer
 from plm.train.schedule import build_scheduler
 
@@ -183,6 +183,7 @@ def pretrain_bert(
     progress: Progress = no_progress,
     checkpoint_every: int | None = None,
     resume_from: Path | None = None,
+    masker: Masker | None = None,
 ) -> PretrainResult:
     """Pretrain `cfg` from scratch for `train.steps` steps; evaluate on `val_shards`; write checkpoint + model dir.
 
@@ -201,7 +202,7 @@ def pretrain_bert(
     model = BertForPreTraining(cfg).to(device)
     optimizer = build_optimizer(model, train.lr, train.weight_decay)
     scheduler = build_scheduler(optimizer, train.warmup_steps, train.steps)
-    loader = PretrainLoader(train_shards, train.batch_size, seed=train.seed)
+    loader = PretrainLoader(train_shards, train.batch_size, seed=train.seed, masker=masker)
     tracker.log_params({"bert_config." + k: v for k, v in cfg.to_dict().items()})
     extra = {"config": cfg.to_dict(), "train": train.model_dump(mode="json")}
     start = 1
@@ -253,7 +254,7 @@ def pretrain_bert(
         "steps": float(train.steps),
     }
     if val_shards:
-        val_loader = PretrainLoader(val_shards, train.batch_size, shuffle=False, drop_last=False)
+        val_loader = PretrainLoader(val_shards, train.batch_size, shuffle=False, drop_last=False, masker=masker)
         metrics.update({f"val_{k}": v for k, v in evaluate(model, val_loader, train.eval_batches, device).items()})
     tracker.log_metrics(metrics, step=train.steps)
 

@@ -7,7 +7,7 @@ row groups can replace `_Examples` later without changing the `PretrainLoader` i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,8 @@ from plm.models.bert import IGNORE_INDEX
 
 PAD_ID = 0
 COLUMNS = ("input_ids", "token_type_ids", "labels", "nsp_label")
+Masker = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+"""masker(input_ids, attention_mask, rng) -> (corrupted ids, labels): dynamic MLM masking per batch."""
 
 
 class _Ragged:
@@ -54,8 +56,13 @@ class _Examples:
     def __len__(self) -> int:
         return len(self.nsp_label)
 
-    def collate(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        """Pad the rows `idx` to the longest of them: ids 0, token types 0, labels -100, mask 0."""
+    def collate(
+        self, idx: np.ndarray, masker: Masker | None = None, rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Pad the rows `idx` to the longest of them: ids 0, token types 0, labels -100, mask 0.
+
+        With a `masker`, the stored (clean) ids are masked here and the labels come from it.
+        """
         T = int(self.lengths[idx].max())
         B = len(idx)
         input_ids = np.full((B, T), PAD_ID, dtype=np.int64)
@@ -68,6 +75,8 @@ class _Examples:
             token_type_ids[b, :n] = self.token_type_ids.row(i)
             labels[b, :n] = self.labels.row(i)
             attention_mask[b, :n] = 1
+        if masker is not None:
+            input_ids, labels = masker(input_ids, attention_mask, rng or np.random.default_rng())
         return {
             "input_ids": torch.from_numpy(input_ids),
             "token_type_ids": torch.from_numpy(token_type_ids),
@@ -100,8 +109,10 @@ class PretrainLoader:
         seed: int = 0,
         shuffle: bool = True,
         drop_last: bool = True,
+        masker: Masker | None = None,
     ) -> None:
         self.examples = _Examples([Path(p) for p in paths])
+        self.masker = masker
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -134,7 +145,9 @@ class PretrainLoader:
             self._order = self._permutation(pos.epoch)
         idx = self._order[pos.index : pos.index + self.batch_size]
         self.position = LoaderPosition(pos.epoch, pos.index + len(idx))
-        return self.examples.collate(idx)
+        # The mask RNG depends only on the batch position: a resumed run draws the same masks.
+        rng = np.random.default_rng([self.seed, 7, pos.epoch, pos.index]) if self.masker else None
+        return self.examples.collate(idx, self.masker, rng)
 
     def epoch_batches(self, max_batches: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """One pass in epoch-0 order (e.g. evaluation), at most `max_batches`; leaves the position alone."""
@@ -142,7 +155,8 @@ class PretrainLoader:
         for k, start in enumerate(range(0, len(order), self.batch_size)):
             if max_batches is not None and k >= max_batches:
                 return
-            yield self.examples.collate(order[start : start + self.batch_size])
+            rng = np.random.default_rng([self.seed, 8, k]) if self.masker else None
+            yield self.examples.collate(order[start : start + self.batch_size], self.masker, rng)
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.position.epoch, "index": self.position.index, "seed": self.seed}

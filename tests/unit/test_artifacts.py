@@ -42,3 +42,24 @@ def test_stale_temp_dir_from_a_dead_process_is_removed(tmp_path):
     assert not stale.exists()
     assert json.loads((tmp_path / "artifacts/stage/fp3/manifest.json").read_text())["fingerprint"] == "fp3"
     assert os.path.isdir(tmp_path / "artifacts/stage/fp3")
+
+
+def test_resumable_stage_keeps_parts_after_interrupt_but_not_after_failure(tmp_path):
+    with pytest.raises(KeyboardInterrupt), write_stage(tmp_path, "s", "fp4", {}, {}, resumable=True) as w:
+        (w.path / "part-0").write_text("done")
+        raise KeyboardInterrupt
+    with write_stage(tmp_path, "s", "fp4", {}, {}, resumable=True) as w:
+        assert (w.path / "part-0").read_text() == "done"  # the next attempt sees the finished part
+        (w.path / "part-1").write_text("done")
+    assert lookup(tmp_path, "s", "fp4").manifest["files"].keys() == {"part-0", "part-1"}
+
+    with pytest.raises(ValueError), write_stage(tmp_path, "s", "fp5", {}, {}, resumable=True) as w:
+        (w.path / "part-0").write_text("x")
+        raise ValueError("gate failed")
+    assert not (tmp_path / "artifacts" / "s" / ".partial-fp5").exists()
+
+
+def test_resumable_stage_refuses_a_concurrent_writer(tmp_path):
+    with write_stage(tmp_path, "s", "fp6", {}, {}, resumable=True):
+        with pytest.raises(RuntimeError, match="being written by pid"), write_stage(tmp_path, "s", "fp6", {}, {}, resumable=True):
+            pass

@@ -24,7 +24,7 @@ def test_reuse_and_fingerprint_chain(tmp_path, monkeypatch):
         ex = stages.examples(p, ing, tok)
     assert not any(r.reused for r in (ing, tok, ex))
     assert ex.inputs == {"ingest": ing.fingerprint, "tokenizer": tok.fingerprint}
-    assert ex.counts["train_examples"] > 100 and (ex.path / "train" / "part-00000.parquet").is_file()
+    assert ex.counts["train_examples"] > 100 and (ex.path / "mlm" / "train" / "part-000-00000.parquet").is_file()
 
     with stages.Pipeline(spec) as p2:
         again = [stages.ingest(p2)]
@@ -58,7 +58,7 @@ def test_failed_gate_leaves_no_output_and_marks_runs_failed(tmp_path):
     fp = stages.fingerprint("examples", stages.STAGE_VERSIONS["examples"], spec.objectives.model_dump(mode="json"),
                             {"ingest": ing.fingerprint, "tokenizer": tok.fingerprint})
     assert lookup(tmp_path, "examples", fp) is None
-    assert not list((tmp_path / "artifacts" / "examples").iterdir())
+    assert not [p for p in (tmp_path / "artifacts" / "examples").iterdir() if not p.name.endswith(".lock")]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parent = client.get_run(p.run_id)
     assert parent.info.status == "FAILED" and "outside tolerance" in parent.data.tags["plm.error"]
@@ -71,3 +71,28 @@ def test_library_use_without_tracking(tmp_path):
         ing = stages.ingest(p)
     assert p.run_id is None and ing.run_id is None and ing.counts["documents"] > 100
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_clm_and_skipgram_examples_from_the_spec(tmp_path):
+    import pyarrow.parquet as pq
+
+    spec = _spec(tmp_path, "objectives.kinds=[clm, skipgram]", "tokenizer.family=gpt", "tokenizer.kind=bytelevel_bpe",
+                 "objectives.skipgram.min_count=3")
+    with stages.Pipeline(spec, tracking=False) as p:
+        ing = stages.ingest(p)
+        tok = stages.tokenizer(p, ing)
+        ex = stages.examples(p, ing, tok)
+    clm = pq.read_table(sorted((ex.path / "clm" / "train").glob("part-*.parquet"))[0])
+    assert {len(r) for r in clm.column("input_ids").to_pylist()} == {64}
+    sg = pq.read_table(sorted((ex.path / "skipgram" / "train").glob("part-*.parquet"))[0])
+    assert sg.schema.names[:3] == ["center", "context", "negatives"]
+    assert (ex.path / "skipgram" / "train" / "vocab.parquet").is_file()
+    assert ex.counts["skipgram.train_pairs"] > 10_000 and ex.counts["clm.train_sequences"] > 100
+    assert "skipgram.train.negatives_tv_buckets" in ex.metrics
+
+
+def test_mlm_needs_the_bert_family(tmp_path):
+    spec = _spec(tmp_path, "tokenizer.family=gpt", "tokenizer.kind=bytelevel_bpe")
+    with pytest.raises(ValueError, match="tokenizer.family=bert"), stages.Pipeline(spec, tracking=False) as p:
+        ing = stages.ingest(p)
+        stages.examples(p, ing, stages.tokenizer(p, ing))

@@ -10,9 +10,12 @@ from plm.objectives.mlm import IGNORE, mask_tokens
 from plm.objectives.nsp import create_pairs, truncate_seq_pair
 from plm.objectives.shards import check_statistics, write_bert_examples
 from plm.tokenizer.encode import EncodedDoc
-from plm.tokenizer.train import CLS_ID, MASK_ID, PAD_ID, SEP_ID
+from plm.tokenizer.specials import SpecialIds
+from plm.tokenizer.train import CLS_ID, MASK_ID, PAD_ID, SEP_ID, UNK_ID
 
 VOCAB = 1000
+SPECIALS = SpecialIds(pad=PAD_ID, unk=UNK_ID, cls=CLS_ID, sep=SEP_ID, mask=MASK_ID, bos=None, eos=None,
+                      all=frozenset(range(5)), n_leading=5)
 
 
 def synthetic_docs(n_docs=80, seed=0):
@@ -76,10 +79,10 @@ def _digest(directory):
 
 
 def test_shards_schema_statistics_and_determinism(tmp_path):
-    cfg = ObjectivesSpec(seq_len=64, shard_size=1000, dupe_factor=2)
+    cfg = ObjectivesSpec(seq_len=64, docs_per_shard=100, dupe_factor=2)
     docs = synthetic_docs(600)
-    stats = write_bert_examples(docs, "train", cfg, VOCAB, tmp_path / "a")
-    write_bert_examples(docs, "train", cfg, VOCAB, tmp_path / "b")
+    stats = write_bert_examples(docs, "train", cfg, VOCAB, SPECIALS, tmp_path / "a")
+    write_bert_examples(docs, "train", cfg, VOCAB, SPECIALS, tmp_path / "b")
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     summary = stats.summary()
     assert check_statistics(summary, cfg) == []
@@ -103,3 +106,103 @@ def test_statistics_gate_reports_deviations():
            "nsp_random_rate_unforced": 0.5}
     failures = check_statistics(bad, cfg)
     assert len(failures) == 1 and failures[0].startswith("mask_rate")
+
+
+def test_same_shards_for_any_number_of_workers_and_after_resume(tmp_path):
+    docs = synthetic_docs(300)
+    one = ObjectivesSpec(seq_len=64, docs_per_shard=50, dupe_factor=2, workers=1)
+    two = one.model_copy(update={"workers": 2})
+    write_bert_examples(docs, "train", one, VOCAB, SPECIALS, tmp_path / "w1")
+    s2 = write_bert_examples(docs, "train", two, VOCAB, SPECIALS, tmp_path / "w2")
+    assert len(_digest(tmp_path / "w1")) == 12 and _digest(tmp_path / "w1") == _digest(tmp_path / "w2")
+    # a killed run: some shards written, one never finished (only its temp file exists)
+    victims = sorted((tmp_path / "w2").glob("part-*.parquet"))[5:]
+    for v in victims:
+        v.unlink()
+    (tmp_path / "w2" / "part-001-00004.tmp123").write_bytes(b"partial")
+    resumed = write_bert_examples(docs, "train", two, VOCAB, SPECIALS, tmp_path / "w2")
+    assert _digest(tmp_path / "w1") == _digest(tmp_path / "w2")
+    assert resumed.shards_reused == 5 and resumed.shards_written == 7
+    assert resumed.examples == s2.examples and resumed.selected == s2.selected
+
+
+def test_bernoulli_mode_rate_without_cap():
+    rng = np.random.default_rng(5)
+    ids = rng.integers(5, VOCAB, (512, 128)).astype(np.int32)
+    special = np.zeros_like(ids, dtype=bool)
+    special[:, 0] = special[:, -1] = True
+    out = mask_tokens(ids, special, rng, vocab_size=VOCAB, n_special=5, mask_id=MASK_ID, probability=0.15,
+                      max_predictions=20, mask_fraction=0.8, random_fraction=0.1, mode="bernoulli")
+    rate = out.n_selected / out.n_candidates
+    assert abs(rate - 0.15) < 0.005
+    per_row = (out.labels != IGNORE).sum(1)
+    assert per_row.max() > 20  # bernoulli has no max_predictions cap, as in the HF collator
+    assert not (out.labels[special] != IGNORE).any()
+
+
+@pytest.mark.parametrize("mode", ["exact", "bernoulli"])
+def test_whole_word_groups_are_never_split(mode):
+    rng = np.random.default_rng(9)
+    ids = rng.integers(5, VOCAB, (200, 64)).astype(np.int32)
+    starts = rng.random((200, 64)) < 0.4
+    starts[:, 0] = True
+    groups = np.cumsum(starts, axis=1)
+    special = np.zeros_like(ids, dtype=bool)
+    special[:, 0] = True
+    out = mask_tokens(ids, special, rng, vocab_size=VOCAB, n_special=5, mask_id=MASK_ID, probability=0.15,
+                      max_predictions=20, mask_fraction=0.8, random_fraction=0.1, mode=mode, groups=groups)
+    selected = out.labels != IGNORE
+    for r in range(200):
+        for g in np.unique(groups[r][selected[r]]):
+            members = (groups[r] == g) & ~special[r]
+            assert selected[r][members].all()
+        if mode == "exact":
+            k = min(20, max(1, round(63 * 0.15)))
+            assert selected[r].sum() <= k
+
+
+def test_whole_word_shards_keep_word_pieces_together(tmp_path):
+    docs = synthetic_docs(120, seed=4)
+    rng = np.random.default_rng(0)
+    for d in docs:  # words of 1-3 pieces
+        d.word_ids = [np.cumsum(rng.random(len(s)) < 0.5).astype(np.int32) for s in d.sentences]
+        d.lang, d.starts, d.texts = "en", None, None
+    cfg = ObjectivesSpec(seq_len=64, docs_per_shard=60, dupe_factor=1, whole_word="word")
+    stats = write_bert_examples(docs, "train", cfg, VOCAB, SPECIALS, tmp_path / "ww")
+    assert stats.examples > 100 and check_statistics(stats.summary(), cfg) == []
+
+
+def test_sop_pairs_are_consecutive_and_half_swapped():
+    docs = synthetic_docs(400, seed=2)
+    documents = [d.sentences for d in docs]
+    rng = np.random.default_rng(1)
+    pairs = [p for i in range(len(documents)) for p in create_pairs(documents, i, 64, 0.1, 0.5, rng, order_prediction=True)]
+    assert all(p.a_doc == p.b_doc and not p.forced_random for p in pairs)
+    assert abs(np.mean([p.is_random_next for p in pairs]) - 0.5) < 0.03
+    # A and B are spans of the same document, in order unless swapped (truncation may trim their edges)
+    def position(flat, span):
+        return next(i for i in range(len(flat) - len(span) + 1) if flat[i : i + len(span)] == span)
+
+    for p in pairs[:50]:
+        flat = np.concatenate(documents[p.a_doc]).tolist()
+        a, b = position(flat, p.tokens_a), position(flat, p.tokens_b)
+        first, second = (b, a) if p.is_random_next else (a, b)
+        assert first + len(p.tokens_b if p.is_random_next else p.tokens_a) <= second
+
+
+def test_dynamic_masking_writes_clean_ids_and_loader_masks_deterministically(tmp_path):
+    from plm.objectives.mlm import DynamicMasker
+
+    cfg = ObjectivesSpec(seq_len=64, docs_per_shard=100, dupe_factor=1, masking="dynamic")
+    stats = write_bert_examples(synthetic_docs(100), "train", cfg, VOCAB, SPECIALS, tmp_path / "dyn")
+    table = pq.read_table(sorted((tmp_path / "dyn").glob("*.parquet"))[0])
+    assert all(set(r) == {IGNORE} for r in table.column("labels").to_pylist())
+    assert MASK_ID not in {t for r in table.column("input_ids").to_pylist() for t in r}
+    assert check_statistics(stats.summary(), cfg) == []
+    masker = DynamicMasker(VOCAB, 5, MASK_ID, tuple(range(5)), 0.15, 20, 0.8, 0.1)
+    ids = np.asarray([[CLS_ID, *range(10, 40), SEP_ID, 0, 0]], dtype=np.int64)
+    att = (ids != 0).astype(np.int64)
+    a = masker(ids, att, np.random.default_rng([1, 2]))
+    b = masker(ids, att, np.random.default_rng([1, 2]))
+    assert (a[0] == b[0]).all() and (a[1] != IGNORE).sum() == round(30 * 0.15)
+    assert (a[1][0, [0, 31, 32, 33]] == IGNORE).all()

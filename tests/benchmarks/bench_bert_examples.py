@@ -1,0 +1,196 @@
+"""Raw sentences -> MLM+NSP shards: plm vs a pure-Python re-implementation of BERT's create_pretraining_data.
+
+The reference is written from the algorithm's description (Devlin et al. 2019 and the original
+`create_pretraining_data.py` structure): a Python WordPiece tokenizer (greedy longest match over the
+same vocabulary), `create_instances_from_document` with per-token `truncate_seq_pair`, and
+`create_masked_lm_predictions` with a shuffled candidate list, written to Parquet from Python lists.
+Both sides get the same sentences, vocabulary, seq_len 128, dupe_factor 1.
+
+Run: make bench   (or: .venv/bin/python -m pytest -s tests/benchmarks/bench_bert_examples.py -p no:cacheprovider -o addopts=)
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+import unicodedata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from plm.config import CorpusSpec, ObjectivesSpec, TokenizerSpec
+from plm.objectives.shards import write_bert_examples
+from plm.tokenizer.encode import encode_documents
+from plm.tokenizer.specials import SpecialIds
+from plm.tokenizer.train import iter_sentences, train_tokenizer
+
+pytest.importorskip("gensim")
+pytest.importorskip("konlpy")
+
+SEQ_LEN, MAX_PRED, P = 128, 20, 0.15
+
+
+# ---- the pure-Python reference --------------------------------------------------------------------
+
+
+class PyWordPiece:
+    """BERT's FullTokenizer shape: whitespace + punctuation split, then greedy longest-match WordPiece."""
+
+    def __init__(self, vocab: dict[str, int], lowercase: bool) -> None:
+        self.vocab, self.lowercase = vocab, lowercase
+
+    def tokenize(self, text: str) -> list[str]:
+        text = unicodedata.normalize("NFC", text)
+        if self.lowercase:
+            text = text.lower()
+        out: list[str] = []
+        for word in re.findall(r"\w+|[^\w\s]", text):
+            start, pieces = 0, []
+            while start < len(word):
+                end, piece = len(word), None
+                while start < end:
+                    sub = word[start:end] if start == 0 else "##" + word[start:end]
+                    if sub in self.vocab:
+                        piece = sub
+                        break
+                    end -= 1
+                if piece is None:
+                    pieces = ["[UNK]"]
+                    break
+                pieces.append(piece)
+                start = end
+            out.extend(pieces)
+        return out
+
+
+def py_truncate(a: list, b: list, max_tokens: int, rng: random.Random) -> None:
+    while len(a) + len(b) > max_tokens:
+        longer = a if len(a) > len(b) else b
+        if rng.random() < 0.5:
+            del longer[0]
+        else:
+            longer.pop()
+
+
+def py_instances(docs: list[list[list[str]]], index: int, rng: random.Random) -> list[tuple[list[str], list[str], bool]]:
+    document, max_num = docs[index], SEQ_LEN - 3
+    target = rng.randint(2, max_num) if rng.random() < 0.1 else max_num
+    out, chunk, length, i = [], [], 0, 0
+    while i < len(document):
+        chunk.append(document[i])
+        length += len(document[i])
+        if i == len(document) - 1 or length >= target:
+            a_end = rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            a = [t for s in chunk[:a_end] for t in s]
+            if len(chunk) == 1 or rng.random() < 0.5:
+                is_random, b = True, []
+                for _ in range(10):
+                    r = rng.randint(0, len(docs) - 1)
+                    if r != index:
+                        break
+                other = docs[r]
+                for j in range(rng.randint(0, len(other) - 1), len(other)):
+                    b.extend(other[j])
+                    if len(b) >= target - len(a):
+                        break
+                i -= len(chunk) - a_end
+            else:
+                is_random, b = False, [t for s in chunk[a_end:] for t in s]
+            py_truncate(a, b, max_num, rng)
+            if a and b:
+                out.append((a, b, is_random))
+            chunk, length = [], 0
+        i += 1
+    return out
+
+
+def py_mask(tokens: list[str], vocab_words: list[str], rng: random.Random) -> tuple[list[str], list[int], list[str]]:
+    cand = [i for i, t in enumerate(tokens) if t not in ("[CLS]", "[SEP]")]
+    rng.shuffle(cand)
+    k = min(MAX_PRED, max(1, int(round(len(tokens) * P))))
+    out, positions, labels = list(tokens), [], []
+    for i in sorted(cand[:k]):
+        r = rng.random()
+        out[i] = "[MASK]" if r < 0.8 else (tokens[i] if r < 0.9 else vocab_words[rng.randint(5, len(vocab_words) - 1)])
+        positions.append(i)
+        labels.append(tokens[i])
+    return out, positions, labels
+
+
+def py_pipeline(sent_docs: list[list[str]], vocab: dict[str, int], lowercase: bool, out: Path) -> tuple[int, float]:
+    """Returns (instances, seconds spent in instance creation + masking alone)."""
+    tok = PyWordPiece(vocab, lowercase)
+    docs = [[tok.tokenize(s) for s in d] for d in sent_docs]
+    docs = [[s for s in d if s] for d in docs if any(d)]
+    words = sorted(vocab, key=vocab.get)
+    rng = random.Random(12345)
+    t0 = time.perf_counter()
+    rows = []
+    for i in range(len(docs)):
+        for a, b, is_random in py_instances(docs, i, rng):
+            tokens = ["[CLS]", *a, "[SEP]", *b, "[SEP]"]
+            masked, positions, labels = py_mask(tokens, words, rng)
+            rows.append((masked, [0] * (len(a) + 2) + [1] * (len(b) + 1), positions, labels, int(is_random)))
+    rng.shuffle(rows)
+    creation = time.perf_counter() - t0
+    table = pa.table({
+        "input_ids": [[vocab[t] for t in r[0]] for r in rows],
+        "token_type_ids": [r[1] for r in rows],
+        "positions": [r[2] for r in rows],
+        "labels": [[vocab[t] for t in r[3]] for r in rows],
+        "nsp_label": [r[4] for r in rows],
+    })
+    pq.write_table(table, out, compression="zstd")
+    return len(rows), creation
+
+
+# ---- the benchmark ------------------------------------------------------------------------------
+
+
+def test_bert_examples_vs_pure_python(tmp_path):
+    from plm.corpus.ingest import ingest_corpus
+
+    lake = ingest_corpus(CorpusSpec(paths=["sample:enwiki", "sample:ko-constitution", "sample:ko-bills"]), tmp_path)
+    tok_spec = TokenizerSpec(vocab_size=8000)
+    tok = train_tokenizer(tok_spec, lake.files, tmp_path / "tokenizer.json")
+    tok = tok[0] if isinstance(tok, tuple) else tok
+    vocab = tok.get_vocab()
+    sent_docs = [
+        d for f in lake.files
+        for d in pq.read_table(f, columns=["sentences", "split"]).filter(
+            pa.compute.equal(pq.read_table(f, columns=["split"]).column("split"), "train")
+        ).column("sentences").to_pylist()
+    ]  # fmt: skip
+    n_sent = sum(len(d) for d in sent_docs)
+    assert n_sent == sum(len(b) for b in iter_sentences(lake.files, "train"))
+
+    cfg = ObjectivesSpec(dupe_factor=1, seq_len=SEQ_LEN)
+    specials = SpecialIds.from_tokenizer(tok)
+    t0 = time.perf_counter()
+    docs = encode_documents(tok, lake.files, "train")
+    t1 = time.perf_counter()
+    stats = write_bert_examples(docs, "train", cfg, tok.get_vocab_size(), specials, tmp_path / "plm")
+    t2 = time.perf_counter()
+    plm_e2e, plm_create = t2 - t0, t2 - t1
+
+    t3 = time.perf_counter()
+    py_n, py_create = py_pipeline(sent_docs, vocab, tok_spec.lowercase, tmp_path / "py.parquet")
+    py_e2e = time.perf_counter() - t3
+
+    result = {
+        "sentences": n_sent,
+        "plm_instances": stats.examples,
+        "python_instances": py_n,
+        "plm_e2e_inst_per_s": round(stats.examples / plm_e2e),
+        "python_e2e_inst_per_s": round(py_n / py_e2e),
+        "e2e_speedup": round((stats.examples / plm_e2e) / (py_n / py_e2e), 1),
+        "plm_creation_inst_per_s": round(stats.examples / plm_create),
+        "python_creation_inst_per_s": round(py_n / py_create),
+        "creation_speedup": round((stats.examples / plm_create) / (py_n / py_create), 1),
+    }
+    print("\nBENCH bert_examples", json.dumps(result))
+    assert abs(stats.examples - py_n) / py_n < 0.1  # same algorithm, same corpus: about as many instances
