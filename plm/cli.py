@@ -207,6 +207,39 @@ def predict(
         print(json.dumps([{k: (list(map(float, v)) if k == "embedding" else v) for k, v in r.items()} for r in rows]))
 
 
+@app.command("compare-tokenizers")
+def compare_tokenizers_cmd(
+    spec_path: SpecArg,
+    variants: Annotated[list[str], typer.Argument(help="Overrides per variant, ';'-separated: 'tokenizer.kind=bpe'")],
+    set_: SetOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Train tokenizer variants on the same snapshot and compare them side by side on the validation split."""
+    from plm import stages
+
+    base = load_cli_spec(spec_path, set_)
+    specs = {"spec": base}
+    for variant in variants:
+        overrides = [o.strip() for o in variant.split(";") if o.strip()]
+        try:
+            specs[variant] = load_spec(spec_path, [*(set_ or []), *overrides])
+        except SpecError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+    with progress_bars(not json_) as bar:
+        rows = stages.compare_tokenizers(specs, progress=bar)
+    keys = ["vocab_size", "fertility", "fertility.en", "fertility.ko", "unk_rate", "bytes_per_token", "vocab_used"]
+    table = Table(title="tokenizers on the validation split", title_justify="left")
+    for col in ("variant", "model", *keys):
+        table.add_column(col)
+    for row in rows:
+        m = row
+        table.add_row(row["name"], row["model"], *(f"{m[k]:.4g}" if k in m else "" for k in keys))
+    out.print(table)
+    if json_:
+        print(json.dumps(rows, default=str))
+
+
 @app.command()
 def spec(spec_path: Annotated[Path | None, typer.Argument()] = None, set_: SetOpt = None) -> None:
     """Print the resolved spec (defaults < YAML < --set) as YAML."""

@@ -21,7 +21,7 @@ from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_sta
 from plm.config import PipelineSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-STAGE_VERSIONS = {"ingest": 1, "tokenizer": 1, "examples": 2, "pretrain": 1, "finetune": 1}
+STAGE_VERSIONS = {"ingest": 1, "tokenizer": 2, "examples": 2, "pretrain": 1, "finetune": 1}
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
 PREVIEW_TEXTS = ["a gripping , beautifully acted film .", "dull , tedious and far too long ."]
 
@@ -217,14 +217,17 @@ def lake_files(p: Pipeline, ingest_result: StageResult) -> list[Path]:
 
 def tokenizer(p: Pipeline, ingested: StageResult) -> StageResult:
     """Lake sentences -> a trained `tokenizer.json`, evaluated on the validation split."""
-    from plm.tokenizer.train import evaluate_tokenizer, train_tokenizer
+    from plm.tokenizer.train import evaluate_tokenizer, fit_tokenizer
 
     cfg = p.spec.tokenizer
 
     def work(w: StageWriter, tracker: Tracker) -> None:
         files = lake_files(p, ingested)
-        tok = train_tokenizer(cfg, files, w.path / "tokenizer.json", progress=p.progress)
-        metrics = evaluate_tokenizer(tok, files, "validation")
+        tok, stats = fit_tokenizer(cfg, files, w.path / "tokenizer.json", progress=p.progress)
+        if stats.sampled_fraction < 1:
+            p.log(f"tokenizer: train split over tokenizer.max_train_bytes, trained on a "
+                  f"{stats.sampled_fraction:.1%} hash sample of documents")  # fmt: skip
+        metrics = {**evaluate_tokenizer(tok, files, "validation"), **stats.as_metrics()}
         w.extra.update(counts={"vocab_size": float(tok.get_vocab_size())}, metrics=metrics)
         tracker.log_artifact(w.path / "tokenizer.json")
 
@@ -234,7 +237,8 @@ def tokenizer(p: Pipeline, ingested: StageResult) -> StageResult:
 def examples(p: Pipeline, ingested: StageResult, tok: StageResult) -> StageResult:
     """Tokenized documents -> example shards per objective, with their realised statistics gated.
 
-    Layout: `mlm/<split>/` (MLM + NSP or SOP), `clm/<split>/`, `skipgram/<split>/` (+ `vocab.parquet`).
+    Layout: `encoded/<split>/` (token ids per sentence, word ids/offsets for whole-word masking),
+    `mlm/<split>/` (MLM + NSP or SOP), `clm/<split>/`, `skipgram/<split>/` (+ `vocab.parquet`).
     Shards are written atomically into a resumable directory, so a killed run continues shard by shard.
     """
     from plm.tokenizer.specials import SpecialIds
@@ -248,7 +252,7 @@ def examples(p: Pipeline, ingested: StageResult, tok: StageResult) -> StageResul
         files = lake_files(p, ingested)
         counts: dict[str, float] = {}
         metrics: dict[str, float] = {}
-        docs = _EncodedSplits(tokenizer_, files, with_words=cfg.whole_word != "none", progress=p.progress)
+        docs = _EncodedSplits(tokenizer_, files, cfg.whole_word != "none", p.progress, out=w.path / "encoded")
         if "mlm" in cfg.kinds:
             _bert_examples(p, cfg, docs, tokenizer_.get_vocab_size(), specials, w.path / "mlm", counts, metrics, tracker)
         if "clm" in cfg.kinds:
@@ -264,17 +268,21 @@ def examples(p: Pipeline, ingested: StageResult, tok: StageResult) -> StageResul
 class _EncodedSplits:
     """Each split of the lake encoded once, on first use, shared by the objectives."""
 
-    def __init__(self, tokenizer_: Any, files: list[Path], with_words: bool, progress: Progress) -> None:
+    def __init__(
+        self, tokenizer_: Any, files: list[Path], with_words: bool, progress: Progress, out: Path | None = None
+    ) -> None:
         self.tokenizer, self.files, self.with_words, self.progress = tokenizer_, files, with_words, progress
+        self.out = out
         self.cache: dict[str, list[Any]] = {}
 
     def __getitem__(self, split: str) -> list[Any]:
-        from plm.tokenizer.encode import encode_documents
+        from plm.tokenizer.encode import encode_documents, write_encoded
 
         if split not in self.cache:
-            self.cache[split] = encode_documents(
-                self.tokenizer, self.files, split, progress=self.progress, with_words=self.with_words
-            )
+            docs = encode_documents(self.tokenizer, self.files, split, progress=self.progress, with_words=self.with_words)
+            if docs and self.out is not None:  # token ids (and word/offset info) kept as Parquet beside the examples
+                write_encoded(docs, self.out / split)
+            self.cache[split] = docs
         return self.cache[split]
 
 
@@ -563,3 +571,17 @@ def run_all(p: Pipeline) -> list[StageResult]:
     finetune(p, tok, pre)
     register(p)
     return list(p.results.values())
+
+
+def compare_tokenizers(specs: dict[str, PipelineSpec], progress: Progress = no_progress) -> list[dict[str, Any]]:
+    """Train (or reuse) each spec's tokenizer and evaluate all of them on the first spec's validation split."""
+    from plm.tokenizer.train import compare_tokenizers as compare
+
+    paths: dict[str, Path] = {}
+    files: list[Path] = []
+    for name, spec in specs.items():
+        with Pipeline(spec, progress=progress, tracking=False) as p:
+            ing = ingest(p)
+            paths[name] = tokenizer(p, ing).path / "tokenizer.json"
+            files = files or lake_files(p, ing)
+    return compare(paths, files, "validation")

@@ -34,12 +34,11 @@ class MaskedBatch:
 
 
 def _select_exact(candidates: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """k uniform positions per row without replacement: the keys at or below each row's k-th smallest key."""
     keys = rng.random(candidates.shape)
-    keys[~candidates] = np.inf
-    order = np.argsort(keys, axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(candidates.shape[1]), order.shape), axis=1)
-    return (rank < k[:, None]) & candidates
+    keys[~candidates] = 2.0  # above every real key
+    kth = np.take_along_axis(np.sort(keys, axis=1), np.maximum(k - 1, 0)[:, None], axis=1)
+    return (keys <= kth) & candidates & (k[:, None] > 0)
 
 
 def _select_groups(

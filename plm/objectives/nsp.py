@@ -29,13 +29,28 @@ class PairInstance:
 
 
 def truncate_seq_pair(a: list[int], b: list[int], max_tokens: int, rng: np.random.Generator) -> None:
-    """Trim the longer sequence one token at a time, from the front or back at random (in place)."""
-    while len(a) + len(b) > max_tokens:
-        longer = a if len(a) > len(b) else b
-        if rng.random() < 0.5:
-            del longer[0]
-        else:
-            longer.pop()
+    """BERT's truncation in O(1) draws (in place).
+
+    BERT removes one token at a time from the longer side (B on ties), each from the front or back
+    with probability 1/2. Which side loses how many tokens depends only on the lengths, and the
+    front/back choices are independent coins, so each side's front count is Binomial(removed, 1/2):
+    the same distribution without a per-token loop.
+    """
+    la, lb = len(a), len(b)
+    excess = la + lb - max_tokens
+    if excess <= 0:
+        return
+    # Trim the longer side down to the shorter, then alternate (B first on ties, as BERT does).
+    gap = abs(la - lb)
+    first = min(excess, gap)
+    rest = excess - first
+    ra = (first if la > lb else 0) + rest // 2
+    rb = (first if lb >= la else 0) + rest - rest // 2
+    for seq, removed in ((a, ra), (b, rb)):
+        if removed:
+            front = int(rng.binomial(removed, 0.5))
+            del seq[:front]
+            del seq[len(seq) - (removed - front) :]
 
 
 def _concat(segments: list[np.ndarray]) -> list[int]:

@@ -158,11 +158,9 @@ def _packed_documents(docs: list[EncodedDoc], whole_word: str) -> list[list[np.n
 # ---- one shard ---------------------------------------------------------------------------------
 
 
-def _list_array(rows: Sequence[np.ndarray], dtype: pa.DataType) -> pa.ListArray:
-    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
-    offsets[1:] = np.cumsum([len(r) for r in rows])
-    values = np.concatenate(rows) if rows else np.zeros(0)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, type=dtype))
+def _list_array(matrix: np.ndarray, valid: np.ndarray, offsets: pa.Array, dtype: pa.DataType) -> pa.ListArray:
+    """Rows of a padded (N, T) matrix cut at their lengths: the valid cells in row-major order."""
+    return pa.ListArray.from_arrays(offsets, pa.array(matrix[valid], type=dtype))
 
 
 def _mask_and_table(
@@ -209,12 +207,13 @@ def _mask_and_table(
             mask_fraction=cfg.mask_fraction, random_fraction=cfg.random_fraction,
             mode=cfg.mlm_mode, groups=groups,
         )  # fmt: skip
-    rows = range(n)
+    valid = ~padding
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
     table = pa.Table.from_arrays(
         [
-            _list_array([masked.input_ids[r, : lengths[r]] for r in rows], pa.int32()),
-            _list_array([types[r, : lengths[r]] for r in rows], pa.int8()),
-            _list_array([masked.labels[r, : lengths[r]] for r in rows], pa.int32()),
+            _list_array(masked.input_ids, valid, offsets, pa.int32()),
+            _list_array(types, valid, offsets, pa.int8()),
+            _list_array(masked.labels, valid, offsets, pa.int32()),
             pa.array([int(p.is_random_next) for p in pairs], pa.int8()),
             pa.array([doc_ids[p.a_doc] for p in pairs], pa.string()),
             pa.array([doc_ids[p.b_doc] for p in pairs], pa.string()),

@@ -178,7 +178,8 @@ def test_sop_pairs_are_consecutive_and_half_swapped():
     rng = np.random.default_rng(1)
     pairs = [p for i in range(len(documents)) for p in create_pairs(documents, i, 64, 0.1, 0.5, rng, order_prediction=True)]
     assert all(p.a_doc == p.b_doc and not p.forced_random for p in pairs)
-    assert abs(np.mean([p.is_random_next for p in pairs]) - 0.5) < 0.03
+    # within 4 standard errors of a fair coin
+    assert abs(np.mean([p.is_random_next for p in pairs]) - 0.5) < 4 * np.sqrt(0.25 / len(pairs))
     # A and B are spans of the same document, in order unless swapped (truncation may trim their edges)
     def position(flat, span):
         return next(i for i in range(len(flat) - len(span) + 1) if flat[i : i + len(span)] == span)
@@ -193,7 +194,7 @@ def test_sop_pairs_are_consecutive_and_half_swapped():
 def test_dynamic_masking_writes_clean_ids_and_loader_masks_deterministically(tmp_path):
     from plm.objectives.mlm import DynamicMasker
 
-    cfg = ObjectivesSpec(seq_len=64, docs_per_shard=100, dupe_factor=1, masking="dynamic")
+    cfg = ObjectivesSpec(seq_len=64, docs_per_shard=100, dupe_factor=1, masking="dynamic", tolerance=0.1)
     stats = write_bert_examples(synthetic_docs(100), "train", cfg, VOCAB, SPECIALS, tmp_path / "dyn")
     table = pq.read_table(sorted((tmp_path / "dyn").glob("*.parquet"))[0])
     assert all(set(r) == {IGNORE} for r in table.column("labels").to_pylist())
