@@ -4,18 +4,172 @@ NSP follows BERT's `create_instances_from_document`: per document, draw a target
 with `short_seq_prob`), accumulate sentences up to it, split the chunk at a random point into A
 and B; with probability `random_fraction` B is instead a span from another document and the
 unused sentences are put back. SOP keeps B the true continuation and swaps A and B with
-probability `random_fraction` (label 1 = swapped). Pairs are truncated from the longer side
-(front or back at random) to fit `[CLS] A [SEP] B [SEP]`.
+probability `random_fraction` (label 1 = swapped). Pairs are truncated from the longer side to
+fit `[CLS] A [SEP] B [SEP]`.
 
-Token arrays may carry a packed whole-word flag (see plm.objectives.shards); nothing here looks
-inside the values, so the flag travels with its token through concatenation and truncation.
+The algorithm only needs sentence lengths: `plan_document` runs it on lengths and returns token
+ranges, and the caller gathers all tokens at once (plm.objectives.shards). Scalar draws use a
+`random.Random` seeded from the shard's numpy generator: numpy's per-call overhead would dominate.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 
 import numpy as np
+
+
+@dataclass
+class PairPlan:
+    """Instances as token ranges: A = doc a_doc tokens [a_lo, a_hi), B likewise (document-local offsets)."""
+
+    a_doc: list[int] = field(default_factory=list)
+    a_lo: list[int] = field(default_factory=list)
+    a_hi: list[int] = field(default_factory=list)
+    b_doc: list[int] = field(default_factory=list)
+    b_lo: list[int] = field(default_factory=list)
+    b_hi: list[int] = field(default_factory=list)
+    label: list[int] = field(default_factory=list)  # NSP: B from another document; SOP: A and B swapped
+    forced: list[int] = field(default_factory=list)  # NSP: one-sentence chunk, so B had to be random
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def add(self, a: tuple[int, int, int], b: tuple[int, int, int], label: bool, forced: bool) -> None:
+        self.a_doc.append(a[0])
+        self.a_lo.append(a[1])
+        self.a_hi.append(a[2])
+        self.b_doc.append(b[0])
+        self.b_lo.append(b[1])
+        self.b_hi.append(b[2])
+        self.label.append(int(label))
+        self.forced.append(int(forced))
+
+
+def _randint(coin: random.Random, lo: int, hi: int) -> int:
+    """Uniform integer in [lo, hi] (`random.randint` without its argument checking, ~20x cheaper)."""
+    return lo + int(coin.random() * (hi - lo + 1))
+
+
+def _binomial_half(coin: random.Random, n: int) -> int:
+    """Binomial(n, 1/2): the number of set bits in n random bits."""
+    return coin.getrandbits(n).bit_count() if n else 0
+
+
+def truncation(la: int, lb: int, max_tokens: int, coin: random.Random) -> tuple[int, int, int, int]:
+    """(front_a, back_a, front_b, back_b) tokens to drop, distributed as BERT's `truncate_seq_pair`.
+
+    BERT removes one token at a time from the longer side (B on ties), each from the front or back
+    with probability 1/2. Which side loses how many tokens depends only on the lengths, and the
+    front/back choices are independent fair coins, so each side's front count is Binomial(removed, 1/2).
+    """
+    excess = la + lb - max_tokens
+    if excess <= 0:
+        return 0, 0, 0, 0
+    first = min(excess, abs(la - lb))  # trim the longer side down to the shorter ...
+    rest = excess - first  # ... then alternate, B first on the tie
+    ra = (first if la > lb else 0) + rest // 2
+    rb = (first if lb >= la else 0) + rest - rest // 2
+    fa, fb = _binomial_half(coin, ra), _binomial_half(coin, rb)
+    return fa, ra - fa, fb, rb - fb
+
+
+def truncate_seq_pair(a: list[int], b: list[int], max_tokens: int, rng: np.random.Generator) -> None:
+    """BERT's truncation applied to two token lists in place (same distribution as `truncation`)."""
+    fa, ba, fb, bb = truncation(len(a), len(b), max_tokens, random.Random(int(rng.integers(2**63))))
+    del a[:fa], a[len(a) - ba :], b[:fb], b[len(b) - bb :]
+
+
+def plan_document(
+    bounds: list[list[int]],
+    doc_index: int,
+    seq_len: int,
+    short_seq_prob: float,
+    random_fraction: float,
+    coin: random.Random,
+    plan: PairPlan,
+    order_prediction: bool = False,
+) -> None:
+    """Append the instances of document `doc_index` to `plan`.
+
+    `bounds[d]` are the cumulative token counts of document d's sentences (`[0, n0, n0+n1, ...]`).
+    """
+    own = bounds[doc_index]
+    n_sent = len(own) - 1
+    max_num_tokens = seq_len - 3
+    target = _randint(coin, 2, max_num_tokens) if coin.random() < short_seq_prob else max_num_tokens
+    first = 0  # first sentence of the current chunk
+    i = 0
+    while i < n_sent:
+        length = own[i + 1] - own[first]
+        if i == n_sent - 1 or length >= target:
+            n_chunk = i - first + 1
+            if order_prediction:
+                _plan_sop(own, doc_index, first, n_chunk, max_num_tokens, random_fraction, coin, plan)
+            else:
+                i = _plan_nsp(bounds, doc_index, first, n_chunk, target, max_num_tokens, random_fraction, coin, plan)
+            first = i + 1
+        i += 1
+
+
+def _plan_nsp(
+    bounds: list[list[int]], doc_index: int, first: int, n_chunk: int, target: int, max_num_tokens: int,
+    random_fraction: float, coin: random.Random, plan: PairPlan,
+) -> int:  # fmt: skip
+    """One NSP instance from the chunk of `n_chunk` sentences at `first`; returns the chunk's last used sentence."""
+    own = bounds[doc_index]
+    a_end = _randint(coin, 1, n_chunk - 1) if n_chunk >= 2 else 1
+    a_lo, a_hi = own[first], own[first + a_end]
+    forced = n_chunk == 1
+    if forced or coin.random() < random_fraction:
+        target_b = target - (a_hi - a_lo)
+        b_doc = doc_index
+        for _ in range(10):
+            b_doc = _randint(coin, 0, len(bounds) - 1)
+            if b_doc != doc_index:
+                break
+        other = bounds[b_doc]
+        start = _randint(coin, 0, len(other) - 2)
+        end = start
+        while end < len(other) - 1:  # whole sentences until B reaches its target length
+            end += 1
+            if other[end] - other[start] >= target_b:
+                break
+        b = (b_doc, other[start], other[end])
+        label, last = True, first + a_end - 1  # the unused sentences are put back
+    else:
+        b = (doc_index, a_hi, own[first + n_chunk])
+        label, last = False, first + n_chunk - 1
+    _add_truncated(plan, (doc_index, a_lo, a_hi), b, label, forced, max_num_tokens, coin)
+    return last
+
+
+def _plan_sop(
+    own: list[int], doc_index: int, first: int, n_chunk: int, max_num_tokens: int,
+    swap_fraction: float, coin: random.Random, plan: PairPlan,
+) -> None:  # fmt: skip
+    """Consecutive A and B, swapped with probability `swap_fraction`; a one-sentence chunk is cut inside."""
+    if n_chunk >= 2:
+        cut = own[first + _randint(coin, 1, n_chunk - 1)]
+    else:
+        if own[first + 1] - own[first] < 2:
+            return
+        cut = _randint(coin, own[first] + 1, own[first + 1] - 1)
+    a, b = (doc_index, own[first], cut), (doc_index, cut, own[first + n_chunk])
+    swapped = coin.random() < swap_fraction
+    _add_truncated(plan, *((b, a) if swapped else (a, b)), swapped, False, max_num_tokens, coin)
+
+
+def _add_truncated(
+    plan: PairPlan, a: tuple[int, int, int], b: tuple[int, int, int], label: bool, forced: bool,
+    max_num_tokens: int, coin: random.Random,
+) -> None:  # fmt: skip
+    fa, ba, fb, bb = truncation(a[2] - a[1], b[2] - b[1], max_num_tokens, coin)
+    a = (a[0], a[1] + fa, a[2] - ba)
+    b = (b[0], b[1] + fb, b[2] - bb)
+    if a[2] > a[1] and b[2] > b[1]:
+        plan.add(a, b, label, forced)
 
 
 @dataclass
@@ -28,35 +182,6 @@ class PairInstance:
     b_doc: int
 
 
-def truncate_seq_pair(a: list[int], b: list[int], max_tokens: int, rng: np.random.Generator) -> None:
-    """BERT's truncation in O(1) draws (in place).
-
-    BERT removes one token at a time from the longer side (B on ties), each from the front or back
-    with probability 1/2. Which side loses how many tokens depends only on the lengths, and the
-    front/back choices are independent coins, so each side's front count is Binomial(removed, 1/2):
-    the same distribution without a per-token loop.
-    """
-    la, lb = len(a), len(b)
-    excess = la + lb - max_tokens
-    if excess <= 0:
-        return
-    # Trim the longer side down to the shorter, then alternate (B first on ties, as BERT does).
-    gap = abs(la - lb)
-    first = min(excess, gap)
-    rest = excess - first
-    ra = (first if la > lb else 0) + rest // 2
-    rb = (first if lb >= la else 0) + rest - rest // 2
-    for seq, removed in ((a, ra), (b, rb)):
-        if removed:
-            front = int(rng.binomial(removed, 0.5))
-            del seq[:front]
-            del seq[len(seq) - (removed - front) :]
-
-
-def _concat(segments: list[np.ndarray]) -> list[int]:
-    return np.concatenate(segments).tolist() if segments else []
-
-
 def create_pairs(
     documents: list[list[np.ndarray]],
     doc_index: int,
@@ -66,74 +191,16 @@ def create_pairs(
     rng: np.random.Generator,
     order_prediction: bool = False,
 ) -> list[PairInstance]:
-    """All NSP (or, with `order_prediction`, SOP) instances of one document (`documents[doc_index]`)."""
-    document = documents[doc_index]
-    max_num_tokens = seq_len - 3
-    target = max_num_tokens
-    if rng.random() < short_seq_prob:
-        target = int(rng.integers(2, max_num_tokens + 1))
-    out: list[PairInstance] = []
-    chunk: list[np.ndarray] = []
-    length = 0
-    i = 0
-    while i < len(document):
-        chunk.append(document[i])
-        length += len(document[i])
-        if order_prediction and (i == len(document) - 1 or length >= target):
-            pair = _sop_pair(chunk, doc_index, max_num_tokens, random_fraction, rng)
-            if pair is not None:
-                out.append(pair)
-            chunk, length = [], 0
-        elif i == len(document) - 1 or length >= target:
-            a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
-            tokens_a = _concat(chunk[:a_end])
-            forced = len(chunk) == 1
-            b_doc = doc_index
-            if forced or rng.random() < random_fraction:
-                is_random = True
-                target_b = target - len(tokens_a)
-                for _ in range(10):
-                    b_doc = int(rng.integers(0, len(documents)))
-                    if b_doc != doc_index:
-                        break
-                other = documents[b_doc]
-                tokens_b: list[int] = []
-                for j in range(int(rng.integers(0, len(other))), len(other)):
-                    tokens_b.extend(other[j].tolist())
-                    if len(tokens_b) >= target_b:
-                        break
-                i -= len(chunk) - a_end  # put the unused sentences back
-            else:
-                is_random = False
-                tokens_b = _concat(chunk[a_end:])
-            truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
-            if tokens_a and tokens_b:
-                out.append(PairInstance(tokens_a, tokens_b, is_random, forced, doc_index, b_doc))
-            chunk, length = [], 0
-        i += 1
-    return out
-
-
-def _sop_pair(
-    chunk: list[np.ndarray], doc_index: int, max_num_tokens: int, swap_fraction: float, rng: np.random.Generator
-) -> PairInstance | None:
-    """A and B are consecutive spans of one document; swapped with probability `swap_fraction`.
-
-    A one-sentence chunk is split inside the sentence (ALBERT segments need not be sentences).
-    """
-    if len(chunk) >= 2:
-        a_end = int(rng.integers(1, len(chunk)))
-        tokens_a, tokens_b = _concat(chunk[:a_end]), _concat(chunk[a_end:])
-    else:
-        tokens = chunk[0].tolist()
-        if len(tokens) < 2:
-            return None
-        cut = int(rng.integers(1, len(tokens)))
-        tokens_a, tokens_b = tokens[:cut], tokens[cut:]
-    truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
-    if not tokens_a or not tokens_b:
-        return None
-    swapped = bool(rng.random() < swap_fraction)
-    if swapped:
-        tokens_a, tokens_b = tokens_b, tokens_a
-    return PairInstance(tokens_a, tokens_b, swapped, False, doc_index, doc_index)
+    """All instances of one document as token lists (the planner plus a per-instance gather)."""
+    bounds = [np.concatenate([[0], np.cumsum([len(s) for s in d])]).tolist() for d in documents]
+    plan = PairPlan()
+    coin = random.Random(int(rng.integers(2**63)))
+    plan_document(bounds, doc_index, seq_len, short_seq_prob, random_fraction, coin, plan, order_prediction)
+    flat = [np.concatenate(d).tolist() if d else [] for d in documents]
+    return [
+        PairInstance(
+            flat[plan.a_doc[k]][plan.a_lo[k] : plan.a_hi[k]], flat[plan.b_doc[k]][plan.b_lo[k] : plan.b_hi[k]],
+            bool(plan.label[k]), bool(plan.forced[k]), plan.a_doc[k], plan.b_doc[k],
+        )  # fmt: skip
+        for k in range(len(plan))
+    ]

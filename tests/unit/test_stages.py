@@ -50,7 +50,7 @@ def test_reuse_and_fingerprint_chain(tmp_path, monkeypatch):
 
 
 def test_failed_gate_leaves_no_output_and_marks_runs_failed(tmp_path):
-    spec = _spec(tmp_path, "objectives.tolerance=0.000001")
+    spec = _spec(tmp_path, "objectives.max_predictions=1")  # caps k at 1: the realised mask rate falls far below 15 %
     with pytest.raises(ValueError, match="outside tolerance"), stages.Pipeline(spec) as p:
         ing = stages.ingest(p)
         tok = stages.tokenizer(p, ing)
