@@ -314,7 +314,7 @@ def _bert_examples(
     failures = check_statistics(metrics, cfg)
     if failures:
         raise ValueError("examples: realised statistics outside tolerance: " + "; ".join(failures))
-    _log_histogram(tracker, total.lengths, "MLM/NSP sequence length (tokens)", "example_lengths.png")
+    _log_histogram(tracker, total.lengths.tolist(), "MLM/NSP sequence length (tokens)", "example_lengths.png")
 
 
 def _clm_examples(

@@ -64,13 +64,23 @@ class ExampleStats:
     nsp_forced: int = 0
     shards_written: int = 0
     shards_reused: int = 0
-    lengths: list[int] = field(default_factory=list)
+    length_counts: list[int] = field(default_factory=list)
+    """Histogram of sequence lengths: length_counts[n] = examples of n tokens."""
 
     def add(self, other: ExampleStats) -> None:
         for f in fields(self):
-            if f.name != "lengths":
+            if f.name != "length_counts":
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-        self.lengths.extend(other.lengths)
+        width = max(len(self.length_counts), len(other.length_counts))
+        self.length_counts = (
+            np.pad(np.asarray(self.length_counts, dtype=np.int64), (0, width - len(self.length_counts)))
+            + np.pad(np.asarray(other.length_counts, dtype=np.int64), (0, width - len(other.length_counts)))
+        ).tolist()
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Every example's length (expanded from the histogram), e.g. for a plot."""
+        return np.repeat(np.arange(len(self.length_counts)), self.length_counts)
 
     def summary(self) -> dict[str, float]:
         sel = max(self.selected, 1)
@@ -85,7 +95,7 @@ class ExampleStats:
             "nsp_random_rate": self.nsp_random / max(self.examples, 1),
             "nsp_random_rate_unforced": (self.nsp_random - self.nsp_forced) / max(coin, 1),
             "nsp_forced_random": float(self.nsp_forced),
-            "mean_length": float(np.mean(self.lengths)) if self.lengths else 0.0,
+            "mean_length": float(self.tokens / self.examples) if self.examples else 0.0,
             "candidates": float(self.candidates),
             "selected": float(self.selected),
             "shards_written": float(self.shards_written),
@@ -257,7 +267,7 @@ def _mask_and_table(
     stats = ExampleStats(
         examples=n, tokens=int(lengths.sum()), candidates=masked.n_candidates, selected=masked.n_selected,
         masked=masked.n_masked, random=masked.n_random, kept=masked.n_kept,
-        nsp_random=int(labels.sum()), nsp_forced=int(forced.sum()), lengths=lengths.tolist(),
+        nsp_random=int(labels.sum()), nsp_forced=int(forced.sum()), length_counts=np.bincount(lengths).tolist(),
     )  # fmt: skip
     return table, stats
 
@@ -292,7 +302,8 @@ def _generate(job: _Job) -> ExampleStats:
     stats.shards_written = 1
     meta = {STATS_KEY: json.dumps(asdict(stats)).encode()}
     tmp = job.path.with_suffix(f".tmp{os.getpid()}")
-    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
+    # Dictionary-encoding token-id lists is wasted work; only the document ids repeat.
+    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd", use_dictionary=["a_doc_id", "b_doc_id"])
     os.replace(tmp, job.path)
     return stats
 

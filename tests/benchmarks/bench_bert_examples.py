@@ -181,6 +181,11 @@ def test_bert_examples_vs_pure_python(tmp_path):
     py_n, py_create = py_pipeline(sent_docs, vocab, tok_spec.lowercase, tmp_path / "py.parquet")
     py_e2e = time.perf_counter() - t3
 
+    two = cfg.model_copy(update={"workers": 2, "docs_per_shard": 8})
+    t4 = time.perf_counter()
+    stats2 = write_bert_examples(docs, "train", two, tok.get_vocab_size(), specials, tmp_path / "plm2")
+    plm2_create = time.perf_counter() - t4
+
     result = {
         "sentences": n_sent,
         "plm_instances": stats.examples,
@@ -191,6 +196,9 @@ def test_bert_examples_vs_pure_python(tmp_path):
         "plm_creation_inst_per_s": round(stats.examples / plm_create),
         "python_creation_inst_per_s": round(py_n / py_create),
         "creation_speedup": round((stats.examples / plm_create) / (py_n / py_create), 1),
+        "plm_2_workers_creation_inst_per_s": round(stats2.examples / plm2_create),
+        "creation_speedup_2_workers": round((stats2.examples / plm2_create) / (py_n / py_create), 1),
+        "e2e_speedup_2_workers": round((stats2.examples / (plm2_create + t1 - t0)) / (py_n / py_e2e), 1),
     }
     print("\nBENCH bert_examples", json.dumps(result))
     assert abs(stats.examples - py_n) / py_n < 0.1  # same algorithm, same corpus: about as many instances
