@@ -147,6 +147,38 @@ for _stage in ("ingest", "tokenizer", "examples", "pretrain", "finetune"):
     app.command(name=_stage)(_stage_command(_stage))
 
 
+@app.command()
+def transfer(spec_path: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Transfer report: finetune.transfer_strategies x {pretrained, scratch} x finetune.transfer_fractions."""
+    from plm import stages
+
+    spec = load_cli_spec(spec_path, set_)
+    with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name="transfer") as p:
+        ing = stages.ingest(p)
+        tok = stages.tokenizer(p, ing)
+        pre = stages.pretrain(p, tok, stages.examples(p, ing, tok))
+        result = stages.transfer(p, tok, pre)
+    report = result.path / result.extra["report_path"]
+    out.print(_transfer_table(report, spec.finetune.task))
+    out.print(f"report: {report}   plot: {result.path / 'report.png'}   MLflow run: {result.run_id}")
+    if json_:
+        print(json.dumps({**result.to_json(), "report_path": str(report), "pipeline_run_id": p.run_id}, default=str))
+
+
+def _transfer_table(report: Path, task: str) -> Table:
+    import pandas as pd
+
+    df = pd.read_csv(report)
+    acc = df[df.metric == "accuracy"].pivot_table(index=["strategy", "fraction", "examples"], columns="init", values="value")
+    table = Table(title=f"{task}: test accuracy, pretrained vs scratch (same seed and budget)", title_justify="left")
+    for col in ("strategy", "fraction", "examples", "pretrained", "scratch", "gain"):
+        table.add_column(col)
+    for (strategy, fraction, examples), r in acc.iterrows():
+        table.add_row(strategy, f"{fraction:g}", str(examples), f"{r['pretrained']:.3f}", f"{r['scratch']:.3f}",
+                      f"{r['pretrained'] - r['scratch']:+.3f}")  # fmt: skip
+    return table
+
+
 def _tracking_uri(spec_path: Path | None) -> str:
     from plm.tracking import resolve_tracking_uri
 

@@ -228,6 +228,22 @@ class FinetuneSpec(_Section):
     """Seed shared by the pretrained and the from-scratch run."""
     compare_scratch: bool = True
     """Also train the same architecture from random weights with the same seed and budget."""
+    strategy: Literal["full", "frozen", "discriminative"] = "full"
+    """How the pretrained encoder is transferred: train all, keep the encoder fixed, or layer-wise learning rates."""
+    layer_decay: float = Field(0.8, gt=0, le=1)
+    """`discriminative`: learning rate multiplier per layer going down from the head."""
+    gradual_unfreeze: bool = False
+    """`discriminative`: unfreeze one more layer group from the top each epoch (ULMFiT)."""
+    transfer_strategies: list[Literal["full", "frozen", "discriminative"]] = ["full", "frozen", "discriminative"]
+    """`plm transfer`: strategies compared, each from pretrained weights and from scratch."""
+    transfer_fractions: list[float] = [0.1, 0.25, 0.5, 1.0]
+    """`plm transfer`: fractions of the labelled training split (nested subsets, same seed)."""
+
+    @model_validator(mode="after")
+    def _fractions_in_range(self) -> FinetuneSpec:
+        if not self.transfer_fractions or any(not 0 < f <= 1 for f in self.transfer_fractions):
+            raise ValueError("finetune.transfer_fractions must be in (0, 1]")
+        return self
 
 
 class TrackingSpec(_Section):

@@ -21,7 +21,7 @@ from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_sta
 from plm.config import PipelineSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-STAGE_VERSIONS = {"ingest": 1, "tokenizer": 2, "examples": 2, "pretrain": 1, "finetune": 1}
+STAGE_VERSIONS = {"ingest": 1, "tokenizer": 2, "examples": 2, "pretrain": 1, "finetune": 1, "transfer": 1}
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
 PREVIEW_TEXTS = ["a gripping , beautifully acted film .", "dull , tedious and far too long ."]
 
@@ -448,21 +448,14 @@ def finetune(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
     """Labelled task -> a fine-tuned classifier from the pretrained encoder, and the same from scratch."""
     from plm.finetune.engine import finetune_classifier
     from plm.finetune.predict import TASK_FILE
-    from plm.finetune.tasks import encode_for_classification, read_labelled, split_by_hash
-    from plm.tokenizer.train import load_tokenizer
     from plm.train.engine import load_pretrained
 
     cfg = p.spec.finetune
     pretrained_dir = pre.path / pre.extra["model_dir"]
 
     def work(w: StageWriter, tracker: Tracker) -> None:
-        data = read_labelled(cfg)
-        train_idx, test_idx = split_by_hash(data.texts, cfg.test_fraction)
-        if not train_idx or not test_idx:
-            raise ValueError("finetune: the split left an empty train or test set; adjust finetune.test_fraction")
-        label_names = sorted(set(data.labels))
+        data, train_idx, test_idx, label_names, ids = _labelled(p, tok)
         label_ids = {name: i for i, name in enumerate(label_names)}
-        ids = encode_for_classification(load_tokenizer(tok.path / "tokenizer.json"), data.texts, cfg.seq_len)
         _, bert_cfg = load_pretrained(pretrained_dir)
         runs = {"pretrained": pretrained_dir, **({"scratch": None} if cfg.compare_scratch else {})}
         metrics: dict[str, float] = {}
@@ -491,6 +484,107 @@ def finetune(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
 
     inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint}
     return p._run("finetune", cfg.model_dump(mode="json"), inputs, work)
+
+
+def _labelled(p: Pipeline, tok: StageResult) -> tuple[Any, list[int], list[int], list[str], list[list[int]]]:
+    """The labelled task: data, train/test indices, label names and `[CLS] text [SEP]` ids."""
+    from plm.finetune.tasks import encode_for_classification, read_labelled, split_by_hash
+    from plm.tokenizer.train import load_tokenizer
+
+    cfg = p.spec.finetune
+    data = read_labelled(cfg)
+    train_idx, test_idx = split_by_hash(data.texts, cfg.test_fraction)
+    if not train_idx or not test_idx:
+        raise ValueError("finetune: the split left an empty train or test set; adjust finetune.test_fraction")
+    ids = encode_for_classification(load_tokenizer(tok.path / "tokenizer.json"), data.texts, cfg.seq_len)
+    return data, train_idx, test_idx, sorted(set(data.labels)), ids
+
+
+def transfer(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
+    """How much pretraining buys: strategies x {pretrained, scratch} x labelled fractions, same seed.
+
+    Writes `report.csv` / `report.parquet` (strategy, init, fraction, examples, metric, value, seed)
+    and `report.png` (test accuracy vs labelled examples, one line per strategy and init); each
+    setting is a nested MLflow run under the stage's run.
+    """
+    import tempfile
+
+    import numpy as np
+    import pandas as pd
+
+    from plm.finetune.engine import finetune_classifier
+    from plm.train.engine import load_pretrained
+
+    cfg = p.spec.finetune
+    pretrained_dir = pre.path / pre.extra["model_dir"]
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        data, train_idx, test_idx, label_names, ids = _labelled(p, tok)
+        label_ids = {name: i for i, name in enumerate(label_names)}
+        _, bert_cfg = load_pretrained(pretrained_dir)
+        order = np.random.default_rng(cfg.seed).permutation(len(train_idx))  # nested subsets across fractions
+        test = ([ids[i] for i in test_idx], [label_ids[data.labels[i]] for i in test_idx])
+        rows: list[dict[str, Any]] = []
+        settings = [(s, i, f) for s in cfg.transfer_strategies for i in ("pretrained", "scratch")
+                    for f in sorted(cfg.transfer_fractions)]  # fmt: skip
+        for k, (strategy, init, fraction) in enumerate(settings):
+            subset = [train_idx[j] for j in sorted(order[: max(1, round(fraction * len(train_idx)))])]
+            name = f"transfer[{strategy},{init},{fraction:g}]"
+            child = p.session.start_stage(name, {"plm.strategy": strategy, "plm.init": init},
+                                          parent=tracker.run_id) if p.session else NullTracker()  # type: ignore[attr-defined]  # fmt: skip
+            ok = False
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    result = finetune_classifier(
+                        bert_cfg, cfg, [ids[i] for i in subset], [label_ids[data.labels[i]] for i in subset],
+                        *test, dict(enumerate(label_names)), Path(tmp),
+                        pretrained_dir if init == "pretrained" else None, tracker=child, strategy=strategy,
+                    )  # fmt: skip
+                ok = True
+            finally:
+                if p.session:
+                    p.session.end_stage(child, ok)
+            for metric in ("accuracy", "macro_f1"):
+                rows.append({"strategy": strategy, "init": init, "fraction": fraction, "examples": len(subset),
+                             "metric": metric, "value": result.metrics[f"test_{metric}"], "seed": cfg.seed})  # fmt: skip
+            p.progress("transfer", k + 1, len(settings))
+        report = pd.DataFrame(rows)
+        report.to_csv(w.path / "report.csv", index=False)
+        report.to_parquet(w.path / "report.parquet", index=False)
+        acc = report[report.metric == "accuracy"].pivot_table(index=["strategy", "fraction"], columns="init", values="value")
+        metrics = {f"gain.{s}.{f:g}": float(r["pretrained"] - r["scratch"]) for (s, f), r in acc.iterrows()}
+        metrics |= {f"{init}.{s}.{f:g}": float(r[init]) for (s, f), r in acc.iterrows() for init in ("pretrained", "scratch")}
+        _plot_transfer(report, w.path / "report.png", cfg.task)
+        tracker.log_artifact(w.path / "report.csv")
+        tracker.log_artifact(w.path / "report.png", "plots")
+        w.extra.update(counts={"settings": float(len(settings)), "train_examples": float(len(train_idx)),
+                               "test_examples": float(len(test_idx))},
+                       metrics=metrics, extra={"report_path": "report.csv"})  # fmt: skip
+
+    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint}
+    return p._run("transfer", cfg.model_dump(mode="json"), inputs, work)
+
+
+def _plot_transfer(report: Any, out: Path, task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc = report[report.metric == "accuracy"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for (strategy, init), part in acc.groupby(["strategy", "init"]):
+        part = part.sort_values("examples")
+        ax.plot(part["examples"], part["value"], marker="o", linestyle="-" if init == "pretrained" else "--",
+                label=f"{strategy} ({init})")  # fmt: skip
+    ax.set_xlabel("labelled training examples")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{task}: pretrained vs scratch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
 
 
 class _Prefixed:

@@ -142,12 +142,14 @@ class TrackingSession:
     def run_id(self) -> str:
         return self.parent.run_id
 
-    def start_stage(self, stage: str, tags: dict[str, str]) -> MlflowTracker:
+    def start_stage(self, stage: str, tags: dict[str, str], parent: str | None = None) -> MlflowTracker:
+        """A nested run under the pipeline run (or under `parent`, e.g. one run per transfer setting)."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         run = self.client.create_run(
-            self.experiment_id, run_name=stage, tags={MLFLOW_PARENT_RUN_ID: self.run_id, "plm.stage": stage, **tags}
-        )
+            self.experiment_id, run_name=stage,
+            tags={MLFLOW_PARENT_RUN_ID: parent or self.run_id, "plm.stage": stage, **tags},
+        )  # fmt: skip
         return MlflowTracker(self.client, run.info.run_id, self.uri)
 
     def end_stage(self, tracker: MlflowTracker, ok: bool) -> None:

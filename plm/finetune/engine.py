@@ -20,10 +20,10 @@ from safetensors.torch import load_file
 
 from plm.config import FinetuneSpec
 from plm.finetune.heads import BertForSequenceClassification
+from plm.finetune.strategies import Strategy, build_strategy_optimizer, unfreeze_for_epoch
 from plm.models.bert import BertConfig
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 from plm.train.engine import CONFIG, WEIGHTS, autocast, resolve_device, save_model_dir
-from plm.train.optim import build_optimizer
 from plm.train.schedule import build_scheduler
 
 PAD_ID = 0
@@ -134,8 +134,12 @@ def finetune_classifier(
     init_from: Path | None,
     tracker: Tracker = NullTracker(),
     progress: Progress = no_progress,
+    strategy: Strategy | None = None,
 ) -> FinetuneResult:
     """Train a classifier on `[CLS] ... [SEP]` id lists; `init_from` = a pretrained model dir, or None for scratch.
+
+    `strategy` (default: `ft.strategy` from pretrained weights, `full` from scratch) picks what trains
+    and at which learning rates (plm.finetune.strategies).
 
     Logs `train_loss` (and `lr`) every step and `test_accuracy`/`test_macro_f1` every epoch (step = epoch).
     """
@@ -156,14 +160,21 @@ def finetune_classifier(
     if init_from is not None:
         load_encoder(model, init_from)
     model.to(device).train()
+    strategy = strategy or (ft.strategy if init_from is not None else "full")
     steps_per_epoch = math.ceil(len(train_ids) / ft.batch_size)
     total = ft.epochs * steps_per_epoch
-    optimizer = build_optimizer(model, ft.lr, WEIGHT_DECAY)
+    optimizer = build_strategy_optimizer(model, strategy, ft.lr, WEIGHT_DECAY, ft.layer_decay, cfg.num_layers)
     scheduler = build_scheduler(optimizer, min(int(WARMUP_FRACTION * total), total - 1), total)
-    tracker.log_params({"init": "pretrained" if init_from else "scratch", "num_labels": num_labels, "steps": total})
+    tracker.log_params({"init": "pretrained" if init_from else "scratch", "strategy": strategy,
+                        "num_labels": num_labels, "steps": total})  # fmt: skip
+    gradual = strategy == "discriminative" and ft.gradual_unfreeze
 
     step, epoch_losses = 0, []
     for epoch in range(1, ft.epochs + 1):
+        if gradual:
+            unfreeze_for_epoch(model, epoch, cfg.num_layers)
+        if strategy == "frozen":  # a fixed feature extractor: no dropout inside it
+            model.bert.eval()
         order = np.random.default_rng([ft.seed, epoch]).permutation(len(train_ids))
         epoch_losses = []
         for idx in _batches(len(train_ids), ft.batch_size, order):

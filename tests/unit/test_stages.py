@@ -96,3 +96,34 @@ def test_mlm_needs_the_bert_family(tmp_path):
     with pytest.raises(ValueError, match="tokenizer.family=bert"), stages.Pipeline(spec, tracking=False) as p:
         ing = stages.ingest(p)
         stages.examples(p, ing, stages.tokenizer(p, ing))
+
+
+def test_transfer_report_through_the_cli(tmp_path):
+    import json
+
+    import pandas as pd
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from plm.cli import app
+
+    args = ["transfer", "pipelines/quickstart.yaml", "--json"]
+    for o in (f"home={tmp_path}", "corpus.paths=[sample:lee]", "corpus.text_unit=line", "tokenizer.vocab_size=1000",
+              "objectives.seq_len=64", "objectives.dupe_factor=1", "model.size=debug", "train.steps=20",
+              "train.warmup_steps=2", "train.batch_size=16", "finetune.epochs=1", "finetune.seq_len=32",
+              "finetune.transfer_strategies=[full, frozen]", "finetune.transfer_fractions=[0.5, 1.0]"):
+        args += ["--set", o]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    report = pd.read_csv(payload["report_path"])
+    assert list(report.columns[:6]) == ["strategy", "init", "fraction", "examples", "metric", "value"]
+    assert "seed" in report.columns and len(report) == 2 * 2 * 2 * 2
+    assert set(report.init) == {"pretrained", "scratch"} and set(report.fraction) == {0.5, 1.0}
+    halves = report[(report.fraction == 0.5)].examples.unique()
+    n_train = report[report.fraction == 1.0].examples.iloc[0]
+    assert len(halves) == 1 and halves[0] == max(1, round(0.5 * n_train))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    children = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id],
+                                  f"tags.mlflow.parentRunId = '{payload['run_id']}'")
+    assert len(children) == 8 and {c.data.tags["plm.strategy"] for c in children} == {"full", "frozen"}

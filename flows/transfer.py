@@ -1,0 +1,44 @@
+"""The `transfer` flow: the transfer report (strategies x pretrained/scratch x labelled fractions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import ThrottledProgress, artifact_key
+from flows.examples import examples_task
+from flows.ingest import ingest_task
+from flows.pretrain import pretrain_task
+from flows.tokenizer import tokenizer_task
+from plm import stages
+from plm.config import load_spec
+
+
+@task(name="transfer", cache_policy=NO_CACHE)
+def transfer_task(p: stages.Pipeline, tok: stages.StageResult, pre: stages.StageResult) -> stages.StageResult:
+    result = stages.transfer(p, tok, pre)
+    report = pd.read_csv(result.path / result.extra["report_path"])
+    link = p.session.run_url(result.run_id) if p.session and result.run_id else "tracking off"
+    create_table_artifact(
+        key=artifact_key("transfer", p.spec.name),
+        table=report.to_dict(orient="records"),
+        description=f"**transfer report** `{result.fingerprint}`: {result.path / 'report.png'}; MLflow run: {link}",
+    )
+    return result
+
+
+@flow(name="transfer", flow_run_name="transfer[{spec_path}]")
+def transfer(spec_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
+    """How much pretraining buys, and with how little labelled data."""
+    spec = load_spec(spec_path, overrides or [])
+    logger = get_run_logger()
+    with stages.Pipeline(spec, progress=ThrottledProgress(logger), log=logger.info, run_name="transfer") as p:
+        ing = ingest_task(p)
+        tok = tokenizer_task(p, ing)
+        pre = pretrain_task(p, tok, examples_task(p, ing, tok))
+        result = transfer_task(p, tok, pre)
+    return {"run_id": p.run_id, "report_path": str(result.path / result.extra["report_path"]), **result.to_json()}

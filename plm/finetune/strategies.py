@@ -1,0 +1,66 @@
+"""Transfer strategies: which parameters train, and at which learning rate.
+
+- `full`: every weight trains at `lr` (Devlin et al. 2019).
+- `frozen`: the encoder (embeddings, layers, pooler) is fixed; only the classifier head trains
+  (the feature-based approach).
+- `discriminative`: layer-wise learning rates, `lr * layer_decay**(depth from the top)`: head at
+  `lr`, top layer one factor lower, ... embeddings lowest (Howard & Ruder 2018; Clark et al. 2020);
+  with `gradual_unfreeze`, one more layer group (from the top) becomes trainable each epoch.
+- `scratch`: `full` from random weights; the baseline.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+import torch
+from torch import nn
+
+from plm.train.optim import build_optimizer
+
+Strategy = Literal["full", "frozen", "discriminative", "scratch"]
+_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
+
+
+def depth(name: str, num_layers: int) -> int:
+    """0 for embeddings, i + 1 for encoder layer i, num_layers + 1 for the pooler and the head."""
+    if name.startswith("bert.embeddings."):
+        return 0
+    match = _LAYER.match(name)
+    return int(match.group(1)) + 1 if match else num_layers + 1
+
+
+def _is_no_decay(name: str, p: nn.Parameter) -> bool:
+    return p.ndim < 2 or name.endswith(".bias") or "LayerNorm" in name
+
+
+def build_strategy_optimizer(
+    model: nn.Module, strategy: Strategy, lr: float, weight_decay: float, layer_decay: float, num_layers: int
+) -> torch.optim.AdamW:
+    """AdamW over the parameters the strategy trains (BERT's no-decay rule kept in every group)."""
+    if strategy == "frozen":
+        for name, p in model.named_parameters():
+            p.requires_grad = not name.startswith("bert.")
+    if strategy != "discriminative":
+        return build_optimizer(model, lr, weight_decay)
+    groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        groups.setdefault((depth(name, num_layers), _is_no_decay(name, p)), []).append(p)
+    top = num_layers + 1
+    return torch.optim.AdamW(
+        [
+            {"params": ps, "lr": lr * layer_decay ** (top - d), "weight_decay": 0.0 if no_decay else weight_decay,
+             "depth": d}  # fmt: skip
+            for (d, no_decay), ps in sorted(groups.items())
+        ],
+        lr=lr, betas=(0.9, 0.999), eps=1e-6,
+    )  # fmt: skip
+
+
+def unfreeze_for_epoch(model: nn.Module, epoch: int, num_layers: int) -> int:
+    """Gradual unfreezing: in epoch e (1-based) the top e layer groups train. Returns the lowest trainable depth."""
+    lowest = max(0, num_layers + 1 - (epoch - 1))
+    for name, p in model.named_parameters():
+        p.requires_grad = depth(name, num_layers) >= lowest
+    return lowest
