@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
 
 import numpy as np
 import torch
@@ -43,10 +43,6 @@ class FinetuneResult:
     """out_dir / "model": model.safetensors + config.json (BertConfig fields + num_labels, id2label, max_seq_len)."""
 
 
-
-
-
-
 def _clip(ids: Sequence[int], seq_len: int) -> list[int]:
     """Cut to `seq_len` keeping the final [SEP]."""
     ids = list(ids)
@@ -73,10 +69,6 @@ def _batches(n: int, batch_size: int, order: np.ndarray | None = None) -> Iterat
         yield order[start : start + batch_size]
 
 
-
-
-
-
 def load_encoder(model: BertForSequenceClassification, model_dir: Path) -> None:
     """Copy the `bert.*` weights (embeddings, encoder, pooler) of a pretrained model dir into `model.bert`."""
     model_dir = Path(model_dir)
@@ -88,8 +80,6 @@ def load_encoder(model: BertForSequenceClassification, model_dir: Path) -> None:
     weights = load_file(str(model_dir / WEIGHTS))
     encoder = {k.removeprefix("bert."): v for k, v in weights.items() if k.startswith("bert.")}
     model.bert.load_state_dict(encoder, strict=True)
-
-
 
 
 def accuracy_and_macro_f1(y_true: Sequence[int], y_pred: Sequence[int]) -> tuple[float, float]:

@@ -11,8 +11,6 @@ statistics in their metadata: the output does not depend on which run or worker 
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from plm.config import ObjectivesSpec
+from plm.objectives.shardio import read_stats, stats_meta, write_shard
 from plm.tracker import Progress, no_progress
 
 if TYPE_CHECKING:  # only the shape (doc_id, sentences) is used; no import-time coupling
@@ -126,17 +124,14 @@ def _write_shard(docs: Sequence[EncodedDoc], cfg: ObjectivesSpec, eos_id: int, s
     order = shard_order(len(docs), cfg.seed, shard)
     packed = pack_clm([docs[i].sentences for i in order], cfg.seq_len, eos_id)
     table = clm_table(packed, cfg.clm.boundary_mask)
-    meta = {STATS_KEY: json.dumps(asdict(packed.stats), sort_keys=True).encode()}
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-    os.replace(tmp, path)
+    write_shard(table, path, stats_meta(STATS_KEY, asdict(packed.stats)))
     packed.stats.shards_written = 1
     return packed.stats
 
 
 def read_shard_stats(path: Path) -> ClmStats:
     """The statistics a shard file carries in its metadata."""
-    stats = ClmStats(**json.loads(pq.read_schema(path).metadata[STATS_KEY]))
+    stats = ClmStats(**read_stats(path, STATS_KEY))
     stats.shards_written, stats.shards_reused = 0, 1
     return stats
 

@@ -16,8 +16,6 @@ value (`id * 2 + start`), so the flag travels with its token.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from plm.config import ObjectivesSpec
 from plm.objectives.mlm import IGNORE, MaskedBatch, mask_tokens
 from plm.objectives.nsp import PairPlan, plan_document
+from plm.objectives.shardio import read_stats, stats_meta, write_shard
 from plm.tokenizer.encode import EncodedDoc
 from plm.tokenizer.specials import SpecialIds
 from plm.tracker import Progress, no_progress
@@ -300,16 +298,13 @@ def _generate(job: _Job) -> ExampleStats:
         cfg, _WORK["vocab_size"], _WORK["specials"], rng,  # type: ignore[arg-type]
     )
     stats.shards_written = 1
-    meta = {STATS_KEY: json.dumps(asdict(stats)).encode()}
-    tmp = job.path.with_suffix(f".tmp{os.getpid()}")
     # Dictionary-encoding token-id lists is wasted work; only the document ids repeat.
-    pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd", use_dictionary=["a_doc_id", "b_doc_id"])
-    os.replace(tmp, job.path)
+    write_shard(table, job.path, stats_meta(STATS_KEY, asdict(stats)), use_dictionary=["a_doc_id", "b_doc_id"])
     return stats
 
 
 def _stats_of(path: Path) -> ExampleStats:
-    stats = ExampleStats(**json.loads(pq.read_schema(path).metadata[STATS_KEY]))
+    stats = ExampleStats(**read_stats(path, STATS_KEY))
     stats.shards_written, stats.shards_reused = 0, 1
     return stats
 
