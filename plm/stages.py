@@ -21,7 +21,8 @@ from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_sta
 from plm.config import PipelineSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-STAGE_VERSIONS = {"ingest": 1, "tokenizer": 2, "examples": 2, "pretrain": 1, "finetune": 1, "transfer": 1}
+STAGE_VERSIONS = {"ingest": 1, "tokenizer": 2, "examples": 3, "pretrain": 1, "finetune": 2, "transfer": 1}
+"""Bump a stage's version whenever its code changes what it writes: the fingerprint must change with it."""
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
 PREVIEW_TEXTS = ["a gripping , beautifully acted film .", "dull , tedious and far too long ."]
 
