@@ -12,7 +12,7 @@ word_ids / starts list<list<int32>> and texts list<string> (null otherwise).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Encoding, Tokenizer
 
+from plm.tokenizer.train import lake_batches
 from plm.tracker import Progress, no_progress
 
 DOCS_PER_BATCH = 4096  # documents per Arrow batch: one parallel encode_batch call each
@@ -67,16 +68,6 @@ def _words_and_starts(encs: list[Encoding], texts: list[str]) -> tuple[list[np.n
     return words, np.split(flat, np.cumsum([len(s) for s in starts])[:-1])
 
 
-def _lake_batches(files: Sequence[Path], split: str, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    for path in files:
-        pf = pq.ParquetFile(path)
-        present = [c for c in columns if c in pf.schema_arrow.names]
-        for batch in pf.iter_batches(batch_size=DOCS_PER_BATCH, columns=[*present, "split"]):
-            kept = batch.filter(pc.equal(batch.column("split"), split))
-            if kept.num_rows:
-                yield kept
-
-
 def encode_documents(
     tok: Tokenizer,
     files: list[Path],
@@ -89,7 +80,7 @@ def encode_documents(
     `with_words` also fills `word_ids`, `starts` and `texts` (needed by whole-word masking).
     """
     docs: list[EncodedDoc] = []
-    for batch in _lake_batches(files, split, ["doc_id", "sentences", "lang"]):
+    for batch in lake_batches(files, split, ["doc_id", "sentences", "lang"], DOCS_PER_BATCH):
         sentences = batch.column("sentences")
         lengths = pc.list_value_length(sentences).fill_null(0).to_numpy(zero_copy_only=False)
         offsets = np.concatenate([[0], np.cumsum(lengths)])

@@ -119,9 +119,10 @@ def _with_post_processor(tok: Tokenizer) -> Tokenizer:
 # ---- reading the lake -------------------------------------------------------------------------
 
 
-def _batches(
+def lake_batches(
     files: Sequence[Path], split: str, columns: Sequence[str], batch_size: int = 2048
 ) -> Iterator[pa.RecordBatch]:
+    """Record batches of one split with the requested columns (those a file has), row group by row group."""
     for path in files:
         pf = pq.ParquetFile(path)
         present = [c for c in columns if c in pf.schema_arrow.names]
@@ -133,7 +134,7 @@ def _batches(
 
 def iter_sentences(files: list[Path], split: str = "train", batch_size: int = 2048) -> Iterator[list[str]]:
     """Batches of sentences of one split, straight from the lake's Parquet row groups."""
-    for batch in _batches(files, split, ["sentences"], batch_size):
+    for batch in lake_batches(files, split, ["sentences"], batch_size):
         yield pc.list_flatten(batch.column("sentences")).to_pylist()
 
 
@@ -144,7 +145,7 @@ def _sentence_bytes(sentences: pa.Array) -> int:
 
 def _split_bytes(files: Sequence[Path], split: str) -> int:
     """UTF-8 bytes of one split's sentences (reads only the `sentences` and `split` columns)."""
-    return sum(_sentence_bytes(b.column("sentences")) for b in _batches(files, split, ["sentences"]))
+    return sum(_sentence_bytes(b.column("sentences")) for b in lake_batches(files, split, ["sentences"]))
 
 
 def _bytes_upper_bound(files: Sequence[Path], split: str) -> int | None:
@@ -153,7 +154,7 @@ def _bytes_upper_bound(files: Sequence[Path], split: str) -> int | None:
     Sentences come from the document text, so this bounds their bytes; None without `n_chars`.
     """
     total = 0
-    for batch in _batches(files, split, ["n_chars"]):
+    for batch in lake_batches(files, split, ["n_chars"]):
         if "n_chars" not in batch.schema.names:
             return None
         total += 4 * int(pc.sum(batch.column("n_chars")).as_py() or 0)
@@ -213,7 +214,7 @@ def fit_tokenizer(
     counted = {"bytes": 0, "sentences": 0}
 
     def batches() -> Iterator[list[str]]:
-        for batch in _batches(files, "train", ["doc_id", "sentences"] if fraction < 1 else ["sentences"]):
+        for batch in lake_batches(files, "train", ["doc_id", "sentences"] if fraction < 1 else ["sentences"]):
             if fraction < 1:
                 batch = batch.filter(pa.array(sample_keep(batch.column("doc_id").to_pylist(), fraction)))
             sentences = pc.list_flatten(batch.column("sentences"))
@@ -262,7 +263,7 @@ def evaluate_tokenizer(tok: Tokenizer, files: list[Path], split: str = "validati
     tokens: dict[str, int] = {}
     nbytes = 0
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)
-    for batch in _batches(files, split, ["sentences", "lang"]):
+    for batch in lake_batches(files, split, ["sentences", "lang"]):
         column = batch.column("sentences")
         sentences = pc.list_flatten(column).to_pylist()
         if not sentences:
