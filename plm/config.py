@@ -6,8 +6,9 @@ Precedence: ``--set`` overrides > YAML file > defaults. Every error names the do
 from __future__ import annotations
 
 import os
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -142,11 +143,9 @@ MODEL_SIZES: dict[str, dict[str, int]] = {
 }
 
 
-class BertSpec(_Section):
-    arch: Literal["bert"] = "bert"
-    """Model family (the skeleton ships the BERT-style encoder)."""
+class _TransformerSpec(_Section):
     size: Literal["debug", "small", "base"] = "small"
-    """Size preset; explicit dimensions below override it."""
+    """Size preset (`base` = BERT-base 110M / GPT-2 124M); explicit dimensions below override it."""
     hidden_size: int | None = None
     """Width of the residual stream (default from `size`)."""
     num_layers: int | None = None
@@ -158,9 +157,7 @@ class BertSpec(_Section):
     dropout: float = Field(0.1, ge=0, lt=1)
     """Dropout on embeddings, attention probabilities and residual branches."""
     attention_dropout: float | None = Field(None, ge=0, lt=1)
-    """Dropout on attention probabilities; None = `dropout` (BERT). 0 lets CPU SDPA use its fused kernel (~25 % faster)."""
-    max_position: int = Field(512, ge=16)
-    """Number of learned position embeddings."""
+    """Dropout on attention probabilities; None = `dropout`. 0 lets CPU SDPA use its fused kernel (~25 % faster)."""
 
     def dims(self) -> dict[str, int]:
         """The size preset with explicit overrides applied."""
@@ -172,6 +169,40 @@ class BertSpec(_Section):
         if dims["hidden_size"] % dims["num_heads"]:
             raise SpecError("model.hidden_size must be divisible by model.num_heads")
         return dims
+
+
+class BertSpec(_TransformerSpec):
+    arch: Literal["bert"] = "bert"
+    """Model family: `bert` (encoder, MLM + NSP/SOP), `gpt` (decoder, CLM) or `word2vec` (SGNS/CBOW)."""
+    norm: Literal["post", "pre"] = "post"
+    """Where LayerNorm sits: `post` (original BERT) or `pre` (more stable for deep or high-LR runs)."""
+    max_position: int = Field(512, ge=16)
+    """Number of learned position embeddings."""
+
+
+class GptSpec(_TransformerSpec):
+    arch: Literal["gpt"] = "gpt"
+    """Model family: `bert` (encoder, MLM + NSP/SOP), `gpt` (decoder, CLM) or `word2vec` (SGNS/CBOW)."""
+    max_position: int = Field(1024, ge=16)
+    """Number of learned position embeddings (GPT-2: 1024)."""
+
+
+class Word2VecSpec(_Section):
+    arch: Literal["word2vec"] = "word2vec"
+    """Model family: `bert` (encoder, MLM + NSP/SOP), `gpt` (decoder, CLM) or `word2vec` (SGNS/CBOW)."""
+    dim: int = Field(100, ge=2)
+    """Vector size."""
+    epochs: int = Field(5, ge=1)
+    """Passes over the skip-gram shards."""
+    lr: float = Field(0.025, gt=0)
+    """Starting learning rate, decayed linearly to `min_lr` over the run (word2vec)."""
+    min_lr: float = Field(1e-4, ge=0)
+    """Final learning rate."""
+    batch_size: int = Field(4096, ge=1)
+    """Positive pairs per update (each with its negatives)."""
+
+
+ModelSpec = Annotated[BertSpec | GptSpec | Word2VecSpec, Field(discriminator="arch")]
 
 
 class TrainSpec(_Section):
@@ -273,8 +304,8 @@ class PipelineSpec(_Section):
     """Stage 2: the tokenizer to train."""
     objectives: ObjectivesSpec = ObjectivesSpec()
     """Stage 3: self-supervised example generation."""
-    model: BertSpec = BertSpec()
-    """Stage 4: the model architecture."""
+    model: ModelSpec = BertSpec()
+    """Stage 4: the model architecture (`model.arch` selects the family)."""
     train: TrainSpec = TrainSpec()
     """Stage 4: the pretraining run."""
     finetune: FinetuneSpec = FinetuneSpec()
@@ -284,12 +315,22 @@ class PipelineSpec(_Section):
     schedule: ScheduleSpec = ScheduleSpec()
     """When a deployment runs."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_arch(cls, data: Any) -> Any:
+        """`model.arch` may be left out (BERT), as every other field; the union needs it to pick a class."""
+        if isinstance(data, dict) and isinstance(data.get("model"), dict) and "arch" not in data["model"]:
+            data = {**data, "model": {"arch": "bert", **data["model"]}}
+        return data
+
     def home_dir(self) -> Path:
         """The resolved home directory (spec > $PLM_HOME > ./.plm), absolute."""
         return Path(self.home or os.environ.get("PLM_HOME") or ".plm").expanduser().resolve()
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
+    if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in ("bert", "gpt", "word2vec"):
+        loc = loc[:1] + loc[2:]  # pydantic puts the union's tag into the location; users never write it
     return ".".join(str(part) for part in loc)
 
 
@@ -302,6 +343,15 @@ def _format_errors(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _union_members(annotation: Any) -> tuple[Any, ...]:
+    """The classes of a (possibly Annotated) union annotation, or the annotation alone."""
+    if get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        return get_args(annotation)
+    return (annotation,)
+
+
 def _check_key(path: list[str]) -> None:
     model: type[BaseModel] = PipelineSpec
     for i, part in enumerate(path):
@@ -309,8 +359,12 @@ def _check_key(path: list[str]) -> None:
         if part not in fields:
             raise SpecError(f"unknown key '{'.'.join(path[: i + 1])}'")
         annotation = fields[part].annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
+        members = [a for a in _union_members(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(members) > 1 and i < len(path) - 1:  # a discriminated union: the key must exist in some member
+            name = path[i + 1]
+            model = next((m for m in members if name in m.model_fields), members[0])
+        elif members:
+            model = members[0]
         elif i < len(path) - 1:
             raise SpecError(f"'{'.'.join(path[: i + 1])}' has no sub-keys")
 
@@ -352,7 +406,8 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | tuple[str, 
         apply_override(data, override)
     try:
         spec = PipelineSpec.model_validate(data)
-        spec.model.dims()
+        if not isinstance(spec.model, Word2VecSpec):
+            spec.model.dims()
     except ValidationError as err:
         raise SpecError(_format_errors(err)) from None
     return spec
@@ -360,12 +415,14 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | tuple[str, 
 
 def field_docs(model: type[BaseModel] = PipelineSpec, prefix: str = "") -> list[tuple[str, str, str]]:
     """(dotted key, default, docstring) for every field: the reference the README shows."""
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     for name, info in model.model_fields.items():
         key = f"{prefix}{name}"
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            rows.extend(field_docs(annotation, key + "."))
-        else:
+        sections = [a for a in _union_members(info.annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not sections:
             rows.append((key, repr(info.default), info.description or ""))
+            continue
+        seen = {r[0] for r in rows}
+        for section in sections:  # union members (model.arch): each key once, from the first family that has it
+            rows.extend(r for r in field_docs(section, key + ".") if r[0] not in seen and not seen.add(r[0]))
     return rows

@@ -65,3 +65,15 @@ def test_home_resolution(tmp_path, monkeypatch):
 def test_quickstart_spec_is_valid():
     spec = load_spec("pipelines/quickstart.yaml")
     assert spec.name == "quickstart" and spec.tokenizer.lowercase
+
+
+def test_model_arch_selects_the_family_and_keys_are_checked_per_family():
+    assert load_spec(None).model.arch == "bert"
+    gpt = load_spec(None, ["model.arch=gpt", "model.size=debug"])
+    assert gpt.model.arch == "gpt" and gpt.model.dims()["hidden_size"] == 64
+    w2v = load_spec(None, ["model.arch=word2vec", "model.dim=50"])
+    assert w2v.model.arch == "word2vec" and w2v.model.dim == 50
+    with pytest.raises(SpecError, match=r"^model\.dim"):
+        load_spec(None, ["model.dim=50"])  # a word2vec key on the default (bert) family
+    with pytest.raises(SpecError, match="unknown key 'model.bogus'"):
+        load_spec(None, ["model.bogus=1"])
