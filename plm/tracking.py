@@ -167,62 +167,67 @@ class TrackingSession:
 # ---- pyfunc models ----------------------------------------------------------------------------
 
 
-def _pyfunc_classes() -> tuple[type, type]:
-    import mlflow.pyfunc
-    import pandas as pd
+PREDICTORS: dict[str, str] = {
+    "classifier": "plm.finetune.predict:ClassifierPipeline",
+    "encoder": "plm.finetune.predict:EncoderPipeline",
+}
+"""Model kind -> predictor class (`module:Class`). A predictor has `load(model_dir, tokenizer_path)` and
+`predict_frame(DataFrame) -> DataFrame`; the one pyfunc wrapper below serves every kind, so MLflow,
+`mlflow models serve` and `plm predict` all run the same code."""
 
-    class TextClassifierModel(mlflow.pyfunc.PythonModel):
-        """Fine-tuned classifier: DataFrame with `text` -> DataFrame with `label` and `score`."""
+
+def load_predictor(kind: str, model_dir: Path, tokenizer_path: Path) -> Any:
+    """The predictor registered for `kind`, loaded from a model folder and a tokenizer file."""
+    import importlib
+
+    if kind not in PREDICTORS:
+        raise ValueError(f"unknown model kind {kind!r}; known: {sorted(PREDICTORS)}")
+    module, _, name = PREDICTORS[kind].partition(":")
+    return getattr(importlib.import_module(module), name).load(Path(model_dir), Path(tokenizer_path))
+
+
+def _pyfunc_class() -> type:
+    import mlflow.pyfunc
+
+    class PlmModel(mlflow.pyfunc.PythonModel):
+        """Any plm model kind as a pyfunc: DataFrame in (`text`, or the kind's columns), DataFrame out."""
+
+        def __init__(self, kind: str) -> None:
+            self.kind = kind
 
         def load_context(self, context):  # noqa: ANN001 - MLflow inspects these signatures
-            from plm.finetune.predict import ClassifierPipeline
-
-            self.pipe = ClassifierPipeline.load(Path(context.artifacts["model"]), Path(context.artifacts["tokenizer"]))
+            self.pipe = load_predictor(self.kind, context.artifacts["model"], context.artifacts["tokenizer"])
 
         def predict(self, context, model_input, params=None):  # noqa: ANN001
-            labels, scores = self.pipe.predict(_texts(model_input))
-            return pd.DataFrame({"label": labels, "score": scores})
+            return self.pipe.predict_frame(_frame(model_input))
 
-    class SentenceEncoderModel(mlflow.pyfunc.PythonModel):
-        """Pretrained encoder: DataFrame with `text` -> one mean-pooled embedding per row."""
-
-        def load_context(self, context):  # noqa: ANN001
-            from plm.finetune.predict import EncoderPipeline
-
-            self.pipe = EncoderPipeline.load(Path(context.artifacts["model"]), Path(context.artifacts["tokenizer"]))
-
-        def predict(self, context, model_input, params=None):  # noqa: ANN001
-            return pd.DataFrame({"embedding": list(self.pipe.embed(_texts(model_input)))})
-
-    return TextClassifierModel, SentenceEncoderModel
+    return PlmModel
 
 
-def _texts(model_input: Any) -> list[str]:
+def _frame(model_input: Any) -> Any:
+    """A DataFrame from what pyfunc callers pass: a DataFrame, a string, or a list of strings (-> `text`)."""
     import pandas as pd
 
     if isinstance(model_input, pd.DataFrame):
-        if "text" not in model_input.columns:
-            raise ValueError("input needs a 'text' column")
-        return [str(t) for t in model_input["text"]]
+        return model_input
     if isinstance(model_input, str):
-        return [model_input]
-    return [str(t) for t in model_input]
+        return pd.DataFrame({"text": [model_input]})
+    return pd.DataFrame({"text": [str(t) for t in model_input]})
 
 
-def log_pyfunc_model(
-    tracker: MlflowTracker, kind: str, model_dir: Path, tokenizer_path: Path, examples: list[str]
-) -> str:
-    """Log a plm model as an MLflow pyfunc (with signature and input example); returns its model URI."""
+def log_pyfunc_model(tracker: MlflowTracker, kind: str, model_dir: Path, tokenizer_path: Path, example: Any) -> str:
+    """Log a plm model as an MLflow pyfunc (with signature and input example); returns its model URI.
+
+    `example` is the input example: a DataFrame with the kind's input columns, or a list of texts.
+    """
     import warnings
 
     import mlflow
-    import pandas as pd
     from mlflow.models import infer_signature
 
-    classifier_cls, encoder_cls = _pyfunc_classes()
-    python_model = classifier_cls() if kind == "classifier" else encoder_cls()
+    python_model = _pyfunc_class()(kind)
     artifacts = {"model": str(model_dir), "tokenizer": str(tokenizer_path)}
-    example = pd.DataFrame({"text": examples})
+    example = _frame(example)
     ctx = type("Ctx", (), {"artifacts": artifacts})()
     python_model.load_context(ctx)
     output = python_model.predict(ctx, example)
@@ -310,17 +315,19 @@ class RegistryError(LookupError):
     """A registry lookup that failed: unknown model, version or alias, or an unreachable store."""
 
 
-def predict_texts(uri: str, model_uri: str, texts: list[str]) -> list[dict[str, Any]]:
-    """Load `model_uri` as a pyfunc from the store at `uri` and predict; one dict per text."""
+def predict_texts(uri: str, model_uri: str, texts: list[str] | Any) -> list[dict[str, Any]]:
+    """Load `model_uri` as a pyfunc from the store at `uri` and predict; one dict per input row.
+
+    `texts` is a list of strings (column `text`) or a DataFrame with the model kind's input columns.
+    """
     import mlflow
-    import pandas as pd
 
     with _fluent(uri):
         try:
             model = mlflow.pyfunc.load_model(model_uri)
         except Exception as exc:  # MLflow raises several types for a missing model, version or alias
             raise RegistryError(f"cannot load {model_uri}: {exc}") from None
-    return model.predict(pd.DataFrame({"text": texts})).to_dict(orient="records")
+    return model.predict(_frame(texts)).to_dict(orient="records")
 
 
 def describe_models(uri: str, name: str | None = None) -> list[dict[str, Any]]:

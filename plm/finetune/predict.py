@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from plm.finetune.engine import TextClassifier
@@ -17,6 +18,12 @@ from plm.tokenizer.train import PAD_ID, load_tokenizer
 from plm.train.engine import load_pretrained
 
 TASK_FILE = "task.json"  # written beside a fine-tuned model: seq_len and task name
+
+
+def _text_column(frame: pd.DataFrame) -> list[str]:
+    if "text" not in frame.columns:
+        raise ValueError(f"input needs a 'text' column (got {list(frame.columns)})")
+    return [str(t) for t in frame["text"]]
 
 
 def _seq_len(model_dir: Path, default: int) -> int:
@@ -33,6 +40,11 @@ class ClassifierPipeline:
     @classmethod
     def load(cls, model_dir: Path, tokenizer_path: Path) -> ClassifierPipeline:
         return cls(TextClassifier.load(model_dir), tokenizer_path, _seq_len(model_dir, 128))
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`text` column in; `label` and `score` (its probability) out."""
+        labels, scores = self.predict(_text_column(frame))
+        return pd.DataFrame({"label": labels, "score": scores})
 
     def predict(self, texts: list[str]) -> tuple[list[str], list[float]]:
         """Predicted label and its probability per text."""
@@ -53,6 +65,10 @@ class EncoderPipeline:
     @classmethod
     def load(cls, model_dir: Path, tokenizer_path: Path) -> EncoderPipeline:
         return cls(model_dir, tokenizer_path)
+
+    def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`text` column in; one mean-pooled `embedding` per row out."""
+        return pd.DataFrame({"embedding": list(self.embed(_text_column(frame)))})
 
     @torch.no_grad()
     def embed(self, texts: list[str]) -> np.ndarray:
