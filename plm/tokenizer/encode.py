@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from tokenizers import Encoding, Tokenizer
 
 from plm.tokenizer.train import lake_batches
+from plm.tokenizer.wordcache import WordCacheEncoder
 from plm.tracker import Progress, no_progress
 
 DOCS_PER_BATCH = 4096  # documents per Arrow batch: one parallel encode_batch call each
@@ -43,8 +44,10 @@ class EncodedDoc:
     """Document language from the lake (`ko`, `en`), empty when unknown."""
 
 
-def encode_texts(tok: Tokenizer, texts: list[str]) -> list[np.ndarray]:
-    """Batched, parallel (Rust threads) encoding without special tokens."""
+def encode_texts(tok: Tokenizer, texts: list[str], fast: WordCacheEncoder | None = None) -> list[np.ndarray]:
+    """Token ids per text, no special tokens: through `fast` (BERT-style tokenizers) or batched in Rust threads."""
+    if fast is not None:
+        return fast.encode(texts)
     encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets computed: faster
     return [np.asarray(e.ids, dtype=np.int32) for e in encode(texts, add_special_tokens=False)]
 
@@ -80,6 +83,7 @@ def encode_documents(
     `with_words` also fills `word_ids`, `starts` and `texts` (needed by whole-word masking).
     """
     docs: list[EncodedDoc] = []
+    fast = None if with_words else WordCacheEncoder.for_tokenizer(tok)
     for batch in lake_batches(files, split, ["doc_id", "sentences", "lang"], DOCS_PER_BATCH):
         sentences = batch.column("sentences")
         lengths = pc.list_value_length(sentences).fill_null(0).to_numpy(zero_copy_only=False)
@@ -105,7 +109,7 @@ def encode_documents(
                         )
                     )
         else:
-            flat = encode_texts(tok, texts)
+            flat = encode_texts(tok, texts, fast)
             for i, doc_id in enumerate(doc_ids):
                 sents = [s for s in flat[offsets[i] : offsets[i + 1]] if len(s)]
                 if sents:

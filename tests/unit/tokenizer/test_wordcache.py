@@ -1,0 +1,95 @@
+"""The word-cache fast path encodes exactly like the tokenizer itself, on real English and Korean text."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from plm.config import TokenizerSpec
+from plm.samples import resolve_sample
+from plm.tokenizer.encode import encode_documents
+from plm.tokenizer.train import train_tokenizer
+from plm.tokenizer.wordcache import WordCacheEncoder, bert_style
+
+HOSTILE = [
+    "tab\there\nnew line\r\nand\u00a0nbsp\u2003em-space\u2028line-sep\u2029para-sep end",
+    "zero\u200bwidth\u200djoiner \u0007bell \x00nul \ufffdreplacement \ue000private",
+    "中文字符和日本語の漢字 mixed with ascii 𠀀 ext-b",
+    "punctuation!?…—«quotes» “curly” ‘single’ ¿inverted? ¡yes! a.b,c;d:e (f) [g] {h} <i> $5 ^ ` | ~ +=",
+    "emoji 😀🎉 and combining e\u0301 vs \u00e9, ﬁ ligature, Ｆｕｌｌｗｉｄｔｈ",
+    "한국어 자모 \u1112\u1161\u11ab 와 호환 자모 ㅎㅏㄴ, 대한민국은 민주공화국이다.",
+    "ΑΒΓ Σίσυφος ÄÖÜ straße İstanbul ǅ ẞ",
+    "   ",
+    "",
+    "a" * 150 + " " + "가" * 120,
+]
+
+
+def corpus_sentences() -> list[str]:
+    gensim = pytest.importorskip("gensim")  # noqa: F841 - the samples ship inside gensim and konlpy
+    pytest.importorskip("konlpy")
+    texts: list[str] = []
+    for name in ("sample:lee", "sample:ko-constitution", "sample:polarity"):
+        for path in resolve_sample(name):
+            raw = path.read_bytes()
+            text = raw.decode("utf-8", errors="strict") if name != "sample:polarity" else raw.decode("cp1252")
+            texts.extend(line for line in text.splitlines()[:1500])
+    return texts + HOSTILE
+
+
+def lake(tmp_path, texts: list[str]):
+    rows = [{"doc_id": f"{i:016x}", "lang": "", "split": "train", "sentences": texts[i : i + 7]} for i in range(0, len(texts), 7)]
+    path = tmp_path / "lake.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return [path]
+
+
+@pytest.mark.parametrize(
+    "kind,lowercase,form", [("wordpiece", True, "NFC"), ("wordpiece", False, "NFKC"), ("bpe", True, "NFC")]
+)
+def test_fast_path_equals_the_tokenizer_on_real_text(kind, lowercase, form, tmp_path):
+    texts = corpus_sentences()
+    files = lake(tmp_path, texts)
+    cfg = TokenizerSpec(kind=kind, lowercase=lowercase, normalization=form, vocab_size=2000, min_frequency=2)
+    tok = train_tokenizer(cfg, files, tmp_path / "tok.json")
+    tok = tok[0] if isinstance(tok, tuple) else tok
+    enc = WordCacheEncoder.for_tokenizer(tok)
+    assert enc is not None
+    enc._agrees = lambda texts, result: True  # compare every sentence here, not a sample
+    fast = [ids for i in range(0, len(texts), 1000) for ids in enc.encode(texts[i : i + 1000])]
+    reference = tok.encode_batch(texts, add_special_tokens=False)
+    mismatches = [t for t, f, r in zip(texts, fast, reference, strict=True) if f.tolist() != r.ids]
+    assert mismatches == []
+    assert len(enc.cache) > 0 and all(f.dtype == np.int32 for f in fast)
+
+
+def test_encode_documents_uses_the_fast_path_and_matches(tmp_path):
+    texts = corpus_sentences()[:3000]
+    files = lake(tmp_path, texts)
+    tok = train_tokenizer(TokenizerSpec(vocab_size=1000), files, tmp_path / "tok.json")
+    tok = tok[0] if isinstance(tok, tuple) else tok
+    docs = encode_documents(tok, files, "train")
+    reference = tok.encode_batch([t for t in texts], add_special_tokens=False)
+    flat = [ids.tolist() for d in docs for ids in d.sentences]
+    assert flat == [r.ids for r in reference if r.ids]
+
+
+def test_a_disagreeing_batch_falls_back_to_the_tokenizer(tmp_path):
+    files = lake(tmp_path, corpus_sentences()[:500])
+    tok = train_tokenizer(TokenizerSpec(vocab_size=500, lowercase=True), files, tmp_path / "tok.json")
+    tok = tok[0] if isinstance(tok, tuple) else tok
+    enc = WordCacheEncoder.for_tokenizer(tok)
+    texts = ["ordinary words here"] * 20
+    enc.cache[next(iter(sorted(set(texts[0].split()))))] = np.array([3, 3, 3], np.int32)  # a corrupted cache entry
+    out = enc.encode(texts)
+    assert enc.fallbacks == 1
+    assert [o.tolist() for o in out] == [r.ids for r in tok.encode_batch(texts, add_special_tokens=False)]
+
+
+@pytest.mark.parametrize("kind", ["bytelevel_bpe", "unigram"])
+def test_other_pre_tokenizers_take_the_tokenizer_path(kind, tmp_path):
+    files = lake(tmp_path, corpus_sentences()[:300])
+    family = "gpt" if kind == "bytelevel_bpe" else "bert"
+    tok = train_tokenizer(TokenizerSpec(kind=kind, family=family, vocab_size=300), files, tmp_path / "tok.json")
+    tok = tok[0] if isinstance(tok, tuple) else tok
+    assert bert_style(tok) is None and WordCacheEncoder.for_tokenizer(tok) is None
