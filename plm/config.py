@@ -29,6 +29,38 @@ class CorpusSpec(_Section):
     """How a plain-text file is cut into documents: whole file, blank-line blocks, or lines."""
     jsonl_text_field: str = "text"
     """Field of a JSONL/CSV/Parquet record that holds the document text."""
+    id_field: str | None = None
+    """Field/column of a JSON/CSV/Parquet record kept as the record's own id (`source_id`); None keeps none."""
+    metadata_fields: list[str] = []
+    """Fields/columns of a JSON/CSV/Parquet record kept as per-document metadata."""
+    csv_delimiter: str | None = Field(None, min_length=1, max_length=1)
+    """CSV/TSV delimiter; None sniffs it from the file's head (tab for `.tsv` when unsure)."""
+    encoding: str = "auto"
+    """Text encoding: `auto` (BOM, then UTF-8 / CP949 / charset-normalizer on a bounded prefix) or a Python codec name forced for every file."""
+    max_record_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    """A line/paragraph/file/row larger than this is quarantined `too_large` (read in bounded chunks, never buffered whole)."""
+    max_compression_ratio: float = Field(200.0, gt=1)
+    """Decompressed/compressed ratio above which a compressed input is a `decompression_bomb` (once past `compression_ratio_min_bytes`)."""
+    compression_ratio_min_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    """Decompressed bytes after which `max_compression_ratio` applies (small, highly compressible files are fine)."""
+    max_decompressed_bytes: int = Field(32 * 1024**3, ge=1)
+    """A compressed input that decompresses to more than this is a `decompression_bomb`."""
+    allowed_roots: list[str] = []
+    """Directories inputs must resolve into (symlinks followed); empty = current directory, PLM_HOME, the temp directory and the sample packages."""
+    korean_sentences: Literal["kiwi", "regex"] = "kiwi"
+    """Korean sentence splitter: `kiwi` (morphological, finds unpunctuated endings, ~0.05 MB/s) or `regex` (punctuation only, ~10 MB/s)."""
+
+    @model_validator(mode="after")
+    def _check_encoding(self) -> "CorpusSpec":
+        import codecs
+
+        if self.encoding != "auto":
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"corpus.encoding: unknown codec {self.encoding!r} (use `auto` or a Python codec name)") from None
+        return self
+
     normalization: Literal["NFC", "NFKC"] = "NFC"
     """Unicode normal form applied to every document."""
     min_chars: int = Field(20, ge=0)
@@ -41,6 +73,30 @@ class CorpusSpec(_Section):
     """Fraction of documents (by document hash) assigned to the test split."""
     max_quarantined_fraction: float = Field(0.5, ge=0, le=1)
     """The stage fails when more than this fraction of all rows read is quarantined."""
+    max_symbol_ratio: float = Field(0.5, ge=0, le=1)
+    """Documents whose share of characters that are neither letters, digits nor whitespace exceeds this are filtered (`too_many_symbols`)."""
+    max_repeated_line_fraction: float = Field(0.5, ge=0, le=1)
+    """Documents whose fraction of non-empty lines that repeat an earlier line exceeds this are filtered (`repeated_lines`)."""
+    languages: list[str] = []
+    """Keep only documents whose detected language is in this list (`wrong_language`); empty keeps every language."""
+    detect_language: bool = False
+    """Label `lang` with the py3langid model (ISO 639-1, ~5k documents/s) instead of the script heuristic (`ko` for Hangul, else `en`); always on when `languages` is set."""
+    near_dup: bool = False
+    """Drop near-duplicates (MinHash LSH, `corpus.minhash_*`) after exact dedup, reason `near_duplicate`."""
+    near_dup_threshold: float = Field(0.8, gt=0, le=1)
+    """Estimated Jaccard similarity of word shingles at or above which a document is a near-duplicate of an earlier one."""
+    minhash_num_perm: int = Field(128, ge=8, le=1024)
+    """MinHash signature length (hash functions); the estimate's standard error is sqrt(J(1-J)/num_perm)."""
+    minhash_bands: int | None = Field(None, ge=1)
+    """LSH bands (rows = num_perm // bands); None chooses them for `near_dup_threshold`, weighting misses 9:1 over spurious candidates."""
+    minhash_shingle: int = Field(5, ge=1, le=64)
+    """Shingle size in words (lower-cased, punctuation trimmed; Korean eojeol count as words)."""
+    batch_records: int = Field(20_000, ge=1)
+    """Records per processing batch (a source is streamed in batches; each kept batch becomes one Parquet part)."""
+    batch_bytes: int = Field(32_000_000, ge=1000)
+    """Raw text bytes per processing batch: with `batch_records`, bounds the ingest's memory."""
+    lock_timeout_s: float = Field(60.0, ge=0)
+    """Seconds an ingest waits for another ingest's catalog lock before failing with the holder's pid, host and start time."""
 
 
 class TokenizerSpec(_Section):
@@ -175,7 +231,7 @@ class BertSpec(_TransformerSpec):
     arch: Literal["bert"] = "bert"
     """Model family: `bert` (encoder, MLM + NSP/SOP), `gpt` (decoder, CLM) or `word2vec` (SGNS/CBOW)."""
     norm: Literal["post", "pre"] = "post"
-    """Where LayerNorm sits: `post` (original BERT) or `pre` (more stable for deep or high-LR runs)."""
+    """Where LayerNorm sits: `post` (original BERT) or `pre` (Megatron-BERT layout, exported as HF `MegatronBertForPreTraining`; more stable for deep or high-LR runs)."""
     max_position: int = Field(512, ge=16)
     """Number of learned position embeddings."""
 
@@ -193,13 +249,21 @@ class Word2VecSpec(_Section):
     dim: int = Field(100, ge=2)
     """Vector size."""
     epochs: int = Field(5, ge=1)
-    """Passes over the skip-gram shards."""
+    """Passes over the corpus (epoch 1 replays the skip-gram shards, later ones are drawn afresh unless `regenerate` is off)."""
     lr: float = Field(0.025, gt=0)
     """Starting learning rate, decayed linearly to `min_lr` over the run (word2vec)."""
     min_lr: float = Field(1e-4, ge=0)
     """Final learning rate."""
-    batch_size: int = Field(4096, ge=1)
-    """Positive pairs per update (each with its negatives)."""
+    batch_size: int = Field(1024, ge=1)
+    """Positive pairs per update (each with its negatives); 1024 trains faster than 4096 on a CPU, same quality."""
+    regenerate: bool = True
+    """Epochs after the first draw fresh subsampling, windows and negatives (as gensim); False replays the example shards."""
+    log_every: int = Field(50, ge=1)
+    """Log loss, learning rate, words/s and pairs/s every N updates."""
+    analogy_vocab: int = Field(30_000, ge=1)
+    """Analogy evaluation searches only the N most frequent words (gensim's `restrict_vocab`)."""
+    threads: int = Field(1, ge=0)
+    """CPU threads for the updates (0 = torch's default); the scatter-heavy steps scale poorly, and 1 wins on a busy host."""
 
 
 ModelSpec = Annotated[BertSpec | GptSpec | Word2VecSpec, Field(discriminator="arch")]
@@ -213,7 +277,7 @@ class TrainSpec(_Section):
     lr: float = Field(5e-4, gt=0)
     """Peak learning rate (AdamW)."""
     warmup_steps: int = Field(30, ge=0)
-    """Linear warmup steps, then linear decay to zero."""
+    """Linear warmup steps, then `schedule` decay."""
     weight_decay: float = Field(0.01, ge=0)
     """AdamW weight decay (never on biases and LayerNorm weights)."""
     grad_clip: float = Field(1.0, gt=0)
@@ -225,30 +289,60 @@ class TrainSpec(_Section):
     log_every: int = Field(10, ge=1)
     """Log training metrics every N steps."""
     eval_batches: int = Field(8, ge=1)
-    """Held-out batches evaluated at the end."""
+    """Held-out batches evaluated at the end (and at every checkpoint, to keep the best one)."""
+    grad_accum: int = Field(1, ge=1)
+    """Micro-batches per optimizer step: each holds batch_size / (grad_accum x world size) sequences."""
+    schedule: Literal["linear", "cosine"] = "linear"
+    """Decay after warmup: linear to zero, or cosine down to `min_lr_ratio` x lr."""
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    """`cosine`: final learning rate as a fraction of the peak."""
+    compile: Literal["auto", "on", "off"] = "auto"
+    """`torch.compile` the model: `auto` = on CUDA only (compilation costs more than it saves on CPU)."""
+    prefetch: int = Field(4, ge=0)
+    """Batches prepared ahead by a background thread (0: prepare in the training loop)."""
+    shuffle_buffer: int = Field(8192, ge=1)
+    """Rows per shuffle buffer of the streaming loader (memory bound; rows are shuffled within a buffer)."""
+    checkpoint_every: int = Field(0, ge=0)
+    """Write a resumable checkpoint every N steps (0: only the final one)."""
+    keep_checkpoints: int = Field(2, ge=1)
+    """Periodic checkpoints kept (the latest N), besides `best.pt` (lowest held-out loss at a checkpoint)."""
+    resume: bool = False
+    """Continue from the latest checkpoint of an interrupted run of the same spec and data (`plm pretrain --resume`)."""
 
     @model_validator(mode="after")
     def _warmup(self) -> TrainSpec:
         if self.warmup_steps >= self.steps:
             raise ValueError("train.warmup_steps must be < train.steps")
+        if self.batch_size % self.grad_accum:
+            raise ValueError("train.batch_size must be divisible by train.grad_accum")
         return self
 
 
 class FinetuneSpec(_Section):
     task: str = "sentiment"
     """Task name; the registered model is `<pipeline>-<task>`."""
+    task_type: Literal["classification", "pair_classification", "regression", "qa"] = "classification"
+    """`classification` (one text), `pair_classification` / `regression` (`[CLS] A [SEP] B [SEP]`), `qa` (extractive, SQuAD JSON)."""
     data: str = "sample:polarity"
     """Labelled data: a file path or `sample:polarity` (gensim's movie-review polarity sentences)."""
-    format: Literal["fasttext", "csv", "jsonl"] = "fasttext"
-    """`fasttext` lines are `__label__X text`; csv/jsonl use the two column names below."""
+    format: Literal["fasttext", "csv", "jsonl", "parquet", "squad"] = "fasttext"
+    """`fasttext` lines are `__label__X text`; csv/jsonl/parquet use the column names below; `squad` is SQuAD-format JSON (task_type qa)."""
     text_column: str = "text"
-    """Column holding the input text (csv/jsonl)."""
+    """Column holding the input text (csv/jsonl/parquet)."""
+    text_pair_column: str = "text_pair"
+    """Column holding the second text of pair tasks; empty makes `regression` single-text."""
     label_column: str = "label"
-    """Column holding the label (csv/jsonl)."""
+    """Column holding the label (a class name, or a number for `regression`)."""
     test_fraction: float = Field(0.2, gt=0, lt=1)
-    """Fraction held out for testing, chosen deterministically by text hash."""
+    """Fraction held out for testing, chosen deterministically by text hash (QA: by context, so no context leaks)."""
     seq_len: int = Field(64, ge=8)
-    """Maximum tokens per example, [CLS] and [SEP] included."""
+    """Maximum tokens per example (per QA window), [CLS] and [SEP] included."""
+    doc_stride: int = Field(32, ge=1)
+    """`qa`: tokens between the starts of consecutive context windows (BERT's doc_stride)."""
+    max_query_len: int = Field(24, ge=1)
+    """`qa`: questions are cut to this many tokens."""
+    max_answer_len: int = Field(30, ge=1)
+    """`qa`: longest answer span considered at prediction, in tokens."""
     epochs: int = Field(8, ge=1)
     """Passes over the training split."""
     batch_size: int = Field(16, ge=1)
@@ -259,14 +353,20 @@ class FinetuneSpec(_Section):
     """Seed shared by the pretrained and the from-scratch run."""
     compare_scratch: bool = True
     """Also train the same architecture from random weights with the same seed and budget."""
-    strategy: Literal["full", "frozen", "discriminative"] = "full"
-    """How the pretrained encoder is transferred: train all, keep the encoder fixed, or layer-wise learning rates."""
+    strategy: Literal["full", "frozen", "discriminative", "embeddings", "scratch"] = "full"
+    """How the pretrained model is transferred: train all, fixed encoder, layer-wise LRs, word2vec `embeddings` (model.arch word2vec), or `scratch` (random init)."""
     layer_decay: float = Field(0.8, gt=0, le=1)
     """`discriminative`: learning rate multiplier per layer going down from the head."""
     gradual_unfreeze: bool = False
     """`discriminative`: unfreeze one more layer group from the top each epoch (ULMFiT)."""
-    transfer_strategies: list[Literal["full", "frozen", "discriminative"]] = ["full", "frozen", "discriminative"]
-    """`plm transfer`: strategies compared, each from pretrained weights and from scratch."""
+    embeddings_trainable: bool = False
+    """`embeddings`: fine-tune the pretrained word vectors too (False: they stay fixed, the feature-based approach)."""
+    embeddings_hidden: int = Field(128, ge=1)
+    """`embeddings`: width of the MLP over the mean-pooled word vectors."""
+    transfer_strategies: list[Literal["full", "frozen", "discriminative", "embeddings", "scratch"]] = [
+        "full", "frozen", "discriminative"
+    ]
+    """`plm transfer`: strategies compared, each from pretrained weights and from scratch (`embeddings` alone for word2vec)."""
     transfer_fractions: list[float] = [0.1, 0.25, 0.5, 1.0]
     """`plm transfer`: fractions of the labelled training split (nested subsets, same seed)."""
 
@@ -274,6 +374,12 @@ class FinetuneSpec(_Section):
     def _fractions_in_range(self) -> FinetuneSpec:
         if not self.transfer_fractions or any(not 0 < f <= 1 for f in self.transfer_fractions):
             raise ValueError("finetune.transfer_fractions must be in (0, 1]")
+        if (self.task_type == "qa") != (self.format == "squad"):
+            raise ValueError("finetune.format: task_type qa reads SQuAD JSON (format squad), and only it does")
+        if self.task_type == "pair_classification" and not self.text_pair_column:
+            raise ValueError("finetune.text_pair_column must name the second text for pair_classification")
+        if self.task_type == "qa" and self.max_query_len + 4 > self.seq_len:
+            raise ValueError("finetune.max_query_len must leave room for context: max_query_len + 4 <= seq_len")
         return self
 
 
