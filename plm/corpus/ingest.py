@@ -1,9 +1,22 @@
 """Ingest: source files -> normalised, filtered, deduplicated documents in the lake + catalog rows.
 
-One source at a time: read records, normalise, filter (SQL), deduplicate (SQL), split sentences,
-write `lake/documents/<source16>-<optsfp>.parquet` atomically, then commit the source's catalog
-rows in one transaction. A source already processed with the same options is skipped, so
-re-running an ingest is cheap and a crash loses at most the source in flight.
+A source is streamed in batches (`corpus.batch_records` records or `corpus.batch_bytes` bytes of text):
+read -> normalise -> filters (`sql/quality/flt_*.sql`: length, symbols, repeated lines, language) ->
+exact dedup (`dedup_exact.sql`, against the whole lake) -> near-dup (MinHash, `corpus.near_dup`) ->
+sentences and split. Each batch's kept documents become one zstd Parquet part in a staging directory;
+its quarantine rows and kept ids go to the `pending_*` catalog tables in a short transaction. Memory is
+bounded by the batch size, whatever the file size.
+
+Crash guarantee (SIGKILL at any point; one ingest at a time under the catalog lock):
+- a source becomes visible all at once: its parts are renamed to
+  `lake/documents/<source16>-<optsfp>-<part>.parquet`, then one transaction moves its pending rows into
+  `quarantine` and `doc_hashes` and writes its `sources` row. Killed before that commit, the source
+  leaves only leftovers no reader looks at (staging directory, renamed parts without a `sources` row,
+  `pending_*` rows); the next run deletes them and redoes the source;
+- the `documents`/`sentences` views show the files of the latest *snapshot*, and the `snapshots` row
+  is written only after every source has committed, so readers see the corpus as before the run or
+  fully after it. Sources committed by a killed run are kept as progress and not redone.
+A source already processed with the same options is skipped, so re-running an ingest is cheap.
 """
 
 from __future__ import annotations
@@ -13,11 +26,14 @@ import glob
 import hashlib
 import json
 import os
+import shutil
+import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +45,39 @@ import pyarrow.parquet as pq
 from plm import sql
 from plm.artifacts import canonical_json, fingerprint, sha256_file
 from plm.config import CorpusSpec
-from plm.corpus.normalize import detect_lang, normalize_text
-from plm.corpus.readers import detect_encoding, detect_format, read_records
-from plm.corpus.sentences import split_sentences
+from plm.corpus.dedup import NearDupIndex
+from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
+from plm.corpus.readers import Limits, RawRecord, detect_encoding, detect_format, read_records
+from plm.corpus.sentences import split_sentences_many
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
 
-INGEST_VERSION = 1
+INGEST_VERSION = 2
 """Bump when processing changes in a way that must re-process every source."""
-LOCK_TIMEOUT_S = 60.0
 CATALOG = "catalog.duckdb"
 LAKE_DOCUMENTS = Path("lake") / "documents"
+STAGING = ".staging"
+"""Directory under lake/documents/ for parts of a source not yet committed (never matched by the views)."""
+DUCKDB_MEMORY_LIMIT = "512MB"
+"""DuckDB's own cap during ingest (it spills beyond it), so a large lake never pushes the process over budget."""
 
-# Fields of CorpusSpec that change what a source turns into (not which sources, nor the failure threshold).
-PROCESSING_FIELDS = (
-    "text_unit", "jsonl_text_field", "normalization", "min_chars", "max_chars", "validation_fraction", "test_fraction",
-)
+# Fields of CorpusSpec that do not change what a source turns into (which sources, batching, locking, the
+# failure threshold); every other field does, so a new reader or filter option re-processes by default.
+NON_PROCESSING_FIELDS = frozenset({
+    "paths", "allowed_roots", "max_quarantined_fraction", "batch_records", "batch_bytes", "lock_timeout_s",
+})
 COUNT_KEYS = (
     "rows_read", "rows_kept", "rows_duplicate", "rows_filtered", "rows_quarantined", "documents", "sentences", "chars",
 )
+FILTERS = (
+    ("quality/flt_length", ("min_chars", "max_chars")),
+    ("quality/flt_symbols", ("max_symbol_ratio",)),
+    ("quality/flt_repeated_lines", ("max_repeated_line_fraction",)),
+)
+"""Text filters run in this order on each batch; `quality/flt_language` runs after language detection."""
+FILTER_REASONS = frozenset({"too_short", "too_long", "too_many_symbols", "repeated_lines", "wrong_language"})
+DUPLICATE_REASONS = frozenset({"duplicate", "near_duplicate"})
+"""Every other reason is a quarantine reason from the readers (`undecodable:...`, `invalid_json`, ...)."""
 DOCUMENT_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
     ("source_sha256", pa.string()),
@@ -58,10 +88,13 @@ DOCUMENT_SCHEMA = pa.schema([
     ("split", pa.string()),
     ("n_chars", pa.int32()),
     ("sentences", pa.list_(pa.string())),
+    ("source_id", pa.string()),   # the record's own id (`corpus.id_field`), NULL when not configured
+    ("metadata", pa.string()),    # JSON object of `corpus.metadata_fields`, NULL when none
 ])
 _DDL = (
-    "staging/ddl_sources", "staging/ddl_quarantine", "staging/ddl_doc_hashes",
-    "staging/ddl_snapshots", "staging/ddl_snapshot_files",
+    "staging/ddl_sources", "staging/alt_sources_lake_files", "staging/ddl_quarantine", "staging/ddl_doc_hashes",
+    "staging/ddl_snapshots", "staging/ddl_snapshot_files", "staging/ddl_pending_quarantine",
+    "staging/ddl_pending_doc_hashes",
 )
 
 
@@ -84,6 +117,8 @@ class IngestResult:
     counts: dict[str, int]
     reasons: dict[str, int]
     sources: list[dict[str, Any]] = field(default_factory=list)
+    processed: list[str] = field(default_factory=list)
+    """Paths of the sources this run actually processed (the others were already in the catalog)."""
 
 
 # ---------------------------------------------------------------- sources
@@ -123,10 +158,11 @@ def resolve_sources(paths: list[str]) -> list[Source]:
 
 def options_fingerprint(cfg: CorpusSpec) -> str:
     """16 hex chars over the processing options (and INGEST_VERSION): changing them re-processes sources."""
-    return fingerprint("ingest", INGEST_VERSION, cfg.model_dump(include=set(PROCESSING_FIELDS)), {})
+    return fingerprint("ingest", INGEST_VERSION, cfg.model_dump(mode="json", exclude=set(NON_PROCESSING_FIELDS)), {})
 
 
 def snapshot_id(sources: list[Source], optsfp: str) -> str:
+    """16 hex chars over the set of source hashes and the options: the corpus version downstream stages name."""
     payload = canonical_json({"sources": sorted(s.sha256 for s in sources), "options": optsfp})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -149,10 +185,20 @@ def connect_catalog(home: Path, read_only: bool = False) -> duckdb.DuckDBPyConne
     return duckdb.connect(str(Path(home) / CATALOG), read_only=read_only, config={"file_search_path": str(home)})
 
 
+def _holder(text: str) -> str:
+    # The lock file holds "pid N on HOST since ISO"; an older writer may have left only the pid.
+    text = text.strip()
+    if not text:
+        return "an unknown process"
+    return text if text.startswith("pid ") else f"pid {text}"
+
+
 @contextmanager
-def catalog_lock(home: Path, timeout: float | None = None) -> Iterator[None]:
-    """Exclusive lock on `home/catalog.lock` (holder pid written inside); RuntimeError after `timeout` s."""
-    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
+def catalog_lock(home: Path, timeout: float = 60.0) -> Iterator[None]:
+    """Exclusive lock on `home/catalog.lock`; RuntimeError naming the holder (pid, host, start) after `timeout` s.
+
+    `flock` is released by the kernel when its holder dies, so a killed ingest never leaves a stale lock.
+    """
     home.mkdir(parents=True, exist_ok=True)
     path = home / "catalog.lock"
     deadline = time.monotonic() + timeout
@@ -164,15 +210,16 @@ def catalog_lock(home: Path, timeout: float | None = None) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     f.seek(0)
-                    holder = f.read().strip() or "unknown"
                     raise RuntimeError(
-                        f"catalog {path} is locked by pid {holder} (waited {timeout:.0f} s); another ingest is running"
+                        f"catalog {path} is locked by {_holder(f.read())} (waited {timeout:g} s); "
+                        "another ingest is running (corpus.lock_timeout_s sets the wait)"
                     ) from None
                 time.sleep(0.1)
         try:
             f.seek(0)
             f.truncate()
-            f.write(str(os.getpid()))
+            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            f.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}")
             f.flush()
             yield
         finally:
@@ -187,112 +234,142 @@ def _ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
         sql.execute(con, name)
 
 
+# ---------------------------------------------------------------- reading in batches
+
+
+def _batches(records: Iterable[RawRecord], max_records: int, max_bytes: int) -> Iterator[list[RawRecord]]:
+    """Consecutive lists of records, each at most `max_records` long and about `max_bytes` of raw text."""
+    batch: list[RawRecord] = []
+    size = 0
+    for rec in records:
+        batch.append(rec)
+        size += len(rec.raw)
+        if len(batch) >= max_records or size >= max_bytes:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+# ---------------------------------------------------------------- one batch
+
+
+@dataclass
+class _Batch:
+    table: pa.Table
+    quarantine: pa.Table
+    counts: Counter[str]
+    reasons: Counter[str]
+
+
+def _drop(
+    con: duckdb.DuckDBPyConnection, docs: pa.Table, name: str, reasons: Counter[str], **params: Any
+) -> tuple[pa.Table, int]:
+    """Run one `flt_`/`dedup_` statement over `docs`; count its reasons; return the kept rows and how many went."""
+    con.register("docs", docs)
+    try:
+        out = sql.run(con, name, **params)
+    finally:
+        con.unregister("docs")
+    dropped = out.column("drop_reason")
+    reasons.update(r for r in pc.drop_null(dropped).to_pylist())
+    return out.filter(pc.is_null(dropped)).drop_columns(["drop_reason"]), out.num_rows - dropped.null_count
+
+
+def _process_batch(
+    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, source: Source, optsfp: str, records: list[RawRecord],
+    near: NearDupIndex | None,
+) -> _Batch:
+    """Normalise, filter, deduplicate and sentence-split one batch of records."""
+    reasons: Counter[str] = Counter()
+    counts: Counter[str] = Counter(rows_read=len(records))
+    bad = [r for r in records if r.reason is not None]
+    good = [r for r in records if r.reason is None]
+    reasons.update(r.reason for r in bad)
+    counts["rows_quarantined"] = len(bad)
+    quarantine = pa.table({
+        "position": pa.array([r.position for r in bad], pa.int64()),
+        "reason": pa.array([r.reason for r in bad], pa.string()),
+        "raw": pa.array([r.raw if isinstance(r.raw, bytes) else r.raw.encode() for r in bad], pa.binary()),
+    })
+    texts = normalize_many([r.raw for r in good], cfg.normalization)  # type: ignore[arg-type]
+    docs = pa.table({
+        "position": pa.array([r.position for r in good], pa.int64()),
+        "source_id": pa.array([r.source_id for r in good], pa.string()),
+        "metadata": pa.array([None if r.metadata is None else json.dumps(r.metadata, ensure_ascii=False, default=str)
+                              for r in good], pa.string()),
+        "title": pa.array([r.title for r in good], pa.string()),
+        "text": pa.array(texts, pa.string()),
+        "doc_id": pa.array([hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts], pa.string()),
+        "n_chars": pa.array([len(t) for t in texts], pa.int32()),
+    })
+    del texts
+    for name, keys in FILTERS:
+        docs, n = _drop(con, docs, name, reasons, **{k: getattr(cfg, k) for k in keys})
+        counts["rows_filtered"] += n
+    # Exact dedup before language detection: the model is the costliest step left, duplicates need no label.
+    docs, n = _drop(con, docs, "quality/dedup_exact", reasons, options=optsfp, source_sha256=source.sha256)
+    counts["rows_duplicate"] += n
+    texts = docs.column("text").to_pylist()
+    model = cfg.detect_language or bool(cfg.languages)
+    langs = detect_langs(texts) if model else [detect_lang(t) for t in texts]
+    docs = docs.append_column("lang", pa.array(langs, pa.string()))
+    del texts, langs
+    docs, n = _drop(con, docs, "quality/flt_language", reasons, languages=list(cfg.languages))
+    counts["rows_filtered"] += n
+    if near is not None and docs.num_rows:
+        dup_of = near.check_and_add(docs.column("doc_id").to_pylist(), docs.column("text"), source_sha256=source.sha256)
+        is_near = pa.array([d is not None for d in dup_of], pa.bool_())
+        n = sum(d is not None for d in dup_of)
+        reasons["near_duplicate"] += n
+        counts["rows_duplicate"] += n
+        docs = docs.filter(pc.invert(is_near))
+    texts, ids, langs = (docs.column(c).to_pylist() for c in ("text", "doc_id", "lang"))
+    sentences = split_sentences_many(texts, langs, cfg.korean_sentences)
+    n = docs.num_rows
+    table = pa.table({
+        "doc_id": docs.column("doc_id"), "source_sha256": pa.array([source.sha256] * n, pa.string()),
+        "position": docs.column("position"), "title": docs.column("title"), "text": docs.column("text"),
+        "lang": docs.column("lang"),
+        "split": pa.array([split_of(i, cfg.validation_fraction, cfg.test_fraction) for i in ids], pa.string()),
+        "n_chars": docs.column("n_chars"), "sentences": pa.array(sentences, pa.list_(pa.string())),
+        "source_id": docs.column("source_id"), "metadata": docs.column("metadata"),
+    }, schema=DOCUMENT_SCHEMA)
+    counts["rows_kept"] = n
+    counts["sentences"] = sum(len(s) for s in sentences)
+    counts["chars"] = pc.sum(docs.column("n_chars")).as_py() or 0
+    return _Batch(table, quarantine, counts, +reasons)
+
+
 # ---------------------------------------------------------------- one source
 
 
-def lake_file_name(source: Source, optsfp: str) -> str:
-    return f"{source.sha256[:16]}-{optsfp}.parquet"
+def lake_prefix(source: Source, optsfp: str) -> str:
+    """Lake file names of `source` under `optsfp` start with this; parts append `-<part>.parquet`."""
+    return f"{source.sha256[:16]}-{optsfp}"
 
 
-def _process(con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, source: Source, optsfp: str) -> dict[str, Any]:
-    """Read, normalise, filter, deduplicate one source; returns kept rows, quarantine rows and counts."""
-    quarantine: list[dict[str, Any]] = []
-    positions, titles, texts, doc_ids, n_chars = [], [], [], [], []
-    rows_read = 0
-    for rec in read_records(source.path, source.format, cfg.text_unit, cfg.jsonl_text_field):
-        rows_read += 1
-        if rec.reason is not None:
-            raw = rec.raw if isinstance(rec.raw, bytes) else rec.raw.encode()
-            quarantine.append({"position": rec.position, "reason": rec.reason, "raw": raw})
-            continue
-        text = normalize_text(rec.raw, cfg.normalization)  # type: ignore[arg-type]
-        positions.append(rec.position)
-        titles.append(rec.title)
-        texts.append(text)
-        doc_ids.append(hashlib.sha256(text.encode()).hexdigest()[:16])
-        n_chars.append(len(text))
-    docs = pa.table(
-        {"position": pa.array(positions, pa.int64()), "title": pa.array(titles, pa.string()),
-         "text": pa.array(texts, pa.string()), "doc_id": pa.array(doc_ids, pa.string()),
-         "n_chars": pa.array(n_chars, pa.int32())}
-    )
-    reasons: Counter[str] = Counter(q["reason"] for q in quarantine)
-
-    con.register("docs", docs)
-    flt = sql.run(con, "quality/flt_length", min_chars=cfg.min_chars, max_chars=cfg.max_chars)
-    reasons.update(r for r in flt.column("drop_reason").to_pylist() if r is not None)
-    con.register("docs", flt.filter(pc.is_null(flt.column("drop_reason"))).drop_columns(["drop_reason"]))
-    dedup = sql.run(con, "quality/dedup_exact", options=optsfp, source_sha256=source.sha256)
-    con.unregister("docs")
-    n_dup = pc.sum(pc.is_valid(dedup.column("drop_reason")).cast(pa.int64())).as_py() or 0
-    if n_dup:
-        reasons["duplicate"] += n_dup
-    kept = dedup.filter(pc.is_null(dedup.column("drop_reason"))).drop_columns(["drop_reason"])
-
-    langs, splits, sentences = [], [], []
-    for text, doc_id in zip(kept.column("text").to_pylist(), kept.column("doc_id").to_pylist()):
-        lang = detect_lang(text)
-        langs.append(lang)
-        splits.append(split_of(doc_id, cfg.validation_fraction, cfg.test_fraction))
-        sentences.append(split_sentences(text, lang))
-    n = kept.num_rows
-    table = pa.table(
-        {"doc_id": kept.column("doc_id"), "source_sha256": pa.array([source.sha256] * n, pa.string()),
-         "position": kept.column("position"), "title": kept.column("title"), "text": kept.column("text"),
-         "lang": pa.array(langs, pa.string()), "split": pa.array(splits, pa.string()),
-         "n_chars": kept.column("n_chars"), "sentences": pa.array(sentences, pa.list_(pa.string()))},
-        schema=DOCUMENT_SCHEMA,
-    )
-    counts = {
-        "rows_read": rows_read,
-        "rows_kept": n,
-        "rows_duplicate": n_dup,
-        "rows_filtered": sum(v for k, v in reasons.items() if k in ("too_short", "too_long")),
-        "rows_quarantined": len(quarantine),
-        "sentences": sum(len(s) for s in sentences),
-        "chars": sum(kept.column("n_chars").to_pylist()),
-    }
+def _check_accounting(source: Source, counts: Counter[str]) -> None:
     checked = counts["rows_kept"] + counts["rows_duplicate"] + counts["rows_filtered"] + counts["rows_quarantined"]
     if counts["rows_read"] != checked:
         raise RuntimeError(
-            f"{source.path}: accounting mismatch: rows_read={rows_read} but kept+duplicate+filtered+quarantined={checked}"
+            f"{source.path}: accounting mismatch: rows_read={counts['rows_read']} but "
+            f"kept+duplicate+filtered+quarantined={checked}; nothing of this source was committed"
         )
-    return {"table": table, "quarantine": quarantine, "counts": counts, "reasons": dict(reasons)}
 
 
-def _write_parquet(table: pa.Table, final: Path) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _stage_batch(con: duckdb.DuckDBPyConnection, batch: _Batch, key: dict[str, str]) -> None:
+    """One short transaction per batch: its quarantine rows and kept ids into the pending tables.
 
-
-def _commit_source(
-    con: duckdb.DuckDBPyConnection, source: Source, optsfp: str, snap: str, result: dict[str, Any], lake_file: str | None
-) -> None:
-    """All catalog rows of one source in one transaction (its lake file is already in place)."""
-    key = {"sha256": source.sha256, "options": optsfp}
-    quarantine = pa.table(
-        {"position": pa.array([q["position"] for q in result["quarantine"]], pa.int64()),
-         "reason": pa.array([q["reason"] for q in result["quarantine"]], pa.string()),
-         "raw": pa.array([q["raw"] for q in result["quarantine"]], pa.binary())}
-    )
-    con.register("quarantine_batch", quarantine)
-    con.register("kept_batch", result["table"].select(["doc_id"]))
+    Not one long transaction per source: DuckDB keeps every relation registered during a transaction
+    alive until it ends, which would hold all of a source's batches in memory.
+    """
+    con.register("quarantine_batch", batch.quarantine)
+    con.register("kept_batch", batch.table.select(["doc_id"]))
     con.begin()
     try:
-        for name in ("staging/del_source", "staging/del_quarantine", "staging/del_doc_hashes"):
-            sql.execute(con, name, **key)
-        sql.execute(
-            con, "staging/ins_source", **key, path=str(source.path), bytes=source.bytes, format=source.format,
-            encoding=detect_encoding(source.path, source.format), status="ok", **result["counts"],
-            reasons=json.dumps(result["reasons"], sort_keys=True), lake_file=lake_file, snapshot_id=snap,
-        )
-        sql.execute(con, "staging/ins_quarantine", **key)
-        sql.execute(con, "staging/ins_doc_hashes", **key)
+        sql.execute(con, "staging/ins_pending_quarantine", **key)
+        sql.execute(con, "staging/ins_pending_doc_hashes", **key)  # later batches dedup against these
         con.commit()
     except BaseException:
         con.rollback()
@@ -302,9 +379,101 @@ def _commit_source(
         con.unregister("kept_batch")
 
 
+def _clear_pending(con: duckdb.DuckDBPyConnection) -> None:
+    for name in ("staging/clr_pending_quarantine", "staging/clr_pending_doc_hashes"):
+        sql.execute(con, name)
+
+
+def _ingest_source(
+    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, source: Source, optsfp: str, snap: str, lake: Path,
+    near: NearDupIndex | None, progress: Progress,
+) -> None:
+    """Stream one source into staged parts and pending rows; rename the parts, then commit it in one transaction."""
+    prefix = lake_prefix(source, optsfp)
+    staging = lake / STAGING / prefix
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for stale in lake.glob(f"{prefix}-*.parquet"):  # renamed by a run killed before its commit
+        stale.unlink()
+    key = {"sha256": source.sha256, "options": optsfp}
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    staged: list[Path] = []
+    final: list[Path] = []
+    committed = False
+    try:
+        _clear_pending(con)
+        for records in _batches(read_records(source.path, source.format, cfg), cfg.batch_records, cfg.batch_bytes):
+            batch = _process_batch(con, cfg, source, optsfp, records, near)
+            del records
+            counts.update(batch.counts)
+            reasons.update(batch.reasons)
+            _stage_batch(con, batch, key)
+            if batch.table.num_rows:
+                part = staging / f"part-{len(staged):05d}.parquet"
+                pq.write_table(batch.table, part, compression="zstd")
+                staged.append(part)
+            del batch
+            progress(f"ingest {source.path.name} (rows)", counts["rows_read"], None)
+        _check_accounting(source, counts)
+        for i, part in enumerate(staged):
+            final.append(lake / f"{prefix}-{i:05d}.parquet")
+            os.replace(part, final[-1])
+        con.begin()
+        try:
+            # a re-processed source's old rows go; its pending rows become the committed ones
+            for name in ("staging/del_source", "staging/del_quarantine", "staging/del_doc_hashes",
+                         "staging/mov_quarantine", "staging/mov_doc_hashes"):
+                sql.execute(con, name, **key)
+            _clear_pending(con)
+            sql.execute(
+                con, "staging/ins_source", **key, path=str(source.path), bytes=source.bytes, format=source.format,
+                encoding=detect_encoding(source.path, source.format, cfg.encoding, Limits.of(cfg)), status="ok",
+                **{k: counts[k] for k in ("rows_read", "rows_kept", "rows_duplicate", "rows_filtered",
+                                          "rows_quarantined", "sentences", "chars")},
+                reasons=json.dumps(dict(sorted(reasons.items()))), lake_files=[f.name for f in final],
+                snapshot_id=snap,
+            )
+            if near is not None:
+                near.forget(source.sha256)
+                near.commit()
+            con.commit()
+            committed = True
+        except BaseException:
+            con.rollback()
+            raise
+    except BaseException:
+        if near is not None:
+            near.rollback()
+        for f in final:
+            f.unlink(missing_ok=True)
+        if not committed:
+            _clear_pending(con)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _catalog_rows(con: duckdb.DuckDBPyConnection, sources: list[Source], optsfp: str) -> dict[str, dict[str, Any]]:
     rows = sql.run(con, "staging/sel_sources", options=optsfp, sha256s=[s.sha256 for s in sources]).to_pylist()
     return {row["sha256"]: row for row in rows}
+
+
+def _open_near_dup(con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, optsfp: str) -> NearDupIndex | None:
+    return NearDupIndex.open(con, cfg, options=optsfp) if cfg.near_dup else None
+
+
+def reason_kind(reason: str) -> str:
+    """Which count a drop reason falls under: `filtered`, `duplicate` or `quarantined`."""
+    if reason in FILTER_REASONS:
+        return "filtered"
+    return "duplicate" if reason in DUPLICATE_REASONS else "quarantined"
+
+
+def reason_table(result: IngestResult) -> dict[str, list[Any]]:
+    """Columns (reason, kind, rows) of every drop reason of `result`, largest first: the report users read."""
+    rows = sorted(result.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {"reason": [r for r, _ in rows], "kind": [reason_kind(r) for r, _ in rows], "rows": [n for _, n in rows]}
 
 
 # ---------------------------------------------------------------- the stage
@@ -313,35 +482,41 @@ def _catalog_rows(con: duckdb.DuckDBPyConnection, sources: list[Source], optsfp:
 def ingest_corpus(
     cfg: CorpusSpec, home: Path, sources: list[Source] | None = None, progress: Progress = no_progress
 ) -> IngestResult:
-    """Ingest `sources` (default: resolve `cfg.paths`) into `home`'s lake and catalog; see the module docstring."""
+    """Ingest `sources` (default: resolve `cfg.paths`) into `home`'s lake and catalog; see the module docstring.
+
+    Raises ValueError when nothing was kept or `corpus.max_quarantined_fraction` is exceeded, RuntimeError
+    when another ingest holds the catalog past `corpus.lock_timeout_s` or a source's counts do not add up.
+    """
     home = Path(home)
     sources = resolve_sources(cfg.paths) if sources is None else sorted(sources, key=lambda s: str(s.path))
     optsfp = options_fingerprint(cfg)
     snap = snapshot_id(sources, optsfp)
     lake = home / LAKE_DOCUMENTS
-    with catalog_lock(home):
+    with catalog_lock(home, cfg.lock_timeout_s):
+        lake.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(lake / STAGING, ignore_errors=True)  # parts of sources a killed run never committed
         con = connect_catalog(home)
         try:
+            con.execute("SET memory_limit = $limit", {"limit": DUCKDB_MEMORY_LIMIT})
             _ensure_schema(con)
             done = _catalog_rows(con, sources, optsfp)
+            near = _open_near_dup(con, cfg, optsfp)
+            processed: list[str] = []
             progress("ingest", 0, len(sources))
             for i, source in enumerate(sources):
-                name = lake_file_name(source, optsfp)
                 row = done.get(source.sha256)
-                cached = row is not None and (row["lake_file"] is None or (lake / row["lake_file"]).is_file())
+                cached = row is not None and all((lake / f).is_file() for f in (row["lake_files"] or []))
                 if not cached:
-                    result = _process(con, cfg, source, optsfp)
-                    lake_file = name if result["table"].num_rows else None
-                    if lake_file:
-                        _write_parquet(result["table"], lake / lake_file)
-                    _commit_source(con, source, optsfp, snap, result, lake_file)
+                    _ingest_source(con, cfg, source, optsfp, snap, lake, near, progress)
+                    processed.append(str(source.path))
                 progress(f"ingest {source.path.name}", i + 1, len(sources))
             rows = _catalog_rows(con, sources, optsfp)
-            ingest = _summarise(cfg, sources, rows, lake, snap)
-            _record_snapshot(con, ingest, optsfp)
+            result = _summarise(cfg, sources, rows, lake, snap)
+            result.processed = processed
+            _record_snapshot(con, result, optsfp)
         finally:
             con.close()
-    return ingest
+    return result
 
 
 def _summarise(
@@ -366,7 +541,7 @@ def _summarise(
             f"{counts['rows_quarantined']} of {counts['rows_read']} rows quarantined "
             f"(> corpus.max_quarantined_fraction={cfg.max_quarantined_fraction}); see the catalog table `quarantine`"
         )
-    files = sorted(lake / row["lake_file"] for row in ordered if row["lake_file"])
+    files = sorted(lake / f for row in ordered for f in (row["lake_files"] or []))
     return IngestResult(snap, files, counts, dict(sorted(reasons.items())), ordered)
 
 

@@ -1,4 +1,5 @@
--- One row per (source content, processing options): what was read, kept and dropped.
+-- One row per (source content, processing options): what was read, kept and dropped. A row is written in the
+-- same transaction as the source's quarantine and doc_hashes rows, after its lake parts are in place.
 CREATE TABLE IF NOT EXISTS sources (
     path VARCHAR NOT NULL,
     sha256 VARCHAR NOT NULL,
@@ -14,7 +15,7 @@ CREATE TABLE IF NOT EXISTS sources (
     sentences BIGINT NOT NULL,
     chars BIGINT NOT NULL,
     reasons VARCHAR NOT NULL,  -- JSON object: reason -> count
-    lake_file VARCHAR,         -- file name under lake/documents/, NULL when nothing was kept
+    lake_files VARCHAR[],      -- part file names under lake/documents/, empty when nothing was kept
     ingested_at TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
     snapshot_id VARCHAR NOT NULL,
     options VARCHAR NOT NULL,

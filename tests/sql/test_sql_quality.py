@@ -31,13 +31,61 @@ def test_flt_length_returns_every_row_with_a_reason(con):
 
 def test_dedup_exact_within_batch_and_against_catalog(con):
     sql.execute(con, "staging/ddl_doc_hashes")
+    sql.execute(con, "staging/ddl_pending_doc_hashes")
     con.execute("INSERT INTO doc_hashes VALUES ('x', 'other', 'opt1'), ('y', 'other', 'opt2'), ('z', 'self', 'opt1')")
-    con.register("docs", docs(["a", "x", "a", "y", "z"]))
+    con.execute("INSERT INTO pending_doc_hashes VALUES ('w', 'self', 'opt1'), ('v', 'self', 'opt2')")
+    con.register("docs", docs(["a", "x", "a", "y", "z", "w", "v"]))
     out = sql.run(con, "quality/dedup_exact", options="opt1", source_sha256="self")
-    # 'a' repeats (second one dropped); 'x' is held by another source under the same options;
-    # 'y' only under other options and 'z' only by this very source (a re-processing): both kept
-    assert out.column("drop_reason").to_pylist() == [None, "duplicate", "duplicate", None, None]
-    assert out.column("position").to_pylist() == [0, 1, 2, 3, 4]
+    # 'a' repeats (the second dropped); 'x' is kept by another source under the same options; 'w' by an
+    # earlier batch of this source; 'y' and 'v' only under other options, 'z' only by this source's own
+    # earlier commit (a re-processing): kept
+    assert out.column("drop_reason").to_pylist() == [None, "duplicate", "duplicate", None, None, "duplicate", None]
+    assert out.column("position").to_pylist() == list(range(7))
+
+
+def texts(values, langs=None):
+    n = len(values)
+    return pa.table({
+        "position": pa.array(range(n), pa.int64()),
+        "text": pa.array(values, pa.string()),
+        "lang": pa.array(langs or ["en"] * n, pa.string()),
+    })
+
+
+def test_flt_symbols_counts_every_script_as_letters(con):
+    con.register("docs", texts([
+        "plain words and digits 123",
+        "대한민국 헌법 제1조 ①항",        # Hangul, digits, a circled digit: not symbols
+        "## ** -- ok",                      # 6 symbols of 11 characters
+        "!!!!",
+        "",
+    ]))
+    out = sql.run(con, "quality/flt_symbols", max_symbol_ratio=0.5)
+    assert out.column("drop_reason").to_pylist() == [None, None, "too_many_symbols", "too_many_symbols", None]
+    assert out.column_names == ["position", "text", "lang", "drop_reason"]
+    lax = sql.run(con, "quality/flt_symbols", max_symbol_ratio=0.6)
+    assert lax.column("drop_reason").to_pylist() == [None, None, None, "too_many_symbols", None]
+
+
+def test_flt_repeated_lines_is_the_fraction_of_repeated_lines(con):
+    con.register("docs", texts([
+        "one line only",
+        "a\nb\na\na",        # 2 of 4 lines repeat an earlier one
+        "a\n\nb\n  \nc",      # blank lines do not count
+        "x\nx",               # 1 of 2
+    ]))
+    out = sql.run(con, "quality/flt_repeated_lines", max_repeated_line_fraction=0.4)
+    assert out.column("drop_reason").to_pylist() == [None, "repeated_lines", None, "repeated_lines"]
+    at_half = sql.run(con, "quality/flt_repeated_lines", max_repeated_line_fraction=0.5)
+    assert at_half.column("drop_reason").to_pylist() == [None, None, None, None]
+
+
+def test_flt_language_keeps_listed_languages_or_all(con):
+    con.register("docs", texts(["a", "b", "c"], ["en", "ko", "ja"]))
+    out = sql.run(con, "quality/flt_language", languages=["ko", "en"])
+    assert out.column("drop_reason").to_pylist() == [None, None, "wrong_language"]
+    everything = sql.run(con, "quality/flt_language", languages=[])
+    assert everything.column("drop_reason").to_pylist() == [None, None, None]
 
 
 def test_parameters_are_bound_not_formatted(con):

@@ -1,6 +1,5 @@
+import json
 import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -9,11 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from plm.config import CorpusSpec
-from plm.corpus import ingest as ingest_mod
 from plm.corpus.ingest import (
+    STAGING,
     catalog_lock,
     connect_catalog,
     ingest_corpus,
+    lake_prefix,
+    options_fingerprint,
     resolve_sources,
     split_of,
 )
@@ -41,13 +42,13 @@ def mixed(tmp_path) -> Path:
 def test_accounting_on_a_mixed_corpus(tmp_path, mixed):
     home = tmp_path / "home"
     seen = []
-    result = ingest_corpus(spec(mixed), home, progress=lambda what, done, total: seen.append((what, done, total)))
+    result = ingest_corpus(spec(mixed, encoding="utf-8"), home, progress=lambda what, done, total: seen.append((what, done, total)))
     c = result.counts
     assert c["rows_read"] == 1 + 1 + 1 + 4 + 2
     assert c["rows_read"] == c["rows_kept"] + c["rows_duplicate"] + c["rows_filtered"] + c["rows_quarantined"]
     assert (c["rows_kept"], c["rows_filtered"], c["rows_quarantined"], c["rows_duplicate"]) == (5, 1, 3, 0)
     assert c["documents"] == 5 and c["sentences"] >= 5 and c["chars"] > 100
-    assert result.reasons == {"invalid_json": 1, "missing_field": 1, "too_short": 1, "undecodable": 1}
+    assert result.reasons == {"invalid_json": 1, "missing_field": 1, "too_short": 1, "undecodable:utf-8": 1}
     assert seen[-1] == ("ingest wiki.xml", 5, 5)
     assert {s["format"] for s in result.sources} == {"txt", "jsonl", "mediawiki"}
     for row in result.sources:
@@ -55,9 +56,11 @@ def test_accounting_on_a_mixed_corpus(tmp_path, mixed):
     # only sources that kept something have a lake file, with the documented schema
     assert len(result.files) == 3 and all(f.is_file() for f in result.files)
     table = pq.read_table(result.files[0])
-    assert table.schema.names == ["doc_id", "source_sha256", "position", "title", "text", "lang", "split", "n_chars", "sentences"]
+    assert table.schema.names == [
+        "doc_id", "source_sha256", "position", "title", "text", "lang", "split", "n_chars", "sentences", "source_id", "metadata",
+    ]
     con = connect_catalog(home, read_only=True)
-    raw = con.execute("SELECT raw FROM quarantine WHERE reason = 'undecodable'").fetchall()
+    raw = con.execute("SELECT raw FROM quarantine WHERE reason = 'undecodable:utf-8'").fetchall()
     assert raw == [((mixed / "bad.txt").read_bytes(),)]
     con.close()
 
@@ -112,14 +115,14 @@ def test_split_column_matches_doc_hash(tmp_path):
 
 def test_views_count_the_latest_snapshot(tmp_path, mixed):
     home = tmp_path / "home"
-    result = ingest_corpus(spec(mixed), home)
+    result = ingest_corpus(spec(mixed, encoding="utf-8"), home)
     con = connect_catalog(home, read_only=True)
     assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == result.counts["documents"]
     assert con.execute("SELECT count(*) FROM sentences").fetchone()[0] == result.counts["sentences"]
     assert con.execute("SELECT min(sent_idx) FROM sentences").fetchone()[0] == 0
     con.close()
     # other options re-process into new lake files; the views follow the newest snapshot, not both
-    other = ingest_corpus(spec(mixed, min_chars=5), home)
+    other = ingest_corpus(spec(mixed, encoding="utf-8", min_chars=5), home)
     assert other.snapshot_id != result.snapshot_id and set(other.files).isdisjoint(result.files)
     con = connect_catalog(home, read_only=True)
     assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == other.counts["documents"] == 5
@@ -136,7 +139,7 @@ def test_failures_are_clear(tmp_path):
     (d / "bad2.txt").write_bytes(b"\xff\xfe two")
     (d / "good.txt").write_text(GOOD)
     with pytest.raises(ValueError, match="max_quarantined_fraction"):
-        ingest_corpus(spec(d, max_quarantined_fraction=0.25), tmp_path / "h2")
+        ingest_corpus(spec(d, encoding="utf-8", max_quarantined_fraction=0.25), tmp_path / "h2")
 
 
 def test_resolve_sources(tmp_path):
@@ -175,20 +178,141 @@ def test_a_second_ingest_waits_for_the_lock(tmp_path):
     assert result.counts["documents"] == 1
 
 
-def test_lock_timeout_names_the_holder(tmp_path, monkeypatch):
+def test_filters_symbols_repeated_lines_and_language(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    docs = [
+        GOOD,
+        "#### ---- **** //// ==== ++++ |||| ~~~~ <<<< >>>> ab",  # mostly symbols
+        "same line again\nsame line again\nsame line again\nsame line again",  # 3 of 4 lines repeat
+        "대한민국은 민주공화국이다. 대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다.",
+    ]
+    (d / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    result = ingest_corpus(spec(d), tmp_path / "h1")
+    assert result.reasons == {"repeated_lines": 1, "too_many_symbols": 1}
+    assert (result.counts["rows_kept"], result.counts["rows_filtered"]) == (2, 2)
+    only_ko = ingest_corpus(spec(d, languages=["ko"]), tmp_path / "h2")
+    assert only_ko.reasons == {"repeated_lines": 1, "too_many_symbols": 1, "wrong_language": 1}
+    assert only_ko.counts["rows_kept"] == 1
+    relaxed = ingest_corpus(spec(d, max_symbol_ratio=1.0, max_repeated_line_fraction=1.0), tmp_path / "h3")
+    assert relaxed.counts["rows_kept"] == 4 and relaxed.reasons == {}
+
+
+def test_streaming_in_batches_writes_parts_and_dedups_across_them(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    lines = [f"Line number {i % 150} is a separate document of the corpus." for i in range(400)]
+    (d / "many.txt").write_text("\n".join(lines))
+    whole = ingest_corpus(spec(d, text_unit="line"), tmp_path / "h1")
+    parts = ingest_corpus(spec(d, text_unit="line", batch_records=64), tmp_path / "h2")
+    assert len(whole.files) == 1 and len(parts.files) == 3  # 150 distinct lines all within the first 3 batches
+    prefix = lake_prefix(resolve_sources([str(d)])[0], options_fingerprint(spec(d, text_unit="line")))
+    assert [f.name for f in parts.files] == [f"{prefix}-{i:05d}.parquet" for i in range(3)]
+    assert whole.counts == parts.counts and whole.counts["rows_duplicate"] == 250
+    ids = lambda r: sorted(pq.read_table(r.files, columns=["doc_id"]).column("doc_id").to_pylist())  # noqa: E731
+    assert ids(whole) == ids(parts) and len(set(ids(parts))) == 150
+    assert not any((tmp_path / "h2" / "lake" / "documents" / STAGING).iterdir())
+    con = connect_catalog(tmp_path / "h2", read_only=True)
+    assert con.execute("SELECT len(lake_files), status FROM sources").fetchall() == [(3, "ok")]
+    assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == 150
+    con.close()
+
+
+def test_incremental_only_new_files_are_processed(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.txt").write_text(GOOD)
     home = tmp_path / "home"
-    home.mkdir()
-    code = (
-        "import fcntl, os, sys, time\n"
-        "f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
-        "f.truncate(0); f.write(str(os.getpid())); f.flush(); print('locked', flush=True); time.sleep(30)\n"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", code, str(home / "catalog.lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        monkeypatch.setattr(ingest_mod, "LOCK_TIMEOUT_S", 0.3)
-        with pytest.raises(RuntimeError, match=f"locked by pid {holder.pid}"):
-            ingest_corpus(spec(ASSETS / "paragraphs.txt"), home)
-    finally:
-        holder.kill()
-        holder.wait()
+    first = ingest_corpus(spec(d), home)
+    assert first.processed == [str((d / "a.txt").resolve())]
+    (d / "b.txt").write_text("A second document, added after the first ingest ran.")
+    second = ingest_corpus(spec(d), home)
+    assert second.processed == [str((d / "b.txt").resolve())] and second.snapshot_id != first.snapshot_id
+    assert second.counts["documents"] == 2
+    again = ingest_corpus(spec(d), home)
+    assert again.processed == [] and again.snapshot_id == second.snapshot_id and again.counts == second.counts
+    con = connect_catalog(home, read_only=True)
+    assert con.execute("SELECT count(*) FROM snapshots").fetchone()[0] == 2
+    assert sorted(r[0] for r in con.execute("SELECT DISTINCT snapshot_id FROM sources").fetchall()) == sorted(
+        {first.snapshot_id, second.snapshot_id})
+    con.close()
+
+
+def test_leftovers_of_an_uncommitted_source_are_cleaned_and_redone(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.txt").write_text(GOOD)
+    home = tmp_path / "home"
+    clean = ingest_corpus(spec(d), tmp_path / "clean")
+    # what a run killed between renaming its parts and committing leaves behind
+    lake = home / "lake" / "documents"
+    prefix = clean.files[0].name.rsplit("-", 1)[0]
+    (lake / STAGING / prefix).mkdir(parents=True)
+    (lake / STAGING / prefix / "part-00000.parquet").write_bytes(b"half written")
+    (lake / f"{prefix}-00007.parquet").write_bytes(b"renamed, never committed")
+    result = ingest_corpus(spec(d), home)
+    assert [f.name for f in result.files] == [f.name for f in clean.files]
+    assert sorted(p.name for p in lake.iterdir()) == [STAGING, clean.files[0].name]
+    assert not any((lake / STAGING).iterdir())
+    assert result.counts == clean.counts
+
+
+def test_near_duplicates_are_dropped_counted_and_clustered(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    words = [f"word{i}" for i in range(200)]
+    base = " ".join(words)
+    near = " ".join(words[:100] + ["changed"] + words[101:])  # one word of 200 differs: Jaccard ~0.95
+    other = " ".join(reversed(words))
+    (d / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in (base, other, near)))
+    home = tmp_path / "home"
+    cfg = spec(d, near_dup=True)
+    first = ingest_corpus(cfg, home)
+    assert first.reasons == {"near_duplicate": 1}
+    assert (first.counts["rows_kept"], first.counts["rows_duplicate"]) == (2, 1)
+    # an earlier ingest counts too: a near copy in a new file is dropped against the lake
+    (d / "b.jsonl").write_text(json.dumps({"text": " ".join(words[:-1] + ["last"])}) + "\n")
+    second = ingest_corpus(cfg, home)
+    assert second.processed == [str((d / "b.jsonl").resolve())]
+    assert second.reasons == {"near_duplicate": 2} and second.counts["documents"] == 2
+    con = connect_catalog(home, read_only=True)
+    kept = {r[0] for r in con.execute("SELECT doc_id FROM documents").fetchall()}
+    clusters = con.execute("SELECT doc_id, representative_doc_id, similarity FROM near_duplicates").fetchall()
+    assert len(clusters) == 2 and all(rep in kept and doc not in kept and sim >= 0.8 for doc, rep, sim in clusters)
+    con.close()
+    # without near-dup the same corpus keeps all four
+    assert ingest_corpus(spec(d), tmp_path / "plain").counts["documents"] == 4
+
+
+def test_cli_ingest_paths_and_spec(tmp_path, mixed):
+    from mlflow import MlflowClient
+    from typer.testing import CliRunner
+
+    from plm.cli import app
+
+    home = tmp_path / "home"
+    args = ["ingest", str(mixed / "good.txt"), str(mixed / "*.jsonl"), "--set", f"home={home}", "--set",
+            "corpus.encoding=utf-8", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout.strip().splitlines()[-1])
+    assert payload["stage"] == "ingest" and payload["counts"]["rows_read"] == 1 + 4
+    assert payload["reasons"] == {"invalid_json": 1, "missing_field": 1}
+    assert payload["reason_table"]["kind"] == ["quarantined", "quarantined"]
+    assert "quarantined: invalid_json" in res.stdout
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(payload["run_id"])}
+    assert {"reasons.csv", "sources.json", "ingest_reasons.json", "plots"} <= logged
+    assert {a.path for a in client.list_artifacts(payload["run_id"], "plots")} == {
+        "plots/doc_lengths.png", "plots/languages.png"}
+    assert client.get_run(payload["run_id"]).data.metrics["reason.invalid_json"] == 1
+
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(f"home: {home}\ncorpus:\n  paths: ['{mixed / 'good.txt'}']\n")  # one MLflow store: faster
+    res = CliRunner().invoke(app, ["ingest", str(spec_file), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["counts"]["documents"] == 1
+
+    # nothing kept: a non-zero exit with the reason (the entry point prints it as one line)
+    res = CliRunner().invoke(app, ["ingest", str(mixed / "short.txt"), "--set", f"home={home}"])
+    assert res.exit_code != 0 and "kept no document" in str(res.exception)

@@ -1,33 +1,45 @@
 import bz2
 import gzip
 import json
+import lzma
+import os
+import tracemalloc
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 
-from plm.corpus.readers import compression, detect_encoding, detect_format, read_records
+from plm.config import CorpusSpec
+from plm.corpus.readers import (
+    check_allowed, compression, detect_encoding, detect_format, read_records, sniff_encoding,
+)
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "corpus"
+KOREAN = "대한민국은 민주공화국이다.\n대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다.\n제2조 국민의 요건은 법률로 정한다.\n"
+
+
+def spec(**kw) -> CorpusSpec:
+    return CorpusSpec(**kw)
 
 
 def test_text_units():
     path = ASSETS / "paragraphs.txt"
-    assert [r.raw for r in read_records(path, "txt", "file")] == [path.read_text()]
-    paragraphs = [r.raw for r in read_records(path, "txt", "paragraph")]
+    assert [r.raw for r in read_records(path, "txt", spec(text_unit="file"))] == [path.read_text()]
+    paragraphs = [r.raw for r in read_records(path, "txt", spec(text_unit="paragraph"))]
     assert paragraphs == [
         "The first paragraph has two lines\nthat belong together.",
         "The second paragraph stands alone.",
-        "The third paragraph follows two blank lines.\n",
+        "The third paragraph follows two blank lines.",
     ]
-    lines = list(read_records(path, "txt", "line"))
+    lines = list(read_records(path, "txt", spec(text_unit="line")))
     assert [r.position for r in lines] == [0, 1, 2, 3]  # blank lines are not records
     assert lines[1].raw == "that belong together."
 
 
 def test_jsonl_bad_lines_are_quarantined_with_reasons():
-    records = list(read_records(ASSETS / "docs.jsonl", "jsonl", field="text"))
+    records = list(read_records(ASSETS / "docs.jsonl", "jsonl", spec()))
     assert [(r.position, r.reason) for r in records] == [(0, None), (1, "invalid_json"), (2, "missing_field"), (3, None)]
     assert records[0].title == "one"
     assert records[1].raw == b'{"text": oops not json}\n'
@@ -39,9 +51,93 @@ def test_gzip_and_bom_and_undecodable(tmp_path):
     assert compression(path) == "gz"
     assert detect_format(path) == "txt"
     assert detect_encoding(path, "txt") == "utf-8-sig"
-    records = list(read_records(path, "txt", "line"))
+    records = list(read_records(path, "txt", spec(text_unit="line")))
     assert records[0].raw == "First line here." and records[0].reason is None
-    assert records[1].reason == "undecodable" and records[1].raw == b"bad \xff\xfe bytes"
+    assert records[1].reason == "undecodable:utf-8-sig" and records[1].raw == b"bad \xff\xfe bytes"
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le-bom", "utf-16-be-bom", "cp949", "euc-kr"])
+def test_same_korean_text_in_every_encoding(tmp_path, codec):
+    data = {
+        "utf-16-le-bom": b"\xff\xfe" + KOREAN.encode("utf-16-le"),
+        "utf-16-be-bom": b"\xfe\xff" + KOREAN.encode("utf-16-be"),
+    }.get(codec) or KOREAN.encode(codec)
+    path = tmp_path / "ko.txt"
+    path.write_bytes(data)
+    for unit in ("line", "paragraph", "file"):
+        records = list(read_records(path, "txt", spec(text_unit=unit)))
+        assert all(r.reason is None for r in records)
+        text = "\n".join(r.raw for r in records)
+        assert text.strip("\n") == KOREAN.strip("\n"), (codec, unit)
+    expected = {"utf-8": "utf-8", "utf-8-sig": "utf-8-sig", "cp949": "cp949", "euc-kr": "cp949"}
+    assert detect_encoding(path, "txt") == expected.get(codec, "utf-16-be" if "be" in codec else "utf-16-le")
+
+
+def test_cp949_invalid_sequence_quarantines_exactly_that_line(tmp_path):
+    lines = KOREAN.encode("cp949").split(b"\n")
+    bad = lines[1][:6] + b"\x80\x20" + lines[1][6:]  # 0x80 is no CP949 lead byte
+    path = tmp_path / "legacy.txt"
+    path.write_bytes(b"\n".join([lines[0], bad, lines[2], b""]))
+    records = list(read_records(path, "txt", spec(text_unit="line")))
+    assert [r.reason for r in records] == [None, "undecodable:cp949", None]
+    assert records[1].raw == bad  # the raw bytes, never replaced
+    assert records[2].raw == "제2조 국민의 요건은 법률로 정한다."
+
+
+def test_forced_encoding_and_undecodable_utf16(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("café au lait\nnaïve\n".encode("latin-1"))
+    records = list(read_records(path, "txt", spec(text_unit="line", encoding="latin-1")))
+    assert [r.raw for r in records] == ["café au lait", "naïve"]
+    assert [r.reason for r in read_records(path, "txt", spec(text_unit="line", encoding="utf-8"))] == [
+        "undecodable:utf-8", "undecodable:utf-8",
+    ]
+    u16 = tmp_path / "u16.txt"
+    bad = b"\xff\xfe" + "good line\n".encode("utf-16-le") + "bad ".encode("utf-16-le") + b"\x00\xdc" + "\n".encode("utf-16-le")
+    u16.write_bytes(bad + "last line\n".encode("utf-16-le"))
+    records = list(read_records(u16, "txt", spec(text_unit="line")))
+    assert [r.reason for r in records] == [None, "undecodable:utf-16-le", None]
+    assert records[1].raw == "bad ".encode("utf-16-le") + b"\x00\xdc"  # the exact bytes of the bad unit
+
+
+@pytest.mark.parametrize("text, codec", [
+    ("Ein schönes Café in Köln, naïve résumé über Äpfel.\nDie Straße ist grün und süß.\n", "latin-1"),
+    ("これは日本語の文章です。東京に住んでいます。\n今日は良い天気ですね。\n", "shift_jis"),
+    ("Быстрая коричневая лиса прыгает через ленивую собаку.\nПривет, мир!\n", "cp1251"),
+])
+def test_other_legacy_encodings_via_the_detector(tmp_path, text, codec):
+    path = tmp_path / "legacy.txt"
+    path.write_bytes((text * 5).encode(codec))
+    assert detect_encoding(path, "txt") not in {"cp949", "utf-8"}  # Latin-1 is not taken for Korean
+    assert [r.raw for r in read_records(path, "txt", spec(text_unit="line"))] == text.strip().split("\n") * 5
+    assert sniff_encoding("plain ascii\n".encode()) == "utf-8"
+
+
+def _compressors():
+    return {
+        "gz": lambda b: gzip.compress(b, mtime=0),
+        "bz2": bz2.compress,
+        "xz": lzma.compress,
+        "zst": lambda b: zstandard.ZstdCompressor().compress(b),
+    }
+
+
+@pytest.mark.parametrize("kind", ["gz", "bz2", "xz", "zst"])
+def test_compression_detected_by_magic_bytes_not_extension(tmp_path, kind):
+    compress = _compressors()[kind]
+    jsonl = "".join(json.dumps({"text": f"document number {i}"}) + "\n" for i in range(5)).encode()
+    misleading = tmp_path / "data.txt"  # not .gz/.bz2/...
+    misleading.write_bytes(compress(jsonl))
+    assert compression(misleading) == kind
+    assert detect_format(misleading) == "jsonl"
+    assert [r.raw for r in read_records(misleading, "jsonl", spec())] == [f"document number {i}" for i in range(5)]
+    wrong = tmp_path / ("wiki.xml.gz" if kind != "gz" else "wiki.xml.bz2")  # the other codec's extension
+    wrong.write_bytes(compress((ASSETS / "tiny_wiki.xml").read_bytes()))
+    assert detect_format(wrong) == "mediawiki"
+    assert [r.title for r in read_records(wrong, "mediawiki", spec())] == ["Alpha", "Beta"]
+    multi = tmp_path / "multi.bin"  # concatenated members/frames/streams are one stream
+    multi.write_bytes(compress(b"first line\n") + compress(b"second line\n"))
+    assert [r.raw for r in read_records(multi, "txt", spec(text_unit="line"))] == ["first line", "second line"]
 
 
 def test_format_detection_by_content(tmp_path):
@@ -55,10 +151,26 @@ def test_format_detection_by_content(tmp_path):
     pqf = tmp_path / "data.bin"
     pq.write_table(pa.table({"text": ["a"]}), pqf)
     assert detect_format(pqf) == "parquet"
+    arr = tmp_path / "arr.txt"
+    arr.write_text(json.dumps([{"text": "one"}, {"text": "two"}], indent=2))
+    assert detect_format(arr) == "json"
+
+
+def test_json_array_and_single_object(tmp_path):
+    arr = tmp_path / "a.json"
+    arr.write_text(json.dumps([{"text": "one", "id": 7, "src": "x"}, {"body": "none"}, {"text": "three", "id": 9}]))
+    records = list(read_records(arr, "json", spec(id_field="id", metadata_fields=["src"])))
+    assert [(r.reason, r.raw if r.reason is None else None, r.source_id) for r in records] == [
+        (None, "one", "7"), ("missing_field", None, None), (None, "three", "9"),
+    ]
+    assert records[0].metadata == {"src": "x"} and records[2].metadata == {}
+    one = tmp_path / "o.json"
+    one.write_text(json.dumps({"text": "single", "title": "T"}))
+    assert [(r.title, r.raw) for r in read_records(one, "json", spec())] == [("T", "single")]
 
 
 def test_mediawiki_keeps_only_articles_and_strips_markup(tmp_path):
-    records = list(read_records(ASSETS / "tiny_wiki.xml", "mediawiki"))
+    records = list(read_records(ASSETS / "tiny_wiki.xml", "mediawiki", spec()))
     assert [(r.position, r.title) for r in records] == [(0, "Alpha"), (3, "Beta")]  # redirect and Talk: skipped
     alpha = records[0].raw
     assert "Alpha is the first letter of the Greek alphabet." in alpha
@@ -67,13 +179,13 @@ def test_mediawiki_keeps_only_articles_and_strips_markup(tmp_path):
         assert noise not in alpha
     compressed = tmp_path / "dump.xml.bz2"
     compressed.write_bytes(bz2.compress((ASSETS / "tiny_wiki.xml").read_bytes()))
-    assert list(read_records(compressed, "mediawiki")) == records
+    assert list(read_records(compressed, "mediawiki", spec())) == records
 
 
 def test_mediawiki_truncated_dump_is_quarantined(tmp_path):
     path = tmp_path / "cut.xml"
     path.write_bytes((ASSETS / "tiny_wiki.xml").read_bytes()[:-200])
-    records = list(read_records(path, "mediawiki"))
+    records = list(read_records(path, "mediawiki", spec()))
     assert [r.title for r in records if r.reason is None] == ["Alpha"]
     assert records[-1].reason == "invalid_xml"
 
@@ -81,11 +193,85 @@ def test_mediawiki_truncated_dump_is_quarantined(tmp_path):
 def test_csv_and_parquet(tmp_path):
     csv_path = tmp_path / "d.csv"
     csv_path.write_text('id,text\n1,"Hello, world"\n2,Second row\n')
-    assert [r.raw for r in read_records(csv_path, "csv", field="text")] == ["Hello, world", "Second row"]
+    assert [r.raw for r in read_records(csv_path, "csv", spec())] == ["Hello, world", "Second row"]
     with pytest.raises(ValueError, match="no column 'body'"):
-        list(read_records(csv_path, "csv", field="body"))
+        list(read_records(csv_path, "csv", spec(jsonl_text_field="body")))
     pq_path = tmp_path / "d.parquet"
-    pq.write_table(pa.table({"text": ["one", None], "title": ["T", None]}), pq_path)
-    records = list(read_records(pq_path, "parquet", field="text"))
-    assert (records[0].title, records[0].raw) == ("T", "one")
+    pq.write_table(pa.table({"text": ["one", None], "title": ["T", None], "id": [1, 2]}), pq_path)
+    records = list(read_records(pq_path, "parquet", spec(id_field="id")))
+    assert (records[0].title, records[0].raw, records[0].source_id) == ("T", "one", "1")
     assert records[1].reason == "missing_field"
+
+
+def test_csv_delimiters_columns_and_encoding(tmp_path):
+    semi = tmp_path / "d.txt"
+    semi.write_text("id;text;lang\n1;first text;en\n2;second; text;en\n3;third text;en\n")
+    records = list(read_records(semi, "csv", spec(id_field="id", metadata_fields=["lang"])))
+    assert [r.reason for r in records] == [None, "bad_columns", None]
+    assert (records[2].raw, records[2].source_id, records[2].metadata) == ("third text", "3", {"lang": "en"})
+    assert records[1].raw == b"2;second; text;en\n"
+    tsv = tmp_path / "d.tsv.gz"
+    tsv.write_bytes(gzip.compress("text\tn\n한국어 문장\t1\n".encode("cp949") + b"\xff\xff bad\t2\n"))
+    records = list(read_records(tsv, "csv", spec()))
+    assert [(r.reason, r.raw) for r in records] == [(None, "한국어 문장"), ("undecodable:cp949", b"\xff\xff bad\t2\n")]
+    forced = list(read_records(semi, "csv", spec(csv_delimiter="|", jsonl_text_field="id;text;lang")))
+    assert forced[0].raw == "1;first text;en"
+
+
+def test_too_large_units_in_every_text_mode(tmp_path):
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"small one\n\n" + b"x" * 5000 + b"\n" + b"y" * 10 + b"\n\nsmall two\n")
+    cfg = spec(max_record_bytes=1024)
+    assert [r.reason for r in read_records(path, "txt", cfg.model_copy(update={"text_unit": "line"}))] == [
+        None, "too_large", None, None,
+    ]
+    paragraphs = list(read_records(path, "txt", cfg.model_copy(update={"text_unit": "paragraph"})))
+    assert [r.reason for r in paragraphs] == [None, "too_large", None]
+    assert paragraphs[2].raw == "small two"
+    assert [r.reason for r in read_records(path, "txt", cfg.model_copy(update={"text_unit": "file"}))] == ["too_large"]
+    jl = tmp_path / "big.jsonl"
+    jl.write_text(json.dumps({"text": "z" * 5000}) + "\n" + json.dumps({"text": "fine"}) + "\n")
+    assert [r.reason for r in read_records(jl, "jsonl", cfg)] == ["too_large", None]
+
+
+def test_empty_inputs_are_one_row(tmp_path):
+    for name, data in {"e.txt": b"", "e.jsonl": b"\n\n", "e.csv": b"text\n", "e.gz": gzip.compress(b"")}.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        fmt = "csv" if name.endswith(".csv") else "jsonl" if name.endswith(".jsonl") else "txt"
+        assert [(r.position, r.reason, r.raw) for r in read_records(path, fmt, spec())] == [(0, "empty_file", b"")]
+
+
+def test_streaming_keeps_memory_bounded(tmp_path):
+    line = b"a line of ordinary text that repeats many times over the file\n"
+    path = tmp_path / "big.txt.gz"
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        for _ in range(8):
+            f.write(line * 16_000)  # 8 MB decompressed in all
+    tracemalloc.start()
+    n = sum(1 for _ in read_records(path, "txt", spec(text_unit="line")))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n == 128_000
+    assert peak < 6 * 1024 * 1024  # a few 1 MiB / 256 KiB buffers, not the 8 MB file
+
+
+def test_allowed_roots_and_symlink_escape(tmp_path):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    inside = root / "ok.txt"
+    inside.write_text("inside the root\n")
+    outside = tmp_path / "secret.txt"
+    outside.write_text("outside the root\n")
+    link = root / "escape.txt"
+    os.symlink(outside, link)
+    cfg = spec(allowed_roots=[str(root)])
+    assert check_allowed(inside, [root]) == inside.resolve()
+    assert [r.raw for r in read_records(inside, "txt", cfg)] == ["inside the root\n"]
+    with pytest.raises(PermissionError, match="outside corpus.allowed_roots"):
+        list(read_records(outside, "txt", cfg))
+    with pytest.raises(PermissionError, match=str(link)):
+        check_allowed(link, [root])
+    with pytest.raises(PermissionError):
+        check_allowed(root / ".." / "secret.txt", [str(root)])
+    assert check_allowed(inside) == inside.resolve()  # default roots include the temp directory
