@@ -2,7 +2,12 @@
 
 Parameter names match HF `transformers.BertForPreTraining` (`bert.embeddings.word_embeddings.weight`,
 `bert.encoder.layer.0.attention.self.query.weight`, `cls.predictions.transform.dense.weight`, ...);
-the MLM decoder weight is tied to the word embeddings. Shapes: B batch, T tokens, C hidden, V vocab,
+the MLM decoder weight is tied to the word embeddings.
+
+`norm="pre"` gives a pre-LN encoder in the layout of HF `MegatronBertForPreTraining` (HF has no pre-LN
+`BertModel`): no LayerNorm after the embeddings, each block x + attn(LN(x)), x + ffn(LN(x)), and one final
+LayerNorm at the end of the encoder (`bert.encoder.ln`), so the pooler, the MLM head and fine-tuning
+heads all read normalised states. Shapes: B batch, T tokens, C hidden, V vocab,
 N predicted positions in the batch.
 """
 
@@ -15,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plm.models.layers import TransformerBlock, key_padding_mask
+from plm.models.layers import PreLNTransformerBlock, TransformerBlock, key_padding_mask
 
 IGNORE_INDEX = -100
 
@@ -35,6 +40,12 @@ class BertConfig:
     attention_dropout: float | None = None
     """Dropout on attention probabilities; None = `dropout` (BERT). 0 lets CPU attention use its fused
     kernel: ~25 % faster training of the small model on CPU (dropout forces the unfused path)."""
+    norm: str = "post"
+    """`post` (original BERT, HF `BertForPreTraining`) or `pre` (HF `MegatronBertForPreTraining` layout)."""
+
+    def __post_init__(self) -> None:
+        if self.norm not in ("post", "pre"):
+            raise ValueError(f"norm must be 'post' or 'pre', not {self.norm!r}")
 
     @property
     def attention_dropout_p(self) -> float:
@@ -67,37 +78,48 @@ def init_weights(module: nn.Module) -> None:
 
 
 class Embeddings(nn.Module):
-    """word + position + token type, then LayerNorm and dropout (HF `BertEmbeddings`)."""
+    """word + position + token type, then LayerNorm (post-LN only) and dropout (HF `BertEmbeddings`).
+
+    Pre-LN has no LayerNorm here (Megatron-BERT): the first block's `attention.ln` normalises its input.
+    """
 
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()
         self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
         self.position_embeddings = nn.Embedding(cfg.max_position, cfg.hidden_size)
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
-        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.norm == "post" else None
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
         T = input_ids.shape[1]
         pos = torch.arange(T, device=input_ids.device)  # (T,)
         x = self.word_embeddings(input_ids) + self.position_embeddings(pos) + self.token_type_embeddings(token_type_ids)
-        return self.dropout(self.LayerNorm(x))  # (B, T, C)
+        if self.LayerNorm is not None:
+            x = self.LayerNorm(x)
+        return self.dropout(x)  # (B, T, C)
 
 
 class Encoder(nn.Module):
+    """The stack of blocks; pre-LN adds the final LayerNorm `ln` (HF `MegatronBertEncoder.ln`)."""
+
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()
+        block = TransformerBlock if cfg.norm == "post" else PreLNTransformerBlock
         self.layer = nn.ModuleList(
-            TransformerBlock(
+            block(
                 cfg.hidden_size, cfg.num_heads, cfg.intermediate_size, cfg.dropout, cfg.layer_norm_eps,
                 attention_dropout=cfg.attention_dropout_p,
             )
             for _ in range(cfg.num_layers)
         )
+        self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         for block in self.layer:
             x = block(x, mask)
+        if self.ln is not None:
+            x = self.ln(x)
         return x  # (B, T, C)
 
 
@@ -180,6 +202,26 @@ class BertForPreTraining(nn.Module):
 
     def tie_weights(self) -> None:
         self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
+
+    def num_params(self) -> int:
+        """Parameters, the tied decoder counted once (BERT-base with a 30522 vocabulary: 110M)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int, predicted_fraction: float = 1.0) -> float:
+        """Training FLOPs per input token, PaLM appendix B: 6 N + 12 L C T (forward + backward).
+
+        N counts the weights that do a matmul per token: the encoder, pooler and NSP head, plus the MLM
+        head (transform and the tied decoder V x C) scaled by `predicted_fraction`, since this model runs
+        it only at predicted positions (1.0 = the usual convention, the head on every token). Position
+        and token-type embeddings are lookups and are left out. 12 L C T is attention's QK^T and AV.
+        """
+        emb = self.bert.embeddings
+        lookups = sum(p.numel() for p in emb.parameters())  # word embeddings included: re-added below as the decoder
+        head = sum(p.numel() for p in self.cls.predictions.parameters())  # transform + bias + tied decoder
+        body = self.num_params() - lookups - (head - emb.word_embeddings.weight.numel())
+        n = body + head * predicted_fraction
+        cfg = self.config
+        return 6.0 * n + 12.0 * cfg.num_layers * cfg.hidden_size * seq_len
 
     def forward(
         self,

@@ -1,7 +1,9 @@
-"""Transformer building blocks of a BERT encoder: attention, feed-forward, post-LN block.
+"""Transformer building blocks of a BERT encoder: attention, feed-forward, post-LN and pre-LN blocks.
 
-Module and attribute names follow HF `transformers` (`attention.self.query`, `attention.output.dense`,
-`intermediate.dense`, `output.LayerNorm`, ...) so that a state dict maps onto `BertLayer` one to one.
+Module and attribute names follow HF `transformers` so that a state dict maps one to one: the post-LN
+block onto `BertLayer` (`attention.self.query`, `attention.output.dense`, `intermediate.dense`,
+`output.LayerNorm`, ...), the pre-LN block onto `MegatronBertLayer` (`attention.ln`, `attention.self.*`,
+`attention.output.dense`, `ln`, `intermediate.dense`, `output.dense`), HF's pre-LN BERT.
 Shapes: B batch, T sequence length, C hidden size, H heads, D = C // H head size.
 """
 
@@ -100,3 +102,56 @@ class TransformerBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = self.attention(x, mask)  # (B, T, C)
         return self.output(self.intermediate(x), x)  # (B, T, C)
+
+
+# ---- pre-LN (Megatron-BERT layout) -------------------------------------------------------------
+
+
+class DenseAdd(nn.Module):
+    """Pre-LN residual: residual + dropout(dense(h)); the LayerNorm sits before the sublayer instead."""
+
+    def __init__(self, in_size: int, hidden_size: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(in_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return residual + self.dropout(self.dense(h))  # (B, T, C)
+
+
+class PreLNAttention(nn.Module):
+    """x + dropout(dense(attn(LN(x)))) (HF `MegatronBertAttention`)."""
+
+    def __init__(self, hidden_size: int, num_heads: int, dropout: float, eps: float, attention_dropout: float) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(hidden_size, eps=eps)
+        self.self = SelfAttention(hidden_size, num_heads, attention_dropout)
+        self.output = DenseAdd(hidden_size, hidden_size, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.output(self.self(self.ln(x), mask), x)  # (B, T, C)
+
+
+class PreLNTransformerBlock(nn.Module):
+    """One pre-LN layer: x = x + attn(LN(x)); x = x + ffn(LN(x)). The residual stream is never normalised
+    in place, which keeps gradients well scaled in deep or high-learning-rate runs (Xiong et al., 2020)."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_heads: int,
+        intermediate_size: int,
+        dropout: float,
+        eps: float,
+        attention_dropout: float | None = None,
+    ) -> None:
+        super().__init__()
+        p_attn = dropout if attention_dropout is None else attention_dropout
+        self.attention = PreLNAttention(hidden_size, num_heads, dropout, eps, p_attn)
+        self.ln = nn.LayerNorm(hidden_size, eps=eps)
+        self.intermediate = Intermediate(hidden_size, intermediate_size)
+        self.output = DenseAdd(intermediate_size, hidden_size, dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.attention(x, mask)  # (B, T, C)
+        return self.output(self.intermediate(self.ln(x)), x)  # (B, T, C)

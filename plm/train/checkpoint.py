@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -58,9 +60,11 @@ def save_checkpoint(
     step: int,
     loader_state: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    ranks: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write the checkpoint atomically. `extra` must hold plain values (str/int/float/list/dict/tensors),
-    e.g. the spec slice and the upstream fingerprints, so that weights_only loading accepts it."""
+    e.g. the spec slice and the upstream fingerprints, so that weights_only loading accepts it.
+    `ranks`: under DDP, every rank's {"loader": state, "rng": rng_state()} (index = rank)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -72,6 +76,8 @@ def save_checkpoint(
         "rng": rng_state(),
         "extra": dict(extra or {}),
     }
+    if ranks is not None:
+        payload["ranks"] = list(ranks)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -88,3 +94,48 @@ def save_checkpoint(
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """The checkpoint dict (keys: model, optimizer, scheduler, step, loader, rng, extra); safe to load."""
     return torch.load(Path(path), map_location=map_location, weights_only=True)
+
+
+STEP_FILE = re.compile(r"^step-(\d{8})\.pt$")
+
+
+def step_path(directory: Path, step: int) -> Path:
+    """`<directory>/step-00000010.pt`: periodic checkpoints sort by name = by step."""
+    return Path(directory) / f"step-{step:08d}.pt"
+
+
+def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the periodic checkpoints in `directory`, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in directory.iterdir() if (m := STEP_FILE.match(p.name))]
+    return sorted(found)
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    """The newest periodic checkpoint in `directory`, or None."""
+    found = list_checkpoints(directory)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(directory: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` periodic checkpoints (`best.pt` is a separate file); returns the deleted."""
+    found = list_checkpoints(directory)
+    doomed = [p for _, p in found[: max(0, len(found) - keep)]]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def mark_best(checkpoint: Path, best: Path) -> Path:
+    """Copy `checkpoint` to `best` atomically (a copy, so pruning the periodic one leaves it intact)."""
+    fd, tmp = tempfile.mkstemp(prefix=best.name + ".", suffix=".tmp", dir=best.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(checkpoint, tmp)
+        os.replace(tmp, best)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return best

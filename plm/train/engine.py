@@ -1,8 +1,16 @@
-"""BERT pretraining (MLM + NSP) on example shards: one seeded, single-device loop.
+"""One pretraining engine for masked (BERT) and causal (GPT) language models.
 
-Outputs in `out_dir`: `checkpoint.pt` (full training state, see `checkpoint.py`) and `model/`
-(`model.safetensors` with the tied decoder weight stored once, plus `config.json`). Nothing is
-written when training fails, so a directory with `model/` is always a finished run.
+`pretrain(build, train, train_loader, val_loader, out_dir, kind=...)` runs `train.steps` optimizer
+steps of `train.grad_accum` micro-batches each: AdamW (no decay on LayerNorm/bias), warmup then
+linear or cosine decay, gradient clipping, bf16 autocast and TF32 on CUDA (fp32 on CPU),
+`torch.compile` per `train.compile`, DDP when launched by torchrun (see `distributed.py`), a
+prefetching loader whose wait time is logged, and a NaN guard that fails the run before anything
+is written after the bad step.
+
+Outputs in `out_dir` (rank 0 only): `checkpoints/step-<N>.pt` every `train.checkpoint_every` steps
+(the last `train.keep_checkpoints` kept) and `checkpoints/best.pt` (lowest held-out loss among
+them), then `checkpoint.pt` (final state) and `model/` (`model.safetensors` with tied weights
+stored once, plus `config.json`). A directory with `model/` is always a finished run.
 """
 
 from __future__ import annotations
@@ -10,76 +18,91 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from torch import nn
 
 from plm.config import TrainSpec
+from plm.eval.lm import autocast, evaluate_lm
 from plm.models.bert import BertConfig, BertForPreTraining
+from plm.models.gpt import GPTConfig, GPTLMHeadModel
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
-from plm.train.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from plm.train.loader import Masker, PretrainLoader
+from plm.train.checkpoint import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    mark_best,
+    prune_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    step_path,
+)
+from plm.train.distributed import DistContext, all_reduce_sum, barrier, gather_objects, resolve_device
+from plm.train.export import load_model_dir, save_model_dir
+from plm.train.loader import Masker, PretrainLoader, Prefetcher, StreamingLoader, tokens_in
 from plm.train.optim import build_optimizer
 from plm.train.schedule import build_scheduler
+
+__all__ = [
+    "CONFIG", "WEIGHTS", "PretrainResult", "autocast", "latest_checkpoint", "load_model_dir", "load_pretrained",
+    "micro_batch_size",
+    "peak_flops", "pretrain", "pretrain_bert", "pretrain_gpt", "pretrain_shards", "resolve_device", "resume_point", "save_model_dir",
+]  # fmt: skip
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TIED = ("cls.predictions.decoder.weight",)  # == bert.embeddings.word_embeddings.weight
+CHECKPOINTS = "checkpoints"
+RUN_ONLY = ("resume", "prefetch", "keep_checkpoints", "checkpoint_every", "log_every")
+"""TrainSpec fields that change how a run is executed or recorded, never the weights it ends with."""
+
+# Dense bf16 peak FLOP/s by device-name substring (first match wins); MFU is omitted for others.
+PEAK_BF16_FLOPS = (
+    ("H100 PCIe", 756e12), ("H100", 989e12), ("H200", 989e12), ("GH200", 989e12),
+    ("A100", 312e12), ("L40S", 362e12), ("A10G", 70e12), ("L4", 121e12),
+)  # fmt: skip
 
 
 @dataclass
 class PretrainResult:
     metrics: dict[str, float]
-    """val_loss, val_mlm_loss, val_nsp_loss, val_mlm_accuracy, val_nsp_accuracy (held-out shards),
-    train_loss (mean of the last `log_every` steps), tokens (real tokens trained on), tokens_per_s,
-    steps_per_s, steps."""
+    """val_* (held-out: loss and, BERT, mlm/nsp loss+accuracy, GPT accuracy+perplexity), train_loss (mean of
+    the last `log_every` steps), tokens (real tokens trained on, all ranks), tokens_per_s, steps_per_s, steps."""
     checkpoint: Path
-    """out_dir / "checkpoint.pt"."""
+    """out_dir / "checkpoint.pt" (the final training state)."""
     model_dir: Path
     """out_dir / "model": model.safetensors + config.json."""
+    model: nn.Module | None = None
+    """The trained module (uncompiled, unwrapped), e.g. for an export."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but CUDA is not available")
-    return torch.device(name)
+def micro_batch_size(train: TrainSpec, world: int = 1) -> int:
+    """Sequences per micro-batch on one rank: batch_size / (grad_accum x world)."""
+    per = train.grad_accum * world
+    if train.batch_size % per:
+        raise ValueError(f"train.batch_size ({train.batch_size}) must be divisible by grad_accum x world ({per})")
+    return train.batch_size // per
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; plain fp32 on CPU (CPU bf16 is slower on most hosts and not bit-stable)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+def peak_flops(device: torch.device) -> float | None:
+    """Dense bf16 peak of the CUDA device from a small table, None when unknown (or CPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_FLOPS if key in name), None)
 
 
-def save_model_dir(model: torch.nn.Module, config: dict[str, Any], model_dir: Path) -> Path:
-    """Write model.safetensors (tied weights once) + config.json into `model_dir`, atomically via a temp dir.
-
-    An existing `model_dir` is replaced. Also used by `plm.finetune` for classifiers (nothing tied there).
-    """
-    model_dir = Path(model_dir)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in TIED}
-    tmp = Path(tempfile.mkdtemp(prefix=model_dir.name + ".", suffix=".tmp", dir=model_dir.parent))
-    try:
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
-        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
-        os.replace(tmp, model_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return model_dir
+def run_slice(train: TrainSpec) -> dict[str, Any]:
+    """The part of the train spec that determines the weights (what a resumed checkpoint must match)."""
+    return train.model_dump(mode="json", exclude=set(RUN_ONLY))
 
 
 def load_pretrained(model_dir: Path) -> tuple[BertForPreTraining, BertConfig]:
@@ -94,83 +117,253 @@ def load_pretrained(model_dir: Path) -> tuple[BertForPreTraining, BertConfig]:
     return model, cfg
 
 
-@torch.no_grad()
-def evaluate(
-    model: BertForPreTraining, loader: PretrainLoader, max_batches: int, device: torch.device
-) -> dict[str, float]:
+def evaluate(model: BertForPreTraining, loader: PretrainLoader, max_batches: int, device: torch.device) -> dict[str, float]:
     """Token-weighted MLM loss/accuracy and example-weighted NSP loss/accuracy over `max_batches` batches."""
-    was_training = model.training
-    model.eval()
-    sums = {"mlm_loss": 0.0, "nsp_loss": 0.0, "mlm_correct": 0, "mlm_total": 0, "nsp_correct": 0, "nsp_total": 0}
-    for batch in loader.epoch_batches(max_batches):
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        with autocast(device):
-            out = model(**batch)
-        mlm_n, nsp_n = int(out["mlm_total"]), int(out["nsp_total"])
-        sums["mlm_loss"] += float(out["mlm_loss"]) * mlm_n
-        sums["nsp_loss"] += float(out["nsp_loss"]) * nsp_n
-        for key in ("mlm_correct", "mlm_total", "nsp_correct", "nsp_total"):
-            sums[key] += int(out[key])
-    model.train(was_training)
-    mlm_n, nsp_n = max(1, sums["mlm_total"]), max(1, sums["nsp_total"])
-    metrics = {
-        "mlm_loss": sums["mlm_loss"] / mlm_n,
-        "nsp_loss": sums["nsp_loss"] / nsp_n,
-        "mlm_accuracy": sums["mlm_correct"] / mlm_n,
-        "nsp_accuracy": sums["nsp_correct"] / nsp_n,
-    }
-    metrics["loss"] = metrics["mlm_loss"] + metrics["nsp_loss"]
-    return metrics
+    return evaluate_lm(model, loader.epoch_batches(max_batches), device, "mlm")
 
 
 class _Window:
     """Sums of the per-step numbers since the last log line."""
 
-    def __init__(self) -> None:
-        self.reset()
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.reset(0.0)
 
-    def reset(self) -> None:
+    def reset(self, wait_s: float) -> None:
         self.steps = 0
         self.tokens = 0
         self.start = time.perf_counter()
+        self.wait_start = wait_s
         self.sums: dict[str, float] = {}
 
     def add(self, **values: float) -> None:
         for k, v in values.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
 
-    def metrics(self, lr: float) -> dict[str, float]:
+    def metrics(self, lr: float, wait_s: float) -> dict[str, float]:
         s, n = self.sums, max(1, self.steps)
-        return {
-            "loss": s["loss"] / n,
-            "mlm_loss": s["mlm_loss"] / n,
-            "nsp_loss": s["nsp_loss"] / n,
-            "mlm_accuracy": s["mlm_correct"] / max(1.0, s["mlm_total"]),
-            "nsp_accuracy": s["nsp_correct"] / max(1.0, s["nsp_total"]),
-            "grad_norm": s["grad_norm"] / n,
-            "lr": lr,
-            "tokens_per_s": self.tokens / max(1e-9, time.perf_counter() - self.start),
-        }
+        elapsed = max(1e-9, time.perf_counter() - self.start)
+        out = {"loss": s["loss"] / n, "grad_norm": s["grad_norm"] / n, "lr": lr,
+               "tokens_per_s": self.tokens / elapsed,
+               "data_wait_fraction": min(1.0, (wait_s - self.wait_start) / elapsed)}  # fmt: skip
+        if self.kind == "mlm":
+            out |= {"mlm_loss": s["mlm_loss"] / n, "nsp_loss": s["nsp_loss"] / n,
+                    "mlm_accuracy": s["mlm_correct"] / max(1.0, s["mlm_total"]),
+                    "nsp_accuracy": s["nsp_correct"] / max(1.0, s["nsp_total"])}  # fmt: skip
+        else:
+            out |= {"accuracy": s["lm_correct"] / max(1.0, s["lm_total"]), "perplexity": math.exp(min(out["loss"], 50.0))}
+        return out
 
 
-def _restore(
-    ck: dict[str, Any],
-    extra: dict[str, Any],
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    loader: PretrainLoader,
-) -> int:
-    """Load a checkpoint's state into the freshly built objects; returns its step."""
-    for key in ("config", "train"):
-        if ck["extra"].get(key) != extra[key]:
-            raise ValueError(f"checkpoint was written with a different {key}: {ck['extra'].get(key)} != {extra[key]}")
-    model.load_state_dict(ck["model"])
-    optimizer.load_state_dict(ck["optimizer"])
-    scheduler.load_state_dict(ck["scheduler"])
-    loader.load_state_dict(ck["loader"])
-    set_rng_state(ck["rng"])
-    return int(ck["step"])
+# Per-step numbers summed over micro-batches and ranks with one all-reduce: (name, mean over micro-batches?)
+_STATS = {
+    "mlm": (("loss", True), ("mlm_loss", True), ("nsp_loss", True), ("mlm_correct", False), ("mlm_total", False),
+            ("nsp_correct", False), ("nsp_total", False), ("tokens", False)),
+    "clm": (("loss", True), ("lm_correct", False), ("lm_total", False), ("tokens", False)),
+}  # fmt: skip
+
+
+def _check_resumable(ck: dict[str, Any], extra: dict[str, Any]) -> None:
+    """Refuse a checkpoint written for other data, another model or another train spec, naming the difference."""
+    have = ck.get("extra", {})
+    for key in ("fingerprints", "config", "train", "kind", "world"):
+        if key in extra and have.get(key) != extra[key]:
+            raise ValueError(
+                f"cannot resume: the checkpoint was written with a different {key} "
+                f"({have.get(key)} != {extra[key]}); start a fresh run (without resume) instead"
+            )
+
+
+def _compile(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
+    if mode == "on" or (mode == "auto" and device.type == "cuda"):
+        return torch.compile(model)  # type: ignore[return-value]
+    return model
+
+
+def pretrain(
+    build: Callable[[], nn.Module],
+    train: TrainSpec,
+    train_loader: StreamingLoader | PretrainLoader | Iterator[dict[str, torch.Tensor]],
+    val_loader: PretrainLoader | None,
+    out_dir: Path,
+    *,
+    kind: Literal["mlm", "clm"],
+    config: dict[str, Any],
+    tracker: Tracker = NullTracker(),
+    progress: Progress = no_progress,
+    resume_from: Path | None = None,
+    extra: dict[str, Any] | None = None,
+    dist: DistContext | None = None,
+) -> PretrainResult:
+    """Train the model `build()` returns (built after seeding with `train.seed`) for `train.steps` steps.
+
+    `train_loader` yields micro-batches of `micro_batch_size(train, world)` sequences (this rank's data)
+    and has `state_dict`/`load_state_dict`; `config` is written as the model folder's config.json;
+    `extra` (e.g. {"fingerprints": {...}}) is stored in every checkpoint and compared on resume.
+    `resume_from` continues from a checkpoint of the same config, data and spec: the result is
+    bit-identical to an uninterrupted CPU run. Raises FloatingPointError (naming the step) on a
+    non-finite loss or gradient norm; nothing is written after that step.
+    """
+    out_dir = Path(out_dir)
+    ctx = dist or DistContext(device=resolve_device(train.device))
+    device = ctx.device
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    tracker = tracker if ctx.is_main else NullTracker()
+
+    torch.manual_seed(train.seed)
+    raw = build().to(device)
+    optimizer = build_optimizer(raw, train.lr, train.weight_decay)
+    scheduler = build_scheduler(optimizer, train.warmup_steps, train.steps, train.schedule, train.min_lr_ratio)
+    extra = {**(extra or {}), "config": config, "train": run_slice(train), "kind": kind, "world": ctx.world}
+    tracker.log_params({"model_config." + k: v for k, v in config.items()} | {"world_size": ctx.world})
+
+    start = 1
+    rank_state: dict[str, Any] | None = None
+    if resume_from is not None:
+        ck = load_checkpoint(resume_from, "cpu")
+        _check_resumable(ck, extra)
+        raw.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        rank_state = ck["ranks"][ctx.rank] if "ranks" in ck else {"loader": ck["loader"], "rng": ck["rng"]}
+        train_loader.load_state_dict(rank_state["loader"])  # type: ignore[union-attr]
+        start = int(ck["step"]) + 1
+
+    model = _compile(raw, train.compile, device)
+    if ctx.active:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loader = Prefetcher(train_loader, train.prefetch)
+    if rank_state is not None:  # last, so that nothing above draws from the restored generators
+        set_rng_state(rank_state["rng"])
+
+    flops_fn = getattr(raw, "flops_per_token", None)
+    peak = peak_flops(device)
+    names = _STATS[kind]
+    window, total_tokens, last_losses = _Window(kind), 0, []
+    t0 = time.perf_counter()
+    model.train()
+    try:
+        for step in range(start, train.steps + 1):
+            stats = torch.zeros(len(names), dtype=torch.float64, device=device)
+            seq_len = 0
+            for micro in range(train.grad_accum):
+                batch = {k: v.to(device, non_blocking=True) for k, v in next(loader).items()}
+                seq_len = batch["input_ids"].shape[1]
+                sync = micro == train.grad_accum - 1
+                with (model.no_sync() if ctx.active and not sync else contextlib.nullcontext()), autocast(device):
+                    out = model(**batch)
+                    loss = out["loss"] / train.grad_accum if train.grad_accum > 1 else out["loss"]
+                loss.backward()
+                out = {**out, "tokens": torch.tensor(tokens_in(batch), device=device)}
+                stats += torch.stack([out[n].detach().double() / (train.grad_accum if mean else 1) for n, mean in names])
+            grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), train.grad_clip)
+            all_reduce_sum(stats, ctx)  # one collective: every rank sees the same numbers (and fails together)
+            values = dict(zip([n for n, _ in names], (stats / torch.tensor(
+                [ctx.world if mean else 1 for _, mean in names], dtype=torch.float64, device=device)).tolist(), strict=True))  # fmt: skip
+            loss_f, grad_norm_f = values["loss"], float(grad_norm)
+            if not (math.isfinite(loss_f) and math.isfinite(grad_norm_f)):
+                raise FloatingPointError(f"non-finite loss ({loss_f}) or grad norm ({grad_norm_f}) at step {step}")
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            tokens = int(values.pop("tokens"))
+            total_tokens += tokens
+            window.steps += 1
+            window.tokens += tokens
+            window.add(grad_norm=grad_norm_f, **values)
+            last_losses = (last_losses + [loss_f])[-train.log_every :]
+            if step % train.log_every == 0 or step == train.steps:
+                metrics = window.metrics(optimizer.param_groups[0]["lr"], loader.wait_s)
+                if flops_fn is not None and peak:
+                    metrics["mfu"] = flops_fn(seq_len) * metrics["tokens_per_s"] / (peak * ctx.world)
+                tracker.log_metrics(metrics, step=step)
+                window.reset(loader.wait_s)
+            if train.checkpoint_every and step % train.checkpoint_every == 0 and step < train.steps:
+                _periodic_checkpoint(out_dir, raw, optimizer, scheduler, step, loader, extra, train, val_loader,
+                                     device, kind, ctx, tracker)  # fmt: skip
+            progress("pretrain", step, train.steps)
+    finally:
+        loader.close()
+    elapsed = time.perf_counter() - t0
+
+    metrics: dict[str, float] = {
+        "train_loss": sum(last_losses) / len(last_losses) if last_losses else math.nan,
+        "tokens": float(total_tokens),
+        "tokens_per_s": total_tokens / max(elapsed, 1e-9),
+        "steps_per_s": (train.steps - start + 1) / max(elapsed, 1e-9),
+        "steps": float(train.steps),
+    }
+    if val_loader is not None and ctx.is_main:
+        val = evaluate_lm(raw, val_loader.epoch_batches(train.eval_batches), device, kind)
+        metrics.update({f"val_{k}": v for k, v in val.items()})
+    tracker.log_metrics(metrics, step=train.steps)
+
+    states = gather_objects({"loader": loader.state_dict(), "rng": rng_state()}, ctx)
+    checkpoint, model_dir = out_dir / "checkpoint.pt", out_dir / "model"
+    if ctx.is_main:
+        save_checkpoint(checkpoint, raw, optimizer, scheduler, train.steps, states[0]["loader"],
+                        extra | {"metrics": metrics}, ranks=states if ctx.active else None)  # fmt: skip
+        save_model_dir(raw, config, model_dir)
+    barrier(ctx)
+    return PretrainResult(metrics=metrics, checkpoint=checkpoint, model_dir=model_dir, model=raw)
+
+
+def _periodic_checkpoint(
+    out_dir: Path, raw: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, step: int, loader: Prefetcher,
+    extra: dict[str, Any], train: TrainSpec, val_loader: PretrainLoader | None, device: torch.device, kind: str,
+    ctx: DistContext, tracker: Tracker,
+) -> None:  # fmt: skip
+    """`checkpoints/step-N.pt` (every rank's loader + RNG state inside), pruned to the last K, and `best.pt`.
+
+    Evaluation runs in eval mode (no dropout draws) on its own loader, so it leaves the training RNG
+    and data position untouched: a resumed run stays bit-identical.
+    """
+    states = gather_objects({"loader": loader.state_dict(), "rng": rng_state()}, ctx)
+    if ctx.is_main:
+        directory = out_dir / CHECKPOINTS
+        val_loss = math.nan
+        if val_loader is not None:
+            val_loss = evaluate_lm(raw, val_loader.epoch_batches(train.eval_batches), device, kind)["loss"]
+            tracker.log_metrics({"checkpoint_val_loss": val_loss}, step=step)
+        path = save_checkpoint(step_path(directory, step), raw, optimizer, scheduler, step, states[0]["loader"],
+                               extra | {"val_loss": val_loss}, ranks=states if ctx.active else None)  # fmt: skip
+        best = directory / "best.pt"
+        best_loss = load_checkpoint(best)["extra"].get("val_loss", math.nan) if best.exists() else math.inf
+        if math.isfinite(val_loss) and not val_loss >= best_loss:
+            mark_best(path, best)
+        prune_checkpoints(directory, train.keep_checkpoints)
+    barrier(ctx)
+
+
+def pretrain_shards(
+    build: Callable[[], nn.Module],
+    config: dict[str, Any],
+    kind: Literal["mlm", "clm"],
+    train: TrainSpec,
+    train_shards: list[Path],
+    val_shards: list[Path],
+    out_dir: Path,
+    tracker: Tracker = NullTracker(),
+    progress: Progress = no_progress,
+    resume_from: Path | None = None,
+    masker: Masker | None = None,
+    extra: dict[str, Any] | None = None,
+    dist: DistContext | None = None,
+) -> PretrainResult:
+    """`pretrain` on example shards: this rank's training shards streamed, the held-out ones in memory."""
+    ctx = dist or DistContext(device=resolve_device(train.device))
+    loader = StreamingLoader(train_shards, micro_batch_size(train, ctx.world), kind, seed=train.seed,
+                             buffer_rows=train.shuffle_buffer, masker=masker, rank=ctx.rank, world=ctx.world)  # fmt: skip
+    val = None
+    if val_shards:
+        val = PretrainLoader(val_shards, micro_batch_size(train, 1), shuffle=False, drop_last=False, masker=masker, kind=kind)
+    return pretrain(build, train, loader, val, out_dir, kind=kind, config=config, tracker=tracker, progress=progress,
+                    resume_from=resume_from, extra=extra, dist=ctx)  # fmt: skip
 
 
 def pretrain_bert(
@@ -184,88 +377,40 @@ def pretrain_bert(
     checkpoint_every: int | None = None,
     resume_from: Path | None = None,
     masker: Masker | None = None,
+    extra: dict[str, Any] | None = None,
+    dist: DistContext | None = None,
 ) -> PretrainResult:
-    """Pretrain `cfg` from scratch for `train.steps` steps; evaluate on `val_shards`; write checkpoint + model dir.
+    """A BERT encoder on MLM(+NSP/SOP) shards; `checkpoint_every` overrides `train.checkpoint_every`."""
+    if checkpoint_every is not None:
+        train = train.model_copy(update={"checkpoint_every": checkpoint_every})
+    return pretrain_shards(lambda: BertForPreTraining(cfg), cfg.to_dict(), "mlm", train, train_shards, val_shards,
+                           out_dir, tracker, progress, resume_from, masker, extra, dist)  # fmt: skip
 
-    `checkpoint_every` also writes `checkpoint.pt` every N steps; `resume_from` continues from such a
-    checkpoint (same cfg and spec) and ends with bit-identical weights to an uninterrupted CPU run; its
-    train_loss/tokens metrics then cover only the resumed steps.
-    Raises FloatingPointError (naming the step) on a non-finite loss or gradient norm; nothing is written then.
-    """
-    out_dir = Path(out_dir)
-    device = resolve_device(train.device)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
 
-    torch.manual_seed(train.seed)
-    model = BertForPreTraining(cfg).to(device)
-    optimizer = build_optimizer(model, train.lr, train.weight_decay)
-    scheduler = build_scheduler(optimizer, train.warmup_steps, train.steps)
-    loader = PretrainLoader(train_shards, train.batch_size, seed=train.seed, masker=masker)
-    tracker.log_params({"bert_config." + k: v for k, v in cfg.to_dict().items()})
-    extra = {"config": cfg.to_dict(), "train": train.model_dump(mode="json")}
-    start = 1
-    if resume_from is not None:
-        start = _restore(load_checkpoint(resume_from, device), extra, model, optimizer, scheduler, loader) + 1
+def pretrain_gpt(
+    cfg: GPTConfig,
+    train: TrainSpec,
+    train_shards: list[Path],
+    val_shards: list[Path],
+    out_dir: Path,
+    tracker: Tracker = NullTracker(),
+    progress: Progress = no_progress,
+    resume_from: Path | None = None,
+    extra: dict[str, Any] | None = None,
+    dist: DistContext | None = None,
+) -> PretrainResult:
+    """A GPT decoder on CLM shards (fixed-length packed sequences, optional doc_index)."""
+    return pretrain_shards(lambda: GPTLMHeadModel(cfg), cfg.to_dict(), "clm", train, train_shards, val_shards,
+                           out_dir, tracker, progress, resume_from, None, extra, dist)  # fmt: skip
 
-    model.train()
-    window, total_tokens, last_losses = _Window(), 0, []
-    t0 = time.perf_counter()
-    for step in range(start, train.steps + 1):
-        batch = {k: v.to(device, non_blocking=True) for k, v in next(loader).items()}
-        with autocast(device):
-            out = model(**batch)
-        loss = out["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-        loss_f, grad_norm_f = float(loss.detach()), float(grad_norm)  # one sync per step; also the NaN guard
-        if not (math.isfinite(loss_f) and math.isfinite(grad_norm_f)):
-            raise FloatingPointError(f"non-finite loss ({loss_f}) or grad norm ({grad_norm_f}) at step {step}")
-        optimizer.step()
-        scheduler.step()
 
-        tokens = int(batch["attention_mask"].sum())
-        total_tokens += tokens
-        window.steps += 1
-        window.tokens += tokens
-        window.add(
-            loss=loss_f,
-            mlm_loss=float(out["mlm_loss"].detach()),
-            nsp_loss=float(out["nsp_loss"].detach()),
-            grad_norm=grad_norm_f,
-            **{k: float(out[k]) for k in ("mlm_correct", "mlm_total", "nsp_correct", "nsp_total")},
-        )
-        last_losses = (last_losses + [loss_f])[-train.log_every :]
-        if step % train.log_every == 0 or step == train.steps:
-            tracker.log_metrics(window.metrics(lr=optimizer.param_groups[0]["lr"]), step=step)
-            window.reset()
-        if checkpoint_every and step % checkpoint_every == 0 and step < train.steps:
-            save_checkpoint(out_dir / "checkpoint.pt", model, optimizer, scheduler, step, loader.state_dict(), extra)
-        progress("pretrain", step, train.steps)
-    elapsed = time.perf_counter() - t0
+def resume_point(out_dir: Path) -> Path | None:
+    """The newest periodic checkpoint of an interrupted run in `out_dir`, or None."""
+    return latest_checkpoint(Path(out_dir) / CHECKPOINTS)
 
-    metrics: dict[str, float] = {
-        "train_loss": sum(last_losses) / len(last_losses) if last_losses else math.nan,
-        "tokens": float(total_tokens),
-        "tokens_per_s": total_tokens / max(elapsed, 1e-9),
-        "steps_per_s": (train.steps - start + 1) / max(elapsed, 1e-9),
-        "steps": float(train.steps),
-    }
-    if val_shards:
-        val_loader = PretrainLoader(val_shards, train.batch_size, shuffle=False, drop_last=False, masker=masker)
-        metrics.update({f"val_{k}": v for k, v in evaluate(model, val_loader, train.eval_batches, device).items()})
-    tracker.log_metrics(metrics, step=train.steps)
 
-    checkpoint = save_checkpoint(
-        out_dir / "checkpoint.pt",
-        model,
-        optimizer,
-        scheduler,
-        step=train.steps,
-        loader_state=loader.state_dict(),
-        extra=extra | {"metrics": metrics},
-    )
-    model_dir = save_model_dir(model, cfg.to_dict(), out_dir / "model")
-    return PretrainResult(metrics=metrics, checkpoint=checkpoint, model_dir=model_dir)
+def clear_checkpoints(out_dir: Path) -> int:
+    """Remove an earlier attempt's checkpoints (a fresh run must not keep them); returns how many."""
+    found = list_checkpoints(Path(out_dir) / CHECKPOINTS)
+    shutil.rmtree(Path(out_dir) / CHECKPOINTS, ignore_errors=True)
+    return len(found)

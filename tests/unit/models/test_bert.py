@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -147,3 +148,68 @@ def test_config_round_trip_and_attention_dropout():
     model = BertModel(BertConfig(**{**cfg.to_dict(), "attention_dropout": 0.0}))
     assert model.encoder.layer[0].attention.self.dropout == 0.0
     assert model.encoder.layer[0].output.dropout.p == 0.2
+
+
+PRE = BertConfig(**{**CFG.to_dict(), "norm": "pre"})
+
+
+def test_pre_ln_layout_is_megatron_bert():
+    model = _model(cfg=BertConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=64, norm="pre"))
+    names = set(model.state_dict())
+    layer = "bert.encoder.layer.0."
+    assert {layer + "attention.ln.weight", layer + "ln.weight", "bert.encoder.ln.weight", "bert.encoder.ln.bias"} <= names
+    assert not any("LayerNorm" in n for n in names if n.startswith("bert."))  # no post-LNs, no embedding LN
+    post = _model(cfg=BertConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=64))
+    assert model.num_params() == post.num_params()  # the embedding LN became the final encoder LN
+    assert model.cls.predictions.decoder.weight is model.bert.embeddings.word_embeddings.weight
+
+
+def test_pre_ln_block_keeps_the_residual_and_encoder_ends_normalised():
+    from plm.models.layers import PreLNTransformerBlock, key_padding_mask
+
+    torch.manual_seed(0)
+    block = PreLNTransformerBlock(16, 2, 64, dropout=0.0, eps=1e-12).eval()
+    x = torch.randn(2, 5, 16) * 10 + 3
+    mask = key_padding_mask(torch.ones(2, 5))
+    y = block(x, mask)
+    # x + attn(LN(x)) + ffn(...): zeroing the sublayers' output projections leaves exactly x
+    for dense in (block.attention.output.dense, block.output.dense):
+        torch.nn.init.zeros_(dense.weight)
+        torch.nn.init.zeros_(dense.bias)
+    torch.testing.assert_close(block(x, mask), x)
+    assert y.var(-1).mean() > 10  # not normalised in place, unlike post-LN
+    seq, _ = _model(BertModel, PRE)(torch.randint(5, 50, (2, 7)))
+    torch.testing.assert_close(seq.mean(-1), torch.zeros(2, 7), atol=1e-5, rtol=0)  # final encoder LN
+
+
+def test_pre_ln_padding_and_masked_loss():
+    model = _model(cfg=PRE)
+    ids = torch.randint(5, CFG.vocab_size, (1, 6))
+    ids_p = torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], 1)
+    seq, _ = model.bert(ids)
+    seq_p, _ = model.bert(ids_p, attention_mask=(ids_p != 0).long())
+    torch.testing.assert_close(seq_p[:, :6], seq, atol=1e-5, rtol=1e-5)
+    labels = torch.full_like(ids, -100)
+    labels[0, 2] = 7
+    out = model(ids, labels=labels, nsp_label=torch.tensor([1]))
+    full = model(ids)["prediction_logits"][0, 2]
+    torch.testing.assert_close(out["mlm_loss"], F.cross_entropy(full[None], torch.tensor([7])))
+
+
+def test_norm_is_validated():
+    with pytest.raises(ValueError, match="norm"):
+        BertConfig(vocab_size=50, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=64, norm="sandwich")
+
+
+def test_bert_base_size_and_flops():
+    cfg = BertConfig(vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072)
+    with torch.device("meta"):
+        model = BertForPreTraining(cfg)
+    assert model.num_params() == 110_106_428  # HF BertForPreTraining (bert-base-uncased)
+    emb = 30522 * 768 + 512 * 768 + 2 * 768 + 2 * 768  # word, position, type, embedding LayerNorm
+    head = 768 * 768 + 768 + 2 * 768 + 30522  # transform dense + LN + output bias
+    body = 110_106_428 - emb - head
+    attn = 12 * 12 * 768 * 128
+    assert model.flops_per_token(128) == 6 * (body + head + 30522 * 768) + attn
+    expected = 6 * (body + 0.15 * (head + 30522 * 768)) + attn
+    assert model.flops_per_token(128, predicted_fraction=0.15) == pytest.approx(expected, rel=1e-12)

@@ -117,3 +117,82 @@ def test_epoch_batches_is_one_ordered_pass(tmp_path):
 def test_too_few_examples(tmp_path):
     with pytest.raises(ValueError, match="fewer than one batch"):
         PretrainLoader(write_shards(tmp_path, n_shards=1, rows=3), batch_size=4)
+
+
+# ---- streaming loader and prefetcher ---------------------------------------------------------------
+
+from plm.train.loader import Prefetcher, StreamingLoader  # noqa: E402
+
+
+def test_streaming_epoch_covers_rows_once_and_reshuffles(tmp_path):
+    paths = write_shards(tmp_path, n_shards=3, rows=10)  # 30 rows, row groups of 4
+    loader = StreamingLoader(paths, 5, seed=2, buffer_rows=7)
+    epoch0 = [r for _ in range(6) for r in _rows(next(loader))]
+    epoch1 = [r for _ in range(6) for r in _rows(next(loader))]
+    assert sorted(epoch0) == sorted(epoch1) == sorted(1000 * s + r + 5 for s in range(3) for r in range(10))
+    assert epoch0 != epoch1 and loader.state.epoch == 1
+    # a buffer never mixes rows from beyond its 7 rows: memory is bounded by buffer_rows
+    assert loader._buffer is None or len(loader._buffer[1]) <= 7
+
+
+def test_streaming_matches_in_memory_unshuffled_and_drops_the_tail(tmp_path):
+    paths = write_shards(tmp_path, n_shards=2, rows=10)
+    stream = StreamingLoader(paths, 6, shuffle=False, buffer_rows=5)
+    memory = PretrainLoader(paths, 6, shuffle=False)
+    for _ in range(7):  # 3 full batches an epoch (the tail of 2 rows dropped), across two epochs
+        a, b = next(stream), next(memory)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_streaming_resume_mid_buffer_and_refuses_other_layout(tmp_path):
+    paths = write_shards(tmp_path, n_shards=3, rows=10)
+    full = StreamingLoader(paths, 4, seed=9, buffer_rows=6)
+    expected = [_rows(next(full)) for _ in range(20)]
+    first = StreamingLoader(paths, 4, seed=9, buffer_rows=6)
+    for _ in range(5):
+        next(first)
+    state = first.state_dict()
+    assert state["offset"] not in (0,) or state["buffer"] > 0
+    resumed = StreamingLoader(paths, 4, seed=9, buffer_rows=6)
+    resumed.load_state_dict(state)
+    assert [_rows(next(resumed)) for _ in range(15)] == expected[5:]
+    with pytest.raises(ValueError, match="buffer_rows"):
+        StreamingLoader(paths, 4, seed=9, buffer_rows=7).load_state_dict(state)
+    with pytest.raises(ValueError, match="rank"):
+        StreamingLoader(paths, 4, seed=9, buffer_rows=6, rank=1, world=2).load_state_dict(state)
+
+
+def test_prefetcher_state_is_the_consumed_position(tmp_path):
+    paths = write_shards(tmp_path, n_shards=2, rows=10)
+    plain = StreamingLoader(paths, 3, seed=4, buffer_rows=8)
+    expected = [_rows(next(plain)) for _ in range(9)]
+    ahead = Prefetcher(StreamingLoader(paths, 3, seed=4, buffer_rows=8), depth=4)
+    got = [_rows(next(ahead)) for _ in range(4)]
+    state = ahead.state_dict()  # the thread has read further; the state must not
+    ahead.close()
+    resumed = Prefetcher(StreamingLoader(paths, 3, seed=4, buffer_rows=8), depth=2)
+    resumed.load_state_dict(state)
+    got += [_rows(next(resumed)) for _ in range(5)]
+    resumed.close()
+    assert got == expected and ahead.wait_s >= 0
+
+
+def test_prefetcher_surfaces_loader_errors(tmp_path):
+    class Broken:
+        def __next__(self):
+            raise OSError("disk gone")
+
+        def state_dict(self):
+            return {}
+
+    with pytest.raises(OSError, match="disk gone"):
+        next(Prefetcher(Broken(), depth=2))
+
+
+def test_clm_rows(tmp_path):
+    path = tmp_path / "clm.parquet"
+    pq.write_table(pa.table({"input_ids": pa.array([[1, 2, 3, 4]] * 5, pa.list_(pa.int32())),
+                             "doc_index": pa.array([[0, 0, 1, 1]] * 5, pa.list_(pa.int16()))}), path)  # fmt: skip
+    batch = next(StreamingLoader([path], 2, "clm"))
+    assert set(batch) == {"input_ids", "labels", "doc_index"} and batch["input_ids"].shape == (2, 4)
+    assert torch.equal(batch["labels"], batch["input_ids"]) and batch["doc_index"].dtype == torch.int64

@@ -49,3 +49,29 @@ def test_no_warmup_and_invalid():
     assert warmup_linear(10, 0, 10) == 0.0
     with pytest.raises(ValueError):
         build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 10, 10)
+
+
+def test_cosine_schedule_to_floor():
+    from plm.train.schedule import warmup_cosine
+
+    assert warmup_cosine(0, 4, 20, 0.1) == pytest.approx(0.25)
+    assert warmup_cosine(4, 4, 20, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(12, 4, 20, 0.1) == pytest.approx(0.55)  # half way: (1 + 0.1) / 2
+    assert warmup_cosine(20, 4, 20, 0.1) == pytest.approx(0.1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = build_scheduler(opt, 4, 20, "cosine", 0.1)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[3] == pytest.approx(2.0) and lrs[-1] > 0.2 and all(a >= b for a, b in zip(lrs[3:], lrs[4:]))
+    with pytest.raises(ValueError, match="unknown schedule"):
+        build_scheduler(opt, 4, 20, "step")  # type: ignore[arg-type]
+
+
+def test_grad_accum_must_divide_batch():
+    from plm.config import TrainSpec
+
+    with pytest.raises(ValueError, match="divisible by train.grad_accum"):
+        TrainSpec(batch_size=10, grad_accum=3)
