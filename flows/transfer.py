@@ -23,11 +23,20 @@ def transfer_task(p: stages.Pipeline, tok: stages.StageResult, pre: stages.Stage
     result = stages.transfer(p, tok, pre)
     report = pd.read_csv(result.path / result.extra["report_path"])
     link = p.session.run_url(result.run_id) if p.session and result.run_id else "tracking off"
+    metric = result.extra.get("metric", "accuracy")
     create_table_artifact(
         key=artifact_key("transfer", p.spec.name),
         table=report.to_dict(orient="records"),
-        description=f"**transfer report** `{result.fingerprint}`: {result.path / 'report.png'}; MLflow run: {link}",
-    )
+        description=(f"**transfer report** ({p.spec.finetune.task_type}, main metric `{metric}`) "
+                     f"`{result.fingerprint}`: {result.path / 'report.png'}; MLflow run: {link}"),
+    )  # fmt: skip
+    gains = {k: v for k, v in result.metrics.items() if k.startswith("gain.")}
+    if gains:
+        create_table_artifact(
+            key=artifact_key("transfer-gain", p.spec.name),
+            table=[{"setting": k.removeprefix("gain."), f"gain in {metric}": round(v, 4)} for k, v in sorted(gains.items())],
+            description=f"pretrained minus scratch test {metric}, per strategy and labelled fraction",
+        )
     return result
 
 

@@ -7,6 +7,8 @@
   `lr`, top layer one factor lower, ... embeddings lowest (Howard & Ruder 2018; Clark et al. 2020);
   with `gradual_unfreeze`, one more layer group (from the top) becomes trainable each epoch.
 - `scratch`: `full` from random weights; the baseline.
+- `embeddings`: word2vec vectors as the (fixed or tuned) embedding layer of a small classifier
+  (plm.finetune.embeddings); it replaces the BERT encoder, so the groups above do not apply.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import nn
 
 from plm.train.optim import build_optimizer
 
-Strategy = Literal["full", "frozen", "discriminative", "scratch"]
+Strategy = Literal["full", "frozen", "discriminative", "embeddings", "scratch"]
 _LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
 
 

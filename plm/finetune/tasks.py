@@ -1,4 +1,8 @@
-"""Labelled task data: read, split deterministically by text hash, encode as `[CLS] text [SEP]`."""
+"""Labelled task data: read (strict decoding, skipped rows counted), split by text hash, encode.
+
+Single texts become `[CLS] text [SEP]`, pairs `[CLS] A [SEP] B [SEP]` with segment ids 0/1 (the
+NSP-shaped input, longer side truncated first). SQuAD JSON for extractive QA lives in plm.finetune.qa.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,17 @@ class LabelledData:
     source: Path
     skipped: int  # malformed rows (no label or no text), counted and reported, never silent
     encoding: str
+    pairs: list[str] | None = None
+    """Second text of each row for pair tasks, else None."""
+
+    def split_keys(self) -> list[str]:
+        """What the hash split looks at: the text, or both texts of a pair."""
+        return self.texts if self.pairs is None else [f"{a}\n{b}" for a, b in zip(self.texts, self.pairs)]
+
+
+def uses_pairs(cfg: FinetuneSpec) -> bool:
+    """Pair classification always reads two texts; regression does when `text_pair_column` is set."""
+    return cfg.task_type == "pair_classification" or (cfg.task_type == "regression" and bool(cfg.text_pair_column))
 
 
 def decode_strict(data: bytes, what: str) -> tuple[str, str]:
@@ -48,44 +63,80 @@ def data_path(cfg: FinetuneSpec) -> Path:
 
 
 def read_labelled(cfg: FinetuneSpec) -> LabelledData:
-    """Rows of (text, label) from a fastText, CSV or JSONL file."""
+    """Rows of (text[, text_pair], label) from a fastText, CSV, JSONL or Parquet file.
+
+    Rows missing a text or a label (or with a non-numeric label for `regression`) are skipped and counted.
+    """
     path = data_path(cfg)
     if not path.is_file():
         raise FileNotFoundError(f"finetune.data: {path} not found")
+    if cfg.format == "squad":
+        raise ValueError("finetune.format squad is read by plm.finetune.qa.read_squad (task_type qa)")
+    pairs = uses_pairs(cfg)
     texts: list[str] = []
+    seconds: list[str] = []
     labels: list[str] = []
     skipped = 0
 
-    def add(text: object, label: object) -> None:
+    def blank(v: object) -> bool:
+        return v is None or (isinstance(v, float) and v != v) or not str(v).strip()
+
+    def add(text: object, label: object, second: object = None) -> None:
         nonlocal skipped
-        if text is None or label is None or not str(text).strip() or str(label) == "":
+        if blank(text) or blank(label) or (pairs and blank(second)):
             skipped += 1
             return
-        texts.append(" ".join(str(text).split()))
-        labels.append(str(label))
-
-    content, encoding = decode_strict(path.read_bytes(), f"finetune.data {path}")
-    f = io.StringIO(content, newline=None)
-    if cfg.format == "fasttext":
-        for line in f:
-            head, _, rest = line.strip().partition(" ")
-            add(rest, head.removeprefix(FASTTEXT_PREFIX) if head.startswith(FASTTEXT_PREFIX) else None)
-    elif cfg.format == "csv":
-        for row in csv.DictReader(f):
-            add(row.get(cfg.text_column), row.get(cfg.label_column))
-    else:
-        for line in f:
-            if not line.strip():
-                continue
+        if cfg.task_type == "regression":
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                value = float(str(label))
+            except ValueError:
                 skipped += 1
-                continue
-            add(row.get(cfg.text_column), row.get(cfg.label_column))
+                return
+            if value != value or value in (float("inf"), float("-inf")):
+                skipped += 1
+                return
+        texts.append(" ".join(str(text).split()))
+        labels.append(str(label).strip())
+        if pairs:
+            seconds.append(" ".join(str(second).split()))
+
+    def row_of(row: dict) -> None:
+        add(row.get(cfg.text_column), row.get(cfg.label_column), row.get(cfg.text_pair_column) if pairs else None)
+
+    encoding = "parquet"
+    if cfg.format == "parquet":
+        import pyarrow.parquet as pq
+
+        for row in pq.read_table(path).to_pylist():
+            row_of(row)
+    else:
+        content, encoding = decode_strict(path.read_bytes(), f"finetune.data {path}")
+        f = io.StringIO(content, newline=None)
+        if cfg.format == "fasttext":
+            if pairs:
+                raise ValueError("finetune.format fasttext holds one text per line: use csv, jsonl or parquet for pairs")
+            for line in f:
+                head, _, rest = line.strip().partition(" ")
+                add(rest, head.removeprefix(FASTTEXT_PREFIX) if head.startswith(FASTTEXT_PREFIX) else None)
+        elif cfg.format == "csv":
+            for row in csv.DictReader(f):
+                row_of(row)
+        else:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    skipped += 1
+                    continue
+                if isinstance(row, dict):
+                    row_of(row)
+                else:
+                    skipped += 1
     if not texts:
         raise ValueError(f"finetune.data: no labelled rows in {path} (format {cfg.format})")
-    return LabelledData(texts, labels, path, skipped, encoding)
+    return LabelledData(texts, labels, path, skipped, encoding, seconds if pairs else None)
 
 
 def split_by_hash(texts: list[str], test_fraction: float) -> tuple[list[int], list[int]]:
@@ -103,3 +154,20 @@ def encode_for_classification(tok: Tokenizer, texts: list[str], seq_len: int) ->
     tok.enable_truncation(max_length=seq_len)
     tok.no_padding()
     return [enc.ids for enc in tok.encode_batch(texts, add_special_tokens=True)]
+
+
+def encode_pairs(
+    tok: Tokenizer, texts: list[str], pairs: list[str] | None, seq_len: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids and segment ids: `[CLS] A [SEP]` (all 0) or `[CLS] A [SEP] B [SEP]` (B and its [SEP] are 1).
+
+    Pairs over `seq_len` lose tokens from the longer side first (BERT's `_truncate_seq_pair`).
+    """
+    tok = Tokenizer.from_str(tok.to_str())
+    tok.enable_truncation(max_length=seq_len, strategy="longest_first")
+    tok.no_padding()
+    if pairs is None:
+        encs = tok.encode_batch(texts, add_special_tokens=True)
+    else:
+        encs = tok.encode_batch(list(zip(texts, pairs)), add_special_tokens=True)
+    return [e.ids for e in encs], [e.type_ids for e in encs]

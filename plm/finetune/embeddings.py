@@ -1,0 +1,183 @@
+"""The `embeddings` strategy: word2vec vectors as the embedding layer of a small classifier.
+
+The feature-based approach of word embeddings: words of a text (the word splitter of the skip-gram
+examples, `split_words`, with the vectors' own lowercasing) are looked up in the word2vec table,
+mean-pooled over the known words, and an MLP (one hidden ReLU layer) predicts the label; pairs are
+combined as [u, v, |u - v|, u * v]. The vectors stay fixed unless `finetune.embeddings_trainable`.
+The `scratch` baseline is the same model (same vocabulary, seed, budget) with a random table, which
+always trains (a fixed random table would be a random-features baseline, not training from scratch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from plm.config import FinetuneSpec
+from plm.finetune.engine import FinetuneResult, _batches, sequence_metrics, train_loop
+from plm.finetune.heads import EmbeddingBagClassifier
+from plm.objectives.skipgram import split_words
+from plm.tracker import NullTracker, Progress, Tracker, no_progress
+from plm.train.engine import resolve_device
+from plm.train.optim import build_optimizer
+
+WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
+PAD, UNK, OFFSET = 0, 1, 2
+WEIGHT_DECAY = 0.0  # decaying word vectors towards zero would erase what pretraining put there
+DROPOUT = 0.1
+
+
+class WordIndex:
+    """Text -> word ids of a word2vec vocabulary (`OFFSET` + rank; `UNK` for unknown words)."""
+
+    def __init__(self, words: Sequence[str], lowercase: bool, max_words: int) -> None:
+        self.words = list(words)
+        self.lowercase = lowercase
+        self.max_words = max_words
+        self.index = {w: i + OFFSET for i, w in enumerate(self.words)}
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Word ids per text, cut to `max_words`; an empty text is one UNK (so pooling has a token)."""
+        out = []
+        for text in texts:
+            ids = [self.index.get(w, UNK) for w in split_words(text, self.lowercase)[: self.max_words]]
+            out.append(ids or [UNK])
+        return out
+
+    def oov_rate(self, encoded: list[list[int]]) -> float:
+        flat = [i for ids in encoded for i in ids]
+        return float(np.mean([i == UNK for i in flat])) if flat else math.nan
+
+
+def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def _load_vectors(vectors_dir: Path) -> tuple[list[str], np.ndarray, bool]:
+    from plm.train.word2vec import load_word_vectors
+
+    words, vectors = load_word_vectors(vectors_dir)
+    config = json.loads((Path(vectors_dir) / CONFIG).read_text())
+    return words, vectors, bool(config.get("lowercase", True))
+
+
+def build_model(
+    words: list[str], vectors: np.ndarray, ft: FinetuneSpec, num_labels: int, pair: bool, pretrained: bool
+) -> EmbeddingBagClassifier:
+    """The classifier with the word2vec table copied in (`pretrained`) or a seeded random one."""
+    torch.manual_seed(ft.seed)  # same MLP init and dropout for pretrained and scratch
+    model = EmbeddingBagClassifier(len(words) + OFFSET, vectors.shape[1], ft.embeddings_hidden, num_labels, pair, DROPOUT)
+    with torch.no_grad():
+        table = model.embeddings.weight
+        if pretrained:
+            table[OFFSET:] = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+            table[UNK] = 0.0  # unknown words add nothing rather than noise
+        else:  # the scale of trained vectors, so the MLP sees inputs of the same size
+            table.normal_(0.0, float(np.std(vectors)) or 0.1)
+        table[PAD] = 0.0
+    model.embeddings.weight.requires_grad = ft.embeddings_trainable or not pretrained
+    return model
+
+
+def finetune_embeddings(
+    ft: FinetuneSpec,
+    vectors_dir: Path,
+    train: tuple[list[str], list[str] | None, list[int] | list[float]],
+    test: tuple[list[str], list[str] | None, list[int] | list[float]],
+    id2label: dict[int, str],
+    out_dir: Path,
+    pretrained: bool,
+    tracker: Tracker = NullTracker(),
+    progress: Progress = no_progress,
+) -> FinetuneResult:
+    """Train the word-vector classifier (or regressor: empty `id2label`) on (texts, pairs or None, labels).
+
+    Metrics as `finetune_classifier` (test_accuracy/test_macro_f1 or test_pearson/test_spearman/test_mse)
+    plus `test_oov_rate`. The model dir holds model.safetensors, config.json and vocab.json.
+    """
+    (tr_texts, tr_pairs, tr_labels), (te_texts, te_pairs, te_labels) = train, test
+    if not tr_texts:
+        raise ValueError("no training examples")
+    regression = not id2label
+    num_labels = 1 if regression else len(id2label)
+    words, vectors, lowercase = _load_vectors(vectors_dir)
+    index = WordIndex(words, lowercase, ft.seq_len)
+    pair = tr_pairs is not None
+    tr_a, te_a = index.encode(tr_texts), index.encode(te_texts)
+    tr_b = index.encode(tr_pairs) if tr_pairs is not None else None
+    te_b = index.encode(te_pairs) if te_pairs is not None else None
+    device = resolve_device("auto")
+    model = build_model(words, vectors, ft, num_labels, pair, pretrained).to(device)
+    optimizer = build_optimizer(model, ft.lr, WEIGHT_DECAY)
+    dtype = torch.float if regression else torch.long
+    tracker.log_params({"init": "pretrained" if pretrained else "scratch", "strategy": "embeddings",
+                        "embeddings_trainable": model.embeddings.weight.requires_grad, "vocab_size": len(words)})  # fmt: skip
+
+    def batch_of(a: list[list[int]], b: list[list[int]] | None, idx: Sequence[int]) -> dict[str, torch.Tensor]:
+        batch = {"input_ids": _pad([a[i] for i in idx])}
+        if b is not None:
+            batch["pair_ids"] = _pad([b[i] for i in idx])
+        return batch
+
+    def make_batch(idx: list[int]) -> dict[str, torch.Tensor]:
+        return batch_of(tr_a, tr_b, idx) | {"labels": torch.tensor([tr_labels[i] for i in idx], dtype=dtype)}
+
+    @torch.no_grad()
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        logits = [model(**{k: v.to(device) for k, v in batch_of(te_a, te_b, idx).items()})["logits"].float().cpu()
+                  for idx in _batches(len(te_a), 256)]  # fmt: skip
+        model.train()
+        stacked = torch.cat(logits) if logits else torch.zeros(0, num_labels)
+        return sequence_metrics(stacked, te_labels, regression)
+
+    scores, train_loss = train_loop(model, ft, optimizer, len(tr_a), make_batch, evaluate, tracker, progress)
+    model_dir = Path(out_dir) / "model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(model_dir / WEIGHTS), metadata={"format": "pt"})
+    config = {
+        "arch": "embeddings", "dim": int(vectors.shape[1]), "hidden": ft.embeddings_hidden, "num_labels": num_labels,
+        "id2label": {str(k): v for k, v in sorted(id2label.items())}, "pair": pair, "regression": regression,
+        "lowercase": lowercase, "max_words": ft.seq_len,
+    }  # fmt: skip
+    (model_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
+    (model_dir / VOCAB).write_text(json.dumps(words, ensure_ascii=False))
+    metrics = {**scores, "test_oov_rate": index.oov_rate(te_a), "train_loss": train_loss, "epochs": float(ft.epochs)}
+    return FinetuneResult(metrics, model_dir)
+
+
+class EmbeddingsModel:
+    """Inference with a model dir of `finetune_embeddings`."""
+
+    def __init__(self, model_dir: Path) -> None:
+        model_dir = Path(model_dir)
+        self.config = json.loads((model_dir / CONFIG).read_text())
+        words = json.loads((model_dir / VOCAB).read_text())
+        c = self.config
+        self.index = WordIndex(words, c["lowercase"], c["max_words"])
+        self.id2label = {int(k): v for k, v in c["id2label"].items()}
+        self.model = EmbeddingBagClassifier(len(words) + OFFSET, c["dim"], c["hidden"], c["num_labels"], c["pair"], DROPOUT)
+        self.model.load_state_dict(load_file(str(model_dir / WEIGHTS)), strict=True)
+        self.model.eval()
+
+    @torch.no_grad()
+    def logits(self, texts: list[str], pairs: list[str] | None = None) -> torch.Tensor:
+        """(N, num_labels) logits; `pairs` is required by a pair model."""
+        if not texts:
+            return torch.zeros(0, self.config["num_labels"])
+        batch = {"input_ids": _pad(self.index.encode(texts))}
+        if self.config["pair"]:
+            if pairs is None:
+                raise ValueError("this model scores pairs: input needs `text` and `text_pair`")
+            batch["pair_ids"] = _pad(self.index.encode(pairs))
+        return self.model(**batch)["logits"].float()
