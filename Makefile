@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo serve test lint bench clean
 
 install: $(VENV)/.installed
 
@@ -13,11 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[samples,test]"
+	$(BIN)/python -m pip install -q -e ".[samples,test,server]"
 	touch $@
 
 demo: install
 	$(BIN)/plm run pipelines/quickstart.yaml
+
+# Prefect + MLflow servers and a worker on ./.plm until Ctrl-C (README: "Run it on a schedule").
+serve: install
+	$(BIN)/plm serve
 
 test: install
 	$(BIN)/lint-imports
