@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from plm import stages
-from plm.cli import JsonOpt, SetOpt, SpecArg, app, err, main_guard, print_summary, progress_bars, load_cli_spec
+from plm.cli import JsonOpt, SetOpt, SpecArg, app, err, main_guard, out, print_summary, progress_bars, load_cli_spec
 
 
 @app.command()
@@ -37,6 +39,57 @@ def run(
     print_summary(spec, summary["stages"], summary["run_id"], wall)
     if json_:
         print(json.dumps({**summary, "seconds": round(wall, 3)}, default=str))
+
+
+@app.command()
+def serve(
+    home: Annotated[Path | None, typer.Option(help="PLM home (default $PLM_HOME, else ./.plm).")] = None,
+    host: Annotated[str, typer.Option(help="Bind address of both servers.")] = "127.0.0.1",
+    prefect_port: Annotated[int, typer.Option(help="Prefect server (API + UI) port.")] = 4200,
+    mlflow_port: Annotated[int, typer.Option(help="MLflow tracking server (API + UI) port.")] = 5000,
+) -> None:
+    """Start a Prefect server, an MLflow server and a Prefect worker on one home; Ctrl-C stops them all."""
+    from flows.serve import ServerStack, serve_forever
+
+    home = (home or Path(os.environ.get("PLM_HOME") or ".plm")).expanduser().resolve()
+    os.environ["PLM_HOME"] = str(home)
+    stack = ServerStack(home=home, host=host, prefect_port=prefect_port, mlflow_port=mlflow_port)
+
+    def ready(s: ServerStack) -> None:
+        out.print(f"healthy in {s.seconds_to_healthy:.1f}s   home: {s.home}")
+        out.print(f"Prefect UI: {s.prefect_url}   (PREFECT_API_URL={s.prefect_api_url})")
+        out.print(f"MLflow UI:  {s.mlflow_url}   (MLFLOW_TRACKING_URI={s.mlflow_url})")
+        out.print(f"workers: {', '.join(c.name for c in s.children if c.name.startswith('worker'))}; "
+                  f"logs in {s.home / 'logs'}; Ctrl-C stops everything")  # fmt: skip
+
+    try:
+        code = serve_forever(stack, ready)
+    except Exception as exc:  # a server that does not come up: one readable error, children already stopped
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def deploy(
+    spec_path: SpecArg,
+    set_: SetOpt = None,
+    cron: Annotated[str | None, typer.Option(help="Cron schedule (default: the spec's schedule.cron).")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Register the Prefect deployment `pipeline/<spec name>` (parameters: this spec path + overrides)."""
+    spec = load_cli_spec(spec_path, set_)
+    if not os.environ.get("PREFECT_API_URL"):
+        err.print("[red]error:[/red] no Prefect server: start `plm serve` (same home) or set PREFECT_API_URL")
+        raise typer.Exit(2)
+    from flows.deploy import deploy_spec
+
+    dep = deploy_spec(spec, spec_path, list(set_ or []), cron=cron)
+    out.print(f"deployment {dep.full_name} ({dep.id}) on pool {dep.work_pool}; schedule: {dep.cron or 'none'}")
+    out.print(f"run it now: prefect deployment run '{dep.full_name}'")
+    if json_:
+        print(json.dumps({"id": str(dep.id), "name": dep.full_name, "work_pool": dep.work_pool, "cron": dep.cron,
+                          "parameters": dep.parameters, "tags": dep.tags}))  # fmt: skip
 
 
 def main() -> None:

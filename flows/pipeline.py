@@ -6,29 +6,32 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from flows.common import ThrottledProgress, publish_summary
+from flows.common import ThrottledProgress, pipeline_run_name, publish_summary, report_failure, retry_on_io
 from flows.examples import examples_task
 from flows.finetune import finetune_task, register_task
 from flows.ingest import ingest_task
-from flows.pretrain import pretrain_task
+from flows.pretrain import pretrain_task, register_pretrained_task
 from flows.tokenizer import tokenizer_task
 from plm.config import load_spec
 from plm.stages import Pipeline
 
 
-@flow(name="pipeline", flow_run_name="pipeline[{spec_path}]")
+@flow(name="pipeline", flow_run_name=pipeline_run_name, on_failure=[report_failure])
 def pipeline(spec_path: str, overrides: list[str] | None = None) -> dict[str, Any]:
     """Raw text to a registered, fine-tuned model, driven by one pipeline spec."""
     spec = load_spec(spec_path, overrides or [])
     logger = get_run_logger()
     name = spec.name
     with Pipeline(spec, progress=ThrottledProgress(logger), log=logger.info) as p:
-        ing = ingest_task.with_options(task_run_name=f"ingest[{name}]")(p)
+        ing = ingest_task.with_options(task_run_name=f"ingest[{name}]", retry_condition_fn=retry_on_io)(p)
         snap = ing.extra["snapshot_id"]
         tok = tokenizer_task.with_options(task_run_name=f"tokenizer[{spec.tokenizer.kind}-{snap}]")(p, ing)
         ex = examples_task.with_options(task_run_name=f"examples[{'+'.join(spec.objectives.kinds)}-{snap}]")(p, ing, tok)
         pre = pretrain_task.with_options(task_run_name=f"pretrain[{spec.model.arch}-{spec.model.size}]")(p, tok, ex)
-        finetune_task.with_options(task_run_name=f"finetune[{spec.finetune.task}]")(p, tok, pre)
-        register_task.with_options(task_run_name=f"register[{name}]")(p)
+        if spec.model.arch != "gpt":  # bert: heads on the encoder; word2vec: `embeddings`; gpt stops at pretraining
+            finetune_task.with_options(task_run_name=f"finetune[{spec.finetune.task}]")(p, tok, pre)
+            register_task.with_options(task_run_name=f"register[{name}]", retry_condition_fn=retry_on_io)(p)
+        else:
+            register_pretrained_task.with_options(task_run_name=f"register[{name}]", retry_condition_fn=retry_on_io)(p)
         publish_summary(p)
     return {"run_id": p.run_id, "stages": [r.to_json() for r in p.results.values()]}

@@ -40,6 +40,30 @@ def configure_env(spec: PipelineSpec) -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    _use_running_servers(home)
+
+
+def _use_running_servers(home: Path) -> None:
+    """While `plm serve` runs on this home, point Prefect and MLflow at its servers.
+
+    Explicit PREFECT_API_URL / MLFLOW_TRACKING_URI win. servers.json counts only while the process
+    that wrote it is alive and still `plm serve` (it stops every server and removes the file on exit;
+    a killed one leaves a stale file that this check ignores), so the embedded defaults take over again.
+    """
+    path = home / "servers.json"
+    if not path.exists() or (os.environ.get("PREFECT_API_URL") and os.environ.get("MLFLOW_TRACKING_URI")):
+        return
+    try:
+        servers = json.loads(path.read_text())
+        pid = int(servers["pid"])
+        os.kill(pid, 0)
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists() and b"serve" not in cmdline.read_bytes():
+            return  # the pid was reused by something else
+    except (OSError, ValueError, KeyError):
+        return
+    os.environ.setdefault("PREFECT_API_URL", servers["prefect_api_url"])
+    os.environ.setdefault("MLFLOW_TRACKING_URI", servers["mlflow_tracking_uri"])
 
 
 def load_cli_spec(spec_path: Path, overrides: list[str] | None) -> PipelineSpec:
@@ -74,8 +98,10 @@ KEY_FIGURES = {
     "ingest": ["documents", "sentences", "rows_read", "rows_duplicate", "rows_filtered", "rows_quarantined"],
     "tokenizer": ["vocab_size", "fertility", "unk_rate"],
     "examples": ["train_examples", "validation_examples", "mask_rate", "nsp_random_rate"],
-    "pretrain": ["steps", "train_loss", "val_mlm_accuracy", "val_nsp_accuracy", "tokens_per_s"],
-    "finetune": ["train_examples", "test_examples", "pretrained.test_accuracy", "scratch.test_accuracy"],
+    "pretrain": ["steps", "train_loss", "val_mlm_accuracy", "val_nsp_accuracy", "val_perplexity", "wordsim_spearman",
+                 "tokens_per_s"],
+    "finetune": ["train_examples", "test_examples", *(f"{init}.test_{m}" for init in ("pretrained", "scratch")
+                                                      for m in ("accuracy", "pearson", "f1"))],
 }
 
 
@@ -133,17 +159,111 @@ def _stage_command(stage: str) -> Any:
         if json_:
             target = p.results[stage]
             payload = {**target.to_json(), "run_id": target.run_id, "pipeline_run_id": p.run_id}
-            if stage == "pretrain":
-                payload["export_path"] = str(target.path / target.extra["model_dir"])
-                payload["checkpoint_path"] = str(target.path / "checkpoint.pt")
             print(json.dumps(payload, default=str))
 
     command.__doc__ = f"Run the `{stage}` stage (and any unfinished upstream stage)."
     return command
 
 
-for _stage in ("ingest", "tokenizer", "examples", "pretrain", "finetune"):
+for _stage in ("tokenizer", "examples", "finetune"):
     app.command(name=_stage)(_stage_command(_stage))
+
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its latest checkpoint.")]
+
+
+@app.command(name="pretrain")
+def pretrain_command(spec_path: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False, json_: JsonOpt = False) -> None:
+    """Pretrain `model.arch` (bert | gpt | word2vec; upstream stages as needed), export it and register it."""
+    from plm import stages
+
+    spec = load_cli_spec(spec_path, [*(set_ or []), *(["train.resume=true"] if resume else [])])
+    with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name="pretrain") as p:
+        ing = stages.ingest(p)
+        tok = stages.tokenizer(p, ing)
+        pre = stages.pretrain(p, tok, stages.examples(p, ing, tok))
+        reg = stages.register_pretrained(p)
+    results = [r.to_json() for r in p.results.values()]
+    out.print(_summary_table(results, f"pretrain ({spec.name})"))
+    name = stages.pretrained_target(p)[0]
+    model_uri = reg.extra["models"].get(name, {}).get("uri")
+    export = pre.extra.get("export_dir") or pre.extra.get("export_path") or pre.extra["model_dir"]
+    checkpoint = pre.path / pre.extra["checkpoint"] if pre.extra.get("checkpoint") else None
+    out.print(f"model: {pre.path / pre.extra['model_dir']}   export: {pre.path / export}   registered: {model_uri}")
+    if json_:
+        payload = {**pre.to_json(), "run_id": pre.run_id, "pipeline_run_id": p.run_id, "model_uri": model_uri,
+                   "export_path": str(pre.path / export), "checkpoint_path": checkpoint and str(checkpoint),
+                   "model_dir": str(pre.path / pre.extra["model_dir"])}  # fmt: skip
+        print(json.dumps(payload, default=str))
+
+
+TargetsArg = Annotated[list[str], typer.Argument(
+    help="One pipeline spec (a single .yaml/.yml), or corpus files, directories, globs and sample:NAME.")]
+SpecOpt = Annotated[Path | None, typer.Option("--spec", help="Spec for PATH arguments (default: schema defaults).")]
+
+
+def _literal_prefix(target: str) -> Path:
+    """The path of `target` up to its first glob component, resolved (`data/**/*.txt` -> data/)."""
+    from glob import has_magic
+
+    parts = Path(target).expanduser().parts
+    cut = next((i for i, part in enumerate(parts) if has_magic(part)), len(parts))
+    return Path(*parts[:cut]).resolve() if cut else Path.cwd()
+
+
+def _ingest_spec(targets: list[str], spec_opt: Path | None, overrides: list[str] | None) -> PipelineSpec:
+    """`plm ingest SPEC` or `plm ingest PATH...`: in the latter, the paths replace `corpus.paths`."""
+    if len(targets) == 1 and spec_opt is None and targets[0].lower().endswith((".yaml", ".yml")):
+        return load_cli_spec(Path(targets[0]), overrides)
+    try:
+        spec = load_spec(spec_opt, overrides or [])
+    except SpecError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    corpus = spec.corpus.model_copy(update={"paths": list(targets)})
+    if not corpus.allowed_roots:
+        # Paths typed on the command line are the user's own choice: allow them besides the default roots.
+        from plm.corpus.readers import default_roots
+
+        named = [_literal_prefix(t) for t in targets if not t.startswith("sample:")]
+        roots = [*default_roots(spec.home_dir()), *named]
+        corpus = corpus.model_copy(update={"allowed_roots": [str(r) for r in roots]})
+    spec = spec.model_copy(update={"corpus": corpus})
+    configure_env(spec)
+    return spec
+
+
+def _ingest_table(result: dict[str, Any]) -> Table:
+    counts, reasons = result["counts"], result.get("reasons", {})
+    table = Table(title=f"ingest: snapshot {result.get('snapshot_id')}", title_justify="left")
+    for col in ("count", "rows"):
+        table.add_column(col)
+    for key in ("rows_read", "rows_kept", "rows_duplicate", "rows_filtered", "rows_quarantined", "sentences", "chars"):
+        if key in counts:
+            table.add_row(key, f"{counts[key]:,.0f}")
+    from plm.corpus.ingest import reason_kind
+
+    for reason, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(f"  {reason_kind(reason)}: {reason}", f"{n:,}")
+    return table
+
+
+@app.command(name="ingest")
+def ingest_command(targets: TargetsArg, spec_opt: SpecOpt = None, set_: SetOpt = None, json_: JsonOpt = False) -> None:
+    """Ingest a corpus: `plm ingest SPEC.yaml` or `plm ingest PATH... [--spec SPEC]`; prints counts and reasons."""
+    from plm import stages
+
+    spec = _ingest_spec(targets, spec_opt, set_)
+    try:
+        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name="ingest") as p:
+            result = stages.ingest(p)
+    except PermissionError as exc:  # a path outside corpus.allowed_roots: one line, like other bad input
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    summary = result.to_json()
+    out.print(_summary_table([r.to_json() for r in p.results.values()], f"ingest ({spec.name})"))
+    out.print(_ingest_table(summary))
+    if json_:
+        print(json.dumps({**summary, "run_id": result.run_id, "pipeline_run_id": p.run_id}, default=str))
 
 
 @app.command()
@@ -158,23 +278,23 @@ def transfer(spec_path: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) ->
         pre = stages.pretrain(p, tok, stages.examples(p, ing, tok))
         result = stages.transfer(p, tok, pre)
     report = result.path / result.extra["report_path"]
-    out.print(_transfer_table(report, spec.finetune.task))
+    out.print(_transfer_table(report, spec.finetune.task, result.extra.get("metric", "accuracy")))
     out.print(f"report: {report}   plot: {result.path / 'report.png'}   MLflow run: {result.run_id}")
     if json_:
         print(json.dumps({**result.to_json(), "report_path": str(report), "pipeline_run_id": p.run_id}, default=str))
 
 
-def _transfer_table(report: Path, task: str) -> Table:
+def _transfer_table(report: Path, task: str, metric: str = "accuracy") -> Table:
     import pandas as pd
 
     df = pd.read_csv(report)
-    acc = df[df.metric == "accuracy"].pivot_table(index=["strategy", "fraction", "examples"], columns="init", values="value")
-    table = Table(title=f"{task}: test accuracy, pretrained vs scratch (same seed and budget)", title_justify="left")
+    acc = df[df.metric == metric].pivot_table(index=["strategy", "fraction", "examples"], columns="init", values="value")
+    table = Table(title=f"{task}: test {metric}, pretrained vs scratch (same seed and budget)", title_justify="left")
     for col in ("strategy", "fraction", "examples", "pretrained", "scratch", "gain"):
         table.add_column(col)
     for (strategy, fraction, examples), r in acc.iterrows():
-        table.add_row(strategy, f"{fraction:g}", str(examples), f"{r['pretrained']:.3f}", f"{r['scratch']:.3f}",
-                      f"{r['pretrained'] - r['scratch']:+.3f}")  # fmt: skip
+        pre, scr = r.get("pretrained", float("nan")), r.get("scratch", float("nan"))
+        table.add_row(strategy, f"{fraction:g}", str(examples), f"{pre:.3f}", f"{scr:.3f}", f"{pre - scr:+.3f}")
     return table
 
 
@@ -217,25 +337,51 @@ def models(
 @app.command()
 def predict(
     model_uri: Annotated[str, typer.Argument(help="e.g. models:/quickstart-sentiment@champion")],
-    texts: Annotated[list[str], typer.Argument(help="Texts to classify or embed.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify or embed (column `text`).")] = None,
+    pair: Annotated[bool, typer.Option("--pair", help="TEXTS are pairs: A1 B1 A2 B2 ... (`text`, `text_pair`).")] = False,
+    qa: Annotated[bool, typer.Option("--qa", help="TEXTS are QUESTION CONTEXT pairs (`question`, `context`).")] = False,
+    input_path: Annotated[Path | None, typer.Option("--input", help="JSONL rows with the model's input columns.")] = None,
     spec_path: Annotated[Path | None, typer.Option("--spec", help="Spec whose home/tracking URI to use.")] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Load a registered model as an MLflow pyfunc and predict on TEXTS."""
+    """Load a registered model as an MLflow pyfunc and predict on TEXTS (--pair / --qa: taken two by two) or --input rows.jsonl."""
+    import pandas as pd
+
     from plm.tracking import RegistryError, predict_texts
 
+    texts = list(texts or [])
+    if bool(texts) == bool(input_path) or (pair and qa) or ((pair or qa) and len(texts) % 2):
+        err.print("[red]error:[/red] give TEXTS (an even number with --pair/--qa) or --input rows.jsonl")
+        raise typer.Exit(2)
+    if pair:
+        frame = pd.DataFrame({"text": texts[0::2], "text_pair": texts[1::2]})
+    elif qa:
+        frame = pd.DataFrame({"question": texts[0::2], "context": texts[1::2]})
+    elif input_path:
+        frame = pd.read_json(input_path, lines=True, dtype=False)
+    else:
+        frame = pd.DataFrame({"text": texts})
     try:
-        rows = predict_texts(_tracking_uri(spec_path), model_uri, texts)
+        rows = predict_texts(_tracking_uri(spec_path), model_uri, frame)
     except RegistryError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    for text, row in zip(texts, rows, strict=True):
-        if "label" in row:
-            out.print(f"{row['label']}\t{row['score']:.3f}\t{text}")
-        else:
-            out.print(f"[{len(row['embedding'])}-d embedding]\t{text}")
+    shown = [c for c in ("text", "text_pair", "question") if c in frame.columns]
+    for (_, inp), row in zip(frame.iterrows(), rows, strict=True):
+        cells = [f"[{len(v)}-d {k}]" if hasattr(v, "__len__") and not isinstance(v, str) else
+                 (f"{v:.3f}" if isinstance(v, float) else str(v)) for k, v in row.items()]  # fmt: skip
+        out.print("\t".join([*cells, *(str(inp[c]) for c in shown)]))
     if json_:
-        print(json.dumps([{k: (list(map(float, v)) if k == "embedding" else v) for k, v in r.items()} for r in rows]))
+        print(json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in rows]))
+
+
+def _jsonable(value: Any) -> Any:
+    """Floats, ints and strings as they are; arrays (embeddings) as lists of floats."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list):
+        return [float(v) for v in value]
+    return value
 
 
 @app.command("compare-tokenizers")
@@ -291,7 +437,7 @@ def main_guard(application: typer.Typer) -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except (FileNotFoundError, ValueError, RuntimeError, FloatingPointError) as exc:
+    except (FileNotFoundError, PermissionError, ValueError, RuntimeError, FloatingPointError) as exc:
         if os.environ.get("PLM_DEBUG"):
             raise
         err.print(f"[red]error:[/red] {exc}  (set PLM_DEBUG=1 for the traceback)")

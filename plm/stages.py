@@ -21,7 +21,7 @@ from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_sta
 from plm.config import PipelineSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-STAGE_VERSIONS = {"ingest": 1, "tokenizer": 2, "examples": 3, "pretrain": 1, "finetune": 2, "transfer": 1}
+STAGE_VERSIONS = {"ingest": 2, "tokenizer": 2, "examples": 3, "pretrain": 2, "finetune": 3, "transfer": 2}
 """Bump a stage's version whenever its code changes what it writes: the fingerprint must change with it."""
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
 PREVIEW_TEXTS = ["a gripping , beautifully acted film .", "dull , tedious and far too long ."]
@@ -189,25 +189,65 @@ class Pipeline:
 
 def ingest(p: Pipeline) -> StageResult:
     """Raw files -> cleaned, deduplicated documents in the Parquet lake, catalogued in DuckDB."""
-    from plm.corpus.ingest import ingest_corpus, resolve_sources
+    import csv
+
+    import pyarrow.parquet as pq
+
+    from plm.corpus.ingest import NON_PROCESSING_FIELDS, ingest_corpus, reason_table, resolve_sources
+    from plm.tracking import MlflowTracker
 
     cfg = p.spec.corpus
     sources = resolve_sources(cfg.paths)
-    spec_slice = cfg.model_dump(mode="json", exclude={"paths"})
+    # batching and locking do not change what is written; the quarantine limit decides success, so it stays
+    spec_slice = cfg.model_dump(mode="json", exclude=set(NON_PROCESSING_FIELDS - {"max_quarantined_fraction"}))
     inputs = {"sources": fingerprint("sources", 1, {}, {s.sha256: s.format for s in sources})}
+
+    def log_languages(tracker: Tracker, langs: dict[str, int]) -> None:
+        if not langs or isinstance(tracker, NullTracker):
+            return
+        import tempfile
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.bar(list(langs), list(langs.values()))
+        ax.set_title("documents per detected language")
+        ax.set_ylabel("documents")
+        fig.tight_layout()
+        with tempfile.TemporaryDirectory() as tmp:
+            fig.savefig(Path(tmp) / "languages.png", dpi=100)
+            tracker.log_artifact(Path(tmp) / "languages.png", "plots")
+        plt.close(fig)
 
     def work(w: StageWriter, tracker: Tracker) -> None:
         result = ingest_corpus(cfg, p.home, sources=sources, progress=p.progress)
         counts = {k: float(v) for k, v in result.counts.items()}
         lake = [str(f.relative_to(p.home)) for f in result.files]
+        docs = pq.read_table(result.files, columns=["n_chars", "lang"])
+        langs = {r["lang"]: r["lang_count"] for r in docs.group_by("lang").aggregate([("lang", "count")]).to_pylist()}
         (w.path / "sources.json").write_text(json.dumps(result.sources, indent=2, default=str))
+        table = reason_table(result)
+        with open(w.path / "reasons.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(table)
+            writer.writerows(zip(*table.values(), strict=True))
         w.extra.update(
             counts=counts,
-            metrics={**counts, **{f"reason.{k}": float(v) for k, v in result.reasons.items()}},
-            extra={"snapshot_id": result.snapshot_id, "lake_files": lake, "reasons": result.reasons},
+            metrics={**counts, **{f"reason.{k}": float(v) for k, v in result.reasons.items()},
+                     **{f"lang.{k}": float(v) for k, v in langs.items()}},
+            extra={"snapshot_id": result.snapshot_id, "lake_files": lake, "reasons": result.reasons,
+                   "reason_table": table, "processed_sources": len(result.processed)},
         )
         tracker.set_tags({"plm.snapshot_id": result.snapshot_id})
         tracker.log_artifact(w.path / "sources.json")
+        tracker.log_artifact(w.path / "reasons.csv")
+        if isinstance(tracker, MlflowTracker):
+            tracker.log_table(table, "ingest_reasons.json")
+        _log_histogram(tracker, docs.column("n_chars").to_pylist(), "document length (characters)", "doc_lengths.png")
+        log_languages(tracker, dict(sorted(langs.items())))
 
     return p._run("ingest", spec_slice, inputs, work)
 
@@ -390,39 +430,142 @@ def _shards(ex: StageResult, objective: str, split: str) -> list[Path]:
     return sorted((ex.path / objective / split).glob("part-*.parquet"))
 
 
+PRETRAINED = {"bert": ("encoder", "val_mlm_accuracy"), "gpt": ("decoder", "val_perplexity"),
+              "word2vec": ("word2vec", "wordsim_spearman")}  # fmt: skip
+"""model.arch -> (registered model kind `<pipeline>-<kind>`, the metric its promotion compares)."""
+LOWER_IS_BETTER = {"val_perplexity", "val_loss"}
+TRAIN_RUN_ONLY = {"resume", "prefetch", "keep_checkpoints", "checkpoint_every", "log_every"}
+"""train.* fields that never change the weights: left out of the pretrain fingerprint (a resumed run is the same run)."""
+
+
 def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
-    """Example shards -> a pretrained BERT-style encoder (checkpoint + safetensors export)."""
-    from plm.models.bert import BertConfig
+    """Example shards -> a pretrained model by `model.arch`: BERT (MLM + NSP/SOP), GPT (CLM) or word2vec.
+
+    Transformers: `checkpoint.pt` (final state), `checkpoints/` (last `train.keep_checkpoints` + `best.pt`),
+    `model/` (plm folder + tokenizer.json) and `hf/` (a `transformers` folder). The stage directory is
+    resumable: with `train.resume` (`plm pretrain --resume`) a killed run continues from its latest checkpoint.
+    """
     from plm.tokenizer.train import load_tokenizer
-    from plm.train.engine import pretrain_bert
+    from plm.train.engine import clear_checkpoints, pretrain_bert, pretrain_gpt, resume_point
+    from plm.train.export import export_hf
 
     spec = p.spec
-    model_cfg = BertConfig(
-        vocab_size=load_tokenizer(tok.path / "tokenizer.json").get_vocab_size(),
-        max_position=max(spec.model.max_position, spec.objectives.seq_len),
-        dropout=spec.model.dropout,
-        attention_dropout=spec.model.attention_dropout,
-        **spec.model.dims(),
-    )
+    arch = spec.model.arch
+    if arch == "word2vec":
+        return _pretrain_word2vec(p, tok, ex)
+    vocab_size = load_tokenizer(tok.path / "tokenizer.json").get_vocab_size()
+    common = dict(vocab_size=vocab_size, max_position=max(spec.model.max_position, spec.objectives.seq_len),
+                  dropout=spec.model.dropout, attention_dropout=spec.model.attention_dropout, **spec.model.dims())  # fmt: skip
+    if arch == "bert":
+        from plm.models.bert import BertConfig
 
-    if "mlm" not in spec.objectives.kinds:
-        raise ValueError("pretrain: model.arch=bert trains on MLM examples: objectives.kinds must include mlm")
+        if "mlm" not in spec.objectives.kinds:
+            raise ValueError("pretrain: model.arch=bert trains on MLM examples: objectives.kinds must include mlm")
+        model_cfg: Any = BertConfig(norm=spec.model.norm, **common)
+        objective, curves = "mlm", ["loss", "mlm_accuracy", "nsp_accuracy", "lr", "data_wait_fraction"]
+    else:
+        from plm.models.gpt import GPTConfig
+
+        if "clm" not in spec.objectives.kinds:
+            raise ValueError("pretrain: model.arch=gpt trains on causal-LM examples: objectives.kinds must include clm")
+        if spec.tokenizer.family != "gpt":
+            raise ValueError("pretrain: model.arch=gpt needs tokenizer.family=gpt (<|endoftext|> ends documents)")
+        model_cfg = GPTConfig(**common)
+        objective, curves = "clm", ["loss", "accuracy", "perplexity", "lr", "data_wait_fraction"]
+    inputs = {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}
 
     def work(w: StageWriter, tracker: Tracker) -> None:
-        result = pretrain_bert(
-            model_cfg, spec.train, _shards(ex, "mlm", "train"), _shards(ex, "mlm", "validation"), w.path,
-            tracker=tracker, progress=p.progress, masker=_dynamic_masker(p, tok),
-        )  # fmt: skip
+        resume_from = resume_point(w.path)
+        if resume_from is not None and not spec.train.resume:
+            p.log(f"pretrain: an interrupted attempt left {resume_from.name}; starting over "
+                  "(pass --resume or train.resume=true to continue from it)")  # fmt: skip
+            clear_checkpoints(w.path)
+            resume_from = None
+        elif resume_from is not None:
+            p.log(f"pretrain: resuming from {resume_from}")
+        elif spec.train.resume:
+            p.log("pretrain: train.resume is set but no checkpoint exists yet: starting from step 1")
+        shards = (_shards(ex, objective, "train"), _shards(ex, objective, "validation"))
+        if not shards[0]:
+            raise ValueError(f"pretrain: no {objective} training shards in {ex.path / objective / 'train'}")
+        kw = dict(tracker=tracker, progress=p.progress, resume_from=resume_from, extra={"fingerprints": inputs})
+        if arch == "bert":
+            result = pretrain_bert(model_cfg, spec.train, *shards, w.path, masker=_dynamic_masker(p, tok), **kw)
+        else:
+            result = pretrain_gpt(model_cfg, spec.train, *shards, w.path, **kw)
         shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
+        export_dir: str | None = "hf"
+        try:
+            export_hf(result.model, tok.path / "tokenizer.json", w.path / "hf", spec.tokenizer.family)
+        except ValueError as exc:  # e.g. a BERT trained with a gpt-family tokenizer: no HF tokenizer config for it
+            p.log(f"pretrain: no transformers export: {exc}")
+            tracker.set_tags({"plm.export_skipped": str(exc)[:5000]})
+            export_dir = None
         w.extra.update(
             counts={"steps": float(spec.train.steps), "tokens": result.metrics.get("tokens", 0.0)},
             metrics=result.metrics,
-            extra={"model_dir": str(result.model_dir.relative_to(w.path)), "arch": f"bert-{spec.model.size}"},
-        )
+            extra={"model_dir": str(result.model_dir.relative_to(w.path)), "export_dir": export_dir,
+                   "checkpoint": "checkpoint.pt", "arch": f"{arch}-{spec.model.size}", "kind": PRETRAINED[arch][0]},
+        )  # fmt: skip
         if hasattr(tracker, "log_curves"):
-            tracker.log_curves(["loss", "mlm_accuracy", "nsp_accuracy", "lr"], "pretraining", "pretrain_curves.png")
+            tracker.log_curves(curves, f"{arch} pretraining", "pretrain_curves.png")
 
-    slice_ = {"model": spec.model.model_dump(mode="json"), "train": spec.train.model_dump(mode="json")}
+    slice_ = {"model": spec.model.model_dump(mode="json"),
+              "train": spec.train.model_dump(mode="json", exclude=TRAIN_RUN_ONLY)}  # fmt: skip
+    return p._run("pretrain", slice_, inputs, work, resumable=True)
+
+
+def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
+    """Skip-gram (or CBOW) shards -> word vectors: plm folder `model/`, `vectors.bin` / `vectors.txt` (word2vec C
+    formats), evaluated on held-out loss, WordSim-353 and the Google analogies. `pretrain` calls this for
+    `model.arch=word2vec`. Epoch 1 replays the train shards; later epochs re-draw from the lake's sentences."""
+    from plm.eval.wordsim import analogies, wordsim
+    from plm.objectives.skipgram import VOCAB_FILE, Vocab, encode_sentences
+    from plm.tokenizer.train import iter_sentences
+    from plm.train.word2vec import evaluate_loss, save_word2vec, save_word_vectors, train_word2vec
+
+    spec = p.spec
+    cfg, sg = spec.model, spec.objectives.skipgram
+    if "skipgram" not in spec.objectives.kinds:
+        raise ValueError("pretrain: model.arch=word2vec trains on skip-gram examples: "
+                         "objectives.kinds must include skipgram")
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        train_dir = ex.path / "skipgram" / "train"
+        vocab = Vocab.load(train_dir / VOCAB_FILE)
+        sentences = None
+        if cfg.regenerate and cfg.epochs > 1:  # the same sentences the examples stage drew its pairs from
+            ingested = p.results.get("ingest") or lookup(p.home, "ingest", ex.inputs["ingest"])
+            if ingested is None:
+                raise ValueError(f"pretrain: the ingest output {ex.inputs['ingest']} of these examples is gone; "
+                                 "re-run ingest or set model.regenerate=false")  # fmt: skip
+            extra = ingested.extra if isinstance(ingested, StageResult) else ingested.manifest["extra"]
+            files = [p.home / f for f in extra["lake_files"]]
+            sentences = encode_sentences(iter_sentences(files, "train"), vocab, sg.lowercase)
+        result = train_word2vec(cfg, sg, vocab, sentences, _shards(ex, "skipgram", "train"), seed=spec.train.seed,
+                                tracker=tracker, progress=p.progress)  # fmt: skip
+        save_word_vectors(w.path / "model", result.model, vocab, sg.lowercase)
+        save_word2vec(w.path / "vectors.bin", result.words, result.vectors, binary=True)
+        save_word2vec(w.path / "vectors.txt", result.words, result.vectors, binary=False)
+        sim = wordsim(result.words, result.vectors, lowercase=sg.lowercase)
+        analogy = analogies(result.words, result.vectors, restrict_vocab=cfg.analogy_vocab, lowercase=sg.lowercase)
+        metrics = {**result.metrics, "val_loss": evaluate_loss(result.model, _shards(ex, "skipgram", "validation")),
+                   "wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs),
+                   "wordsim_coverage": sim.coverage, "analogy_accuracy": analogy.accuracy,
+                   "analogy_answered": float(analogy.answered), "analogy_coverage": analogy.coverage}  # fmt: skip
+        metrics = {k: v for k, v in metrics.items() if v == v}  # nan (no held-out shards, nothing covered): left out
+        w.extra.update(
+            counts={"vocab_size": float(len(vocab)), "words": result.metrics["words"],
+                    "pairs": result.metrics["pairs"]},
+            metrics=metrics,
+            extra={"model_dir": "model", "export_path": "vectors.bin", "export_text_path": "vectors.txt",
+                   "arch": "word2vec"},
+        )  # fmt: skip
+        if hasattr(tracker, "log_curves"):
+            tracker.log_curves(["loss", "lr", "words_per_s"], "word2vec pretraining", "pretrain_curves.png")
+
+    # Only what changes the vectors: train.* other than the seed is the transformers' (log_every only logs).
+    slice_ = {"model": cfg.model_dump(mode="json", exclude={"log_every"}), "seed": spec.train.seed}
     return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
 
 
@@ -446,140 +589,168 @@ def _dynamic_masker(p: Pipeline, tok: StageResult) -> Any:
 
 
 def finetune(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
-    """Labelled task -> a fine-tuned classifier from the pretrained encoder, and the same from scratch."""
-    from plm.finetune.engine import finetune_classifier
+    """Labelled task -> a fine-tuned model from the pretrained weights (`finetune.strategy`), and the same from scratch.
+
+    Every `finetune.task_type` (classification, pair_classification, regression, qa); a word2vec
+    parent gives the `embeddings` classifier. The parsed task is kept as `task.parquet` (its sha256 in
+    the manifest); the main model is `<init>/model` with the tokenizer and `task.json` beside it.
+    """
     from plm.finetune.predict import TASK_FILE
-    from plm.train.engine import load_pretrained
 
     cfg = p.spec.finetune
-    pretrained_dir = pre.path / pre.extra["model_dir"]
 
     def work(w: StageWriter, tracker: Tracker) -> None:
-        data, train_idx, test_idx, label_names, ids = _labelled(p, tok)
-        label_ids = {name: i for i, name in enumerate(label_names)}
-        _, bert_cfg = load_pretrained(pretrained_dir)
-        runs = {"pretrained": pretrained_dir, **({"scratch": None} if cfg.compare_scratch else {})}
+        import pyarrow.parquet as pq
+
+        task = _labelled(p, tok, pre)
+        pq.write_table(task.table, w.path / "task.parquet")
+        strategy = task.strategies([cfg.strategy])[0] if task.arch == "bert" else (
+            "scratch" if cfg.strategy == "scratch" else "embeddings")  # fmt: skip
+        main = "scratch" if strategy == "scratch" else "pretrained"
+        runs = [main] + (["scratch"] if cfg.compare_scratch and main == "pretrained" else [])
         metrics: dict[str, float] = {}
-        for init, init_from in runs.items():
-            result = finetune_classifier(
-                bert_cfg, cfg,
-                [ids[i] for i in train_idx], [label_ids[data.labels[i]] for i in train_idx],
-                [ids[i] for i in test_idx], [label_ids[data.labels[i]] for i in test_idx],
-                dict(enumerate(label_names)), w.path / init, init_from,
-                tracker=_Prefixed(tracker, f"{init}."), progress=p.progress,
-            )  # fmt: skip
-            shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
-            (result.model_dir / TASK_FILE).write_text(json.dumps({"task": cfg.task, "seq_len": cfg.seq_len}))
+        positions = list(range(len(task.train_idx)))
+        for init in runs:
+            result = task.fit(positions, w.path / init, init == "pretrained", strategy,
+                              tracker=_Prefixed(tracker, f"{init}."), progress=p.progress)  # fmt: skip
+            if task.arch == "bert":
+                shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
+            (result.model_dir / TASK_FILE).write_text(task.task_file())
             metrics.update({f"{init}.{k}": v for k, v in result.metrics.items()})
-        if "scratch.test_accuracy" in metrics:
-            metrics["gain.test_accuracy"] = metrics["pretrained.test_accuracy"] - metrics["scratch.test_accuracy"]
+        key = f"test_{task.primary}"
+        if "scratch" in runs and main == "pretrained":
+            metrics[f"gain.{key}"] = metrics[f"pretrained.{key}"] - metrics[f"scratch.{key}"]
         w.extra.update(
-            counts={"train_examples": float(len(train_idx)), "test_examples": float(len(test_idx)),
-                    "skipped_rows": float(data.skipped), "labels": float(len(label_names))},
+            counts={"train_examples": float(len(task.train_idx)), "test_examples": float(len(task.test_idx)),
+                    "skipped_rows": float(task.skipped), "labels": float(len(task.label_names))},
             metrics=metrics,
-            extra={"model_dir": "pretrained/model", "labels": label_names},
+            extra={"model_dir": f"{main}/model", "labels": task.label_names, "kind": task.kind,
+                   "task_type": cfg.task_type, "strategy": strategy, "metric": f"{main}.{key}",
+                   "task_table": "task.parquet"},
         )  # fmt: skip
+        if task.skipped:
+            p.log(f"finetune: skipped {task.skipped} malformed rows of {cfg.data}")
         if hasattr(tracker, "log_curves"):
-            keys = [f"{i}.{k}" for i in runs for k in ("train_loss", "test_accuracy")]
+            keys = [f"{i}.{k}" for i in runs for k in ("train_loss", key)]
             tracker.log_curves(keys, f"fine-tuning {cfg.task}: pretrained vs scratch", "finetune_curves.png")
 
-    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint}
+    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint, "task_data": _task_data_digest(cfg)}
     return p._run("finetune", cfg.model_dump(mode="json"), inputs, work)
 
 
-def _labelled(p: Pipeline, tok: StageResult) -> tuple[Any, list[int], list[int], list[str], list[list[int]]]:
-    """The labelled task: data, train/test indices, label names and `[CLS] text [SEP]` ids."""
-    from plm.finetune.tasks import encode_for_classification, read_labelled, split_by_hash
-    from plm.tokenizer.train import load_tokenizer
+def _task_data_digest(cfg: Any) -> str:
+    """sha256 of the labelled data file: an edited file at the same path is new input, so the stage re-runs."""
+    from plm.artifacts import sha256_file
+    from plm.finetune.tasks import data_path
 
-    cfg = p.spec.finetune
-    data = read_labelled(cfg)
-    train_idx, test_idx = split_by_hash(data.texts, cfg.test_fraction)
-    if not train_idx or not test_idx:
-        raise ValueError("finetune: the split left an empty train or test set; adjust finetune.test_fraction")
-    ids = encode_for_classification(load_tokenizer(tok.path / "tokenizer.json"), data.texts, cfg.seq_len)
-    return data, train_idx, test_idx, sorted(set(data.labels)), ids
+    path = data_path(cfg)
+    if not path.is_file():
+        raise FileNotFoundError(f"finetune.data: {path} not found")
+    return sha256_file(path)[:16]
+
+
+def _labelled(p: Pipeline, tok: StageResult, pre: StageResult) -> Any:
+    """The labelled task of `finetune.task_type`, read, split and encoded for the pretrained model's family."""
+    from plm.finetune.run import prepare_task
+
+    return prepare_task(p.spec.finetune, pre.path / pre.extra["model_dir"], tok.path / "tokenizer.json",
+                        p.spec.model.arch)  # fmt: skip
 
 
 def transfer(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
     """How much pretraining buys: strategies x {pretrained, scratch} x labelled fractions, same seed.
 
     Writes `report.csv` / `report.parquet` (strategy, init, fraction, examples, metric, value, seed)
-    and `report.png` (test accuracy vs labelled examples, one line per strategy and init); each
-    setting is a nested MLflow run under the stage's run.
+    and `report.png` (the task's primary metric vs labelled examples, one line per strategy); each
+    setting is a nested MLflow run under the stage's run. From scratch every BERT strategy is the same
+    run (`full` from random weights, same seed), so it is trained once per fraction and reported for each.
+    A word2vec parent compares the `embeddings` classifier with its random-table twin.
     """
     import tempfile
 
     import numpy as np
     import pandas as pd
 
-    from plm.finetune.engine import finetune_classifier
-    from plm.train.engine import load_pretrained
-
     cfg = p.spec.finetune
-    pretrained_dir = pre.path / pre.extra["model_dir"]
 
     def work(w: StageWriter, tracker: Tracker) -> None:
-        data, train_idx, test_idx, label_names, ids = _labelled(p, tok)
-        label_ids = {name: i for i, name in enumerate(label_names)}
-        _, bert_cfg = load_pretrained(pretrained_dir)
-        order = np.random.default_rng(cfg.seed).permutation(len(train_idx))  # nested subsets across fractions
-        test = ([ids[i] for i in test_idx], [label_ids[data.labels[i]] for i in test_idx])
+        task = _labelled(p, tok, pre)
+        strategies = [s for s in task.strategies(list(cfg.transfer_strategies)) if s != "scratch"]
+        if not strategies:  # only `scratch` asked: the baseline alone
+            strategies = ["scratch"]
+        n_train = len(task.train_idx)
+        order = np.random.default_rng(cfg.seed).permutation(n_train)  # nested subsets across fractions
         rows: list[dict[str, Any]] = []
-        settings = [(s, i, f) for s in cfg.transfer_strategies for i in ("pretrained", "scratch")
-                    for f in sorted(cfg.transfer_fractions)]  # fmt: skip
+        settings = [(s, i, f) for s in strategies for i in ("pretrained", "scratch") for f in sorted(cfg.transfer_fractions)
+                    if not (s == "scratch" and i == "pretrained")]  # fmt: skip
+        done: dict[tuple[str, float], dict[str, float]] = {}
         for k, (strategy, init, fraction) in enumerate(settings):
-            subset = [train_idx[j] for j in sorted(order[: max(1, round(fraction * len(train_idx)))])]
+            subset = sorted(order[: max(1, round(fraction * n_train))].tolist())
+            family = "embeddings" if task.arch == "word2vec" else "bert"
             name = f"transfer[{strategy},{init},{fraction:g}]"
             child = p.session.start_stage(name, {"plm.strategy": strategy, "plm.init": init},
                                           parent=tracker.run_id) if p.session else NullTracker()  # type: ignore[attr-defined]  # fmt: skip
             ok = False
             try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    result = finetune_classifier(
-                        bert_cfg, cfg, [ids[i] for i in subset], [label_ids[data.labels[i]] for i in subset],
-                        *test, dict(enumerate(label_names)), Path(tmp),
-                        pretrained_dir if init == "pretrained" else None, tracker=child, strategy=strategy,
-                    )  # fmt: skip
+                if init == "scratch" and (family, fraction) in done:  # the same run: record it, do not repeat it
+                    metrics, source = done[(family, fraction)]
+                    child.set_tags({"plm.same_as": source})
+                    child.log_metrics(metrics)
+                else:
+                    with tempfile.TemporaryDirectory() as tmp:
+                        metrics = task.fit(subset, Path(tmp), init == "pretrained", strategy, tracker=child).metrics
+                    if init == "scratch":
+                        done[(family, fraction)] = (metrics, name)
                 ok = True
             finally:
                 if p.session:
                     p.session.end_stage(child, ok)
-            for metric in ("accuracy", "macro_f1"):
-                rows.append({"strategy": strategy, "init": init, "fraction": fraction, "examples": len(subset),
-                             "metric": metric, "value": result.metrics[f"test_{metric}"], "seed": cfg.seed})  # fmt: skip
+            for metric in ("accuracy", "macro_f1", "pearson", "spearman", "exact_match", "f1"):
+                if f"test_{metric}" in metrics:
+                    rows.append({"strategy": strategy, "init": init, "fraction": fraction, "examples": len(subset),
+                                 "metric": metric, "value": metrics[f"test_{metric}"], "seed": cfg.seed})  # fmt: skip
             p.progress("transfer", k + 1, len(settings))
         report = pd.DataFrame(rows)
         report.to_csv(w.path / "report.csv", index=False)
         report.to_parquet(w.path / "report.parquet", index=False)
-        acc = report[report.metric == "accuracy"].pivot_table(index=["strategy", "fraction"], columns="init", values="value")
-        metrics = {f"gain.{s}.{f:g}": float(r["pretrained"] - r["scratch"]) for (s, f), r in acc.iterrows()}
-        metrics |= {f"{init}.{s}.{f:g}": float(r[init]) for (s, f), r in acc.iterrows() for init in ("pretrained", "scratch")}
-        _plot_transfer(report, w.path / "report.png", cfg.task)
+        main = report[report.metric == task.primary]
+        table = main.pivot_table(index=["strategy", "fraction"], columns="init", values="value")
+        metrics_out: dict[str, float] = {}
+        for (s, f), r in table.iterrows():
+            for init in ("pretrained", "scratch"):
+                if init in r and r[init] == r[init]:
+                    metrics_out[f"{init}.{s}.{f:g}"] = float(r[init])
+            if "pretrained" in r and "scratch" in r and r["pretrained"] == r["pretrained"]:
+                metrics_out[f"gain.{s}.{f:g}"] = float(r["pretrained"] - r["scratch"])
+        _plot_transfer(report, w.path / "report.png", cfg.task, task.primary)
         tracker.log_artifact(w.path / "report.csv")
         tracker.log_artifact(w.path / "report.png", "plots")
-        w.extra.update(counts={"settings": float(len(settings)), "train_examples": float(len(train_idx)),
-                               "test_examples": float(len(test_idx))},
-                       metrics=metrics, extra={"report_path": "report.csv"})  # fmt: skip
+        w.extra.update(counts={"settings": float(len(settings)), "train_examples": float(n_train),
+                               "test_examples": float(len(task.test_idx)), "skipped_rows": float(task.skipped)},
+                       metrics=metrics_out,
+                       extra={"report_path": "report.csv", "metric": task.primary, "task_type": cfg.task_type})  # fmt: skip
 
-    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint}
+    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint, "task_data": _task_data_digest(cfg)}
     return p._run("transfer", cfg.model_dump(mode="json"), inputs, work)
 
 
-def _plot_transfer(report: Any, out: Path, task: str) -> None:
+def _plot_transfer(report: Any, out: Path, task: str, metric: str = "accuracy") -> None:
+    """`metric` vs labelled examples: one solid line per strategy (pretrained), one dashed line for scratch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    acc = report[report.metric == "accuracy"]
+    part_of = report[report.metric == metric]
     fig, ax = plt.subplots(figsize=(6, 4))
-    for (strategy, init), part in acc.groupby(["strategy", "init"]):
+    for strategy, part in part_of[part_of.init == "pretrained"].groupby("strategy"):
         part = part.sort_values("examples")
-        ax.plot(part["examples"], part["value"], marker="o", linestyle="-" if init == "pretrained" else "--",
-                label=f"{strategy} ({init})")  # fmt: skip
+        ax.plot(part["examples"], part["value"], marker="o", label=str(strategy))
+    scratch = part_of[part_of.init == "scratch"].drop_duplicates(["fraction"]).sort_values("examples")
+    if len(scratch):  # identical for every BERT strategy (same run), so one line
+        ax.plot(scratch["examples"], scratch["value"], marker="s", linestyle="--", color="gray", label="scratch")
     ax.set_xlabel("labelled training examples")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel(f"test {metric}")
     ax.set_title(f"{task}: pretrained vs scratch")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -612,20 +783,39 @@ def register(p: Pipeline) -> StageResult:
 
     A version built from the same fingerprint is reused, so re-runs register nothing new.
     """
+    r = p.results
+    targets = [
+        pretrained_target(p),
+        (f"{p.spec.name}-{p.spec.finetune.task}", r["finetune"].extra.get("kind", "classifier"), r["finetune"],
+         r["finetune"].extra.get("metric", "pretrained.test_accuracy")),
+    ]
+    return _register_targets(p, targets)
+
+
+def pretrained_target(p: Pipeline) -> tuple[str, str, StageResult, str]:
+    """(registered name, model kind, pretrain result, promotion metric) of the pretrained model, by `model.arch`."""
+    kind, metric = PRETRAINED[p.spec.model.arch]
+    return (f"{p.spec.name}-{kind}", kind, p.results["pretrain"], metric)
+
+
+def register_pretrained(p: Pipeline) -> StageResult:
+    """Register only the pretrained model (`plm pretrain`, and the whole chain for gpt, which has no fine-tuning)."""
+    return _register_targets(p, [pretrained_target(p)])
+
+
+def _register_targets(p: Pipeline, targets: list[tuple[str, str, StageResult, str]]) -> StageResult:
+    """Log each (name, kind, result, metric) as a pyfunc model, register it with lineage tags, alias and gate."""
     from plm.tracking import find_version, log_pyfunc_model, register_version
 
     start = time.perf_counter()
     r = p.results
+    chain = [s for s in ("ingest", "tokenizer", "examples", "pretrain", "finetune") if s in r]
     lineage = {
         "plm.pipeline": p.spec.name,
         "plm.snapshot_id": r["ingest"].extra["snapshot_id"],
-        **{f"plm.fingerprint.{s}": r[s].fingerprint for s in ("ingest", "tokenizer", "examples", "pretrain", "finetune")},
-        **{f"plm.run_id.{s}": str(r[s].run_id) for s in ("ingest", "tokenizer", "examples", "pretrain", "finetune")},
+        **{f"plm.fingerprint.{s}": r[s].fingerprint for s in chain},
+        **{f"plm.run_id.{s}": str(r[s].run_id) for s in chain},
     }
-    targets = [
-        (f"{p.spec.name}-encoder", "encoder", r["pretrain"], "val_mlm_accuracy"),
-        (f"{p.spec.name}-{p.spec.finetune.task}", "classifier", r["finetune"], "pretrained.test_accuracy"),
-    ]
     fp = fingerprint("register", 1, {}, {name: res.fingerprint for name, _, res, _ in targets})
     models: dict[str, Any] = {}
     if p.session is None or not p.spec.tracking.register_models:
@@ -640,9 +830,12 @@ def register(p: Pipeline) -> StageResult:
                                 "reused": True}  # fmt: skip
                 continue
             model_dir = res.path / res.extra["model_dir"]
-            uri = log_pyfunc_model(tracker, kind, model_dir, tok_path, PREVIEW_TEXTS)
+            from plm.finetune.predict import example_for
+
+            uri = log_pyfunc_model(tracker, kind, model_dir, tok_path, example_for(kind, model_dir, PREVIEW_TEXTS))
             value = float(res.metrics.get(metric, float("nan")))
-            decision = register_version(p.session, uri, name, {**lineage, "plm.fingerprint": res.fingerprint}, metric, value)
+            decision = register_version(p.session, uri, name, {**lineage, "plm.fingerprint": res.fingerprint}, metric,
+                                        value, higher_is_better=metric not in LOWER_IS_BETTER)  # fmt: skip
             tracker.log_metrics({f"{name}.{metric}": value})
             tracker.set_tags({f"{name}.promotion": json.dumps(decision)})
             p.log(f"register: {name} v{decision['version']} {metric}={value:.4f} "
@@ -663,8 +856,11 @@ def run_all(p: Pipeline) -> list[StageResult]:
     tok = tokenizer(p, ing)
     ex = examples(p, ing, tok)
     pre = pretrain(p, tok, ex)
-    finetune(p, tok, pre)
-    register(p)
+    if p.spec.model.arch != "gpt":  # bert: heads on the encoder; word2vec: the `embeddings` strategy; gpt stops here
+        finetune(p, tok, pre)
+        register(p)
+    else:
+        register_pretrained(p)
     return list(p.results.values())
 
 

@@ -74,6 +74,10 @@ class MlflowTracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+    def log_table(self, data: dict[str, list[Any]], artifact_file: str) -> None:
+        """Log columns `data` as an MLflow table artifact (shown as a table in the UI, `mlflow.load_table`)."""
+        self.client.log_table(self.run_id, data=data, artifact_file=artifact_file)
+
     def set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
@@ -170,6 +174,12 @@ class TrackingSession:
 PREDICTORS: dict[str, str] = {
     "classifier": "plm.finetune.predict:ClassifierPipeline",
     "encoder": "plm.finetune.predict:EncoderPipeline",
+    "decoder": "plm.train.predict:DecoderPipeline",
+    "word2vec": "plm.train.word2vec:Word2VecPredictor",
+    "pair_classifier": "plm.finetune.predict:PairClassifierPipeline",
+    "regressor": "plm.finetune.predict:RegressorPipeline",
+    "qa": "plm.finetune.predict:QAPipeline",
+    "embeddings_classifier": "plm.finetune.predict:EmbeddingsPipeline",
 }
 """Model kind -> predictor class (`module:Class`). A predictor has `load(model_dir, tokenizer_path)` and
 `predict_frame(DataFrame) -> DataFrame`; the one pyfunc wrapper below serves every kind, so MLflow,
