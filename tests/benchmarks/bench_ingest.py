@@ -14,7 +14,8 @@ paragraphs, `corpus.text_unit=paragraph`):
 Each run is a child process (fresh interpreter, peak RSS from `os.wait4`): plm's `ingest_corpus`
 with (a) exact dedup only and (b) MinHash near-dup on, against the baseline doing the same work in
 plain Python: read and decode, NFC, control characters stripped, whitespace normalised, length /
-symbol-ratio / repeated-line filters, language (Hangul share, else py3langid), exact dedup with a
+symbol-ratio / repeated-line filters, language (Hangul share; with PLM_BENCH_LANGID=1 py3langid on
+both sides, plm's `corpus.detect_language`), exact dedup with a
 set of sha256, for (b) datasketch `MinHash` (same shingles, 128 permutations) + `MinHashLSH` (same
 bands x rows) with the candidates verified, sentence splitting (regex; kiwipiepy for Korean), hash
 split, zstd Parquet. MB/s is decompressed input bytes over wall time; MB/cpu-s uses the child's
@@ -48,6 +49,8 @@ MIN_MB = 60
 KO_COPIES = 20
 TARGETS = {"exact": 30.0, "near_dup": 10.0}
 TARGET_RATIO = 3.0
+LANGID = os.environ.get("PLM_BENCH_LANGID") == "1"
+"""Both ingesters label languages with py3langid (plm's `corpus.detect_language`) instead of the script heuristic."""
 
 
 # ---------------------------------------------------------------- corpus preparation
@@ -204,9 +207,10 @@ def baseline_ingest(files: list[Path], out: Path, near_dup: bool) -> dict[str, i
 
         lsh = MinHashLSH(threshold=params.threshold, num_perm=params.num_perm, params=(params.bands, params.rows))
         kept_sigs: dict[str, MinHash] = {}
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+    if LANGID:
+        from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     kiwi = None
     seen: set[str] = set()
     counts = {"read": 0, "kept": 0, "filtered": 0, "duplicate": 0, "near_duplicate": 0, "quarantined": 0}
@@ -248,15 +252,18 @@ def baseline_ingest(files: list[Path], out: Path, near_dup: bool) -> dict[str, i
                         continue
                     lsh.insert(doc_id, m)
                     kept_sigs[doc_id] = m
-            head = text[:1000]  # language: Hangul share, else py3langid on the first 1000 characters (as plm)
+            head = text[:1000]  # language as plm labels it by default: Hangul share of the letters
             letters = len(_LETTER.findall(head))
-            if letters < 12:
-                lang = "und"
-            elif len(_HANGUL.findall(head)) > 0.5 * letters:
-                lang = "ko"
+            if LANGID:  # corpus.detect_language: py3langid on the first 1000 characters (as plm)
+                if letters < 12:
+                    lang = "und"
+                elif len(_HANGUL.findall(head)) > 0.5 * letters:
+                    lang = "ko"
+                else:
+                    label, confidence = identifier.classify(head)
+                    lang = label if confidence >= 0.25 else "und"
             else:
-                label, confidence = identifier.classify(head)
-                lang = label if confidence >= 0.25 else "und"
+                lang = "ko" if letters and len(_HANGUL.findall(head)) > 0.3 * letters else "en"
             if lang == "ko":
                 if kiwi is None:
                     from kiwipiepy import Kiwi
@@ -283,7 +290,7 @@ def plm_ingest(files: list[Path], home: Path, near_dup: bool) -> dict[str, int]:
     from plm.corpus.ingest import ingest_corpus
 
     cfg = CorpusSpec(paths=[str(f) for f in files], text_unit="paragraph", near_dup=near_dup,
-                     allowed_roots=[str(files[0].parent)])
+                     allowed_roots=[str(files[0].parent)], detect_language=LANGID)
     result = ingest_corpus(cfg, home)
     c = result.counts
     return {"read": c["rows_read"], "kept": c["rows_kept"], "filtered": c["rows_filtered"],

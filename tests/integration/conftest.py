@@ -198,6 +198,15 @@ class Served:
                 if len(page) < 200:
                     return messages
 
+    def logs_until(self, flow_run_id: Any, needles: list[str], timeout: float = 60.0) -> str:
+        """The run's log text once every needle is in it: workers ship logs in batches, after the run's state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = "\n".join(self.logs(flow_run_id))
+            if all(n in text for n in needles) or time.monotonic() > deadline:
+                return text
+            time.sleep(1.0)
+
     def mlflow(self, endpoint: str, auth: Any = "default", method: str = "GET", **params: Any) -> tuple[int, Any]:
         """MLflow REST API call (`/api/2.0/mlflow/<endpoint>`); GET params in the query, POST as JSON."""
         auth = self.mlflow_auth if auth == "default" else auth

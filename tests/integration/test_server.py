@@ -184,7 +184,7 @@ def test_incremental_rerun_through_the_deployment(served, first_run, corpus_dir,
     assert set(old_lake) < set(new_lake)
     assert all((served.home / f).stat().st_mtime_ns == m for f, m in old_lake.items())
     assert manifest["extra"]["snapshot_id"] != _manifest(served.home, "ingest", old_fp["ingest"])["extra"]["snapshot_id"]
-    logs = "\n".join(served.logs(run.id))
+    logs = served.logs_until(run.id, ["ingest notes_2.txt (rows)"])
     assert "ingest notes_2.txt (rows)" in logs and "ingest lee_background.cor (rows)" not in logs
     assert "ingest notes_1.txt (rows)" not in logs
 
@@ -198,7 +198,7 @@ def test_no_change_rerun_skips_every_stage(served, first_run, test_artifacts, ti
     timing(test_artifacts, "no_change_rerun_flow_s", run.total_run_time.total_seconds())
     assert run.state.type.value == "COMPLETED"
     assert set(_stage_status(served.artifacts(run.id)).values()) == {"reused"}
-    logs = "\n".join(served.logs(run.id))
+    logs = served.logs_until(run.id, [f"{s}: reusing " for s in STAGES])
     assert sum(f"{s}: reusing " in logs for s in STAGES) == len(STAGES), logs[-2000:]
 
 
