@@ -126,9 +126,9 @@ def detect_lang(text: str) -> str:
     """Heuristic: "ko" when Hangul syllables are more than 30 % of the letters (of the first
     LANG_PREFIX_CHARS characters), else "en"."""
     head = text[:LANG_PREFIX_CHARS]
-    letters = len(_LETTER.findall(head))
-    if not letters:
+    if _HANGUL.search(head) is None:  # most documents of an English corpus: no counting needed
         return "en"
+    letters = len(_LETTER.findall(head))
     return "ko" if len(_HANGUL.findall(head)) > 0.3 * letters else "en"
 
 
