@@ -35,8 +35,7 @@ def pipeline_run_name() -> str:
         spec = load_spec(params["spec_path"], params.get("overrides") or [])
     except (SpecError, OSError, KeyError):
         return f"pipeline[{params.get('spec_path', '?')}]"  # the flow itself reports the bad spec
-    size = getattr(spec.model, "size", None)
-    return f"{spec.name}[{spec.model.arch}{f'-{size}' if size else ''}]"
+    return f"{spec.name}[{spec.model.label()}]"
 
 
 # Bad input fails the same way every time: never retried. Transport errors can pass: retried.

@@ -27,7 +27,7 @@ def pipeline(spec_path: str, overrides: list[str] | None = None) -> dict[str, An
         snap = ing.extra["snapshot_id"]
         tok = tokenizer_task.with_options(task_run_name=f"tokenizer[{spec.tokenizer.kind}-{snap}]")(p, ing)
         ex = examples_task.with_options(task_run_name=f"examples[{'+'.join(spec.objectives.kinds)}-{snap}]")(p, ing, tok)
-        pre = pretrain_task.with_options(task_run_name=f"pretrain[{spec.model.arch}-{spec.model.size}]")(p, tok, ex)
+        pre = pretrain_task.with_options(task_run_name=f"pretrain[{spec.model.label()}]")(p, tok, ex)
         if spec.model.arch != "gpt":  # bert: heads on the encoder; word2vec: `embeddings`; gpt stops at pretraining
             finetune_task.with_options(task_run_name=f"finetune[{spec.finetune.task}]")(p, tok, pre)
             register_task.with_options(task_run_name=f"register[{name}]", retry_condition_fn=retry_on_io)(p)

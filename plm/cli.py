@@ -97,7 +97,8 @@ def progress_bars(enabled: bool) -> Iterator[Any]:
 KEY_FIGURES = {
     "ingest": ["documents", "sentences", "rows_read", "rows_duplicate", "rows_filtered", "rows_quarantined"],
     "tokenizer": ["vocab_size", "fertility", "unk_rate"],
-    "examples": ["train_examples", "validation_examples", "mask_rate", "nsp_random_rate"],
+    "examples": ["train_examples", "validation_examples", "mask_rate", "nsp_random_rate", "clm.train_sequences",
+                 "skipgram.train_pairs", "skipgram.vocab_size"],
     "pretrain": ["steps", "train_loss", "val_mlm_accuracy", "val_nsp_accuracy", "val_perplexity", "wordsim_spearman",
                  "tokens_per_s"],
     "finetune": ["train_examples", "test_examples", *(f"{init}.test_{m}" for init in ("pretrained", "scratch")

@@ -215,6 +215,10 @@ class _TransformerSpec(_Section):
     attention_dropout: float | None = Field(None, ge=0, lt=1)
     """Dropout on attention probabilities; None = `dropout`. 0 lets CPU SDPA use its fused kernel (~25 % faster)."""
 
+    def label(self) -> str:
+        """`<arch>-<size>` (e.g. `bert-small`): names task runs and registered artefacts."""
+        return f"{self.arch}-{self.size}"  # type: ignore[attr-defined]
+
     def dims(self) -> dict[str, int]:
         """The size preset with explicit overrides applied."""
         dims = dict(MODEL_SIZES[self.size])
@@ -264,6 +268,10 @@ class Word2VecSpec(_Section):
     """Analogy evaluation searches only the N most frequent words (gensim's `restrict_vocab`)."""
     threads: int = Field(1, ge=0)
     """CPU threads for the updates (0 = torch's default); the scatter-heavy steps scale poorly, and 1 wins on a busy host."""
+
+    def label(self) -> str:
+        """`word2vec-<dim>d`: names task runs and registered artefacts."""
+        return f"word2vec-{self.dim}d"
 
 
 ModelSpec = Annotated[BertSpec | GptSpec | Word2VecSpec, Field(discriminator="arch")]

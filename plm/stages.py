@@ -505,7 +505,7 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
             counts={"steps": float(spec.train.steps), "tokens": result.metrics.get("tokens", 0.0)},
             metrics=result.metrics,
             extra={"model_dir": str(result.model_dir.relative_to(w.path)), "export_dir": export_dir,
-                   "checkpoint": "checkpoint.pt", "arch": f"{arch}-{spec.model.size}", "kind": PRETRAINED[arch][0]},
+                   "checkpoint": "checkpoint.pt", "arch": spec.model.label(), "kind": PRETRAINED[arch][0]},
         )  # fmt: skip
         if hasattr(tracker, "log_curves"):
             tracker.log_curves(curves, f"{arch} pretraining", "pretrain_curves.png")

@@ -73,6 +73,7 @@ def test_model_arch_selects_the_family_and_keys_are_checked_per_family():
     assert gpt.model.arch == "gpt" and gpt.model.dims()["hidden_size"] == 64
     w2v = load_spec(None, ["model.arch=word2vec", "model.dim=50"])
     assert w2v.model.arch == "word2vec" and w2v.model.dim == 50
+    assert [s.model.label() for s in (load_spec(None), gpt, w2v)] == ["bert-small", "gpt-debug", "word2vec-50d"]
     with pytest.raises(SpecError, match=r"^model\.dim"):
         load_spec(None, ["model.dim=50"])  # a word2vec key on the default (bert) family
     with pytest.raises(SpecError, match="unknown key 'model.bogus'"):
