@@ -13,20 +13,19 @@ N predicted positions in the batch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plm.models.layers import PreLNTransformerBlock, TransformerBlock, key_padding_mask
+from plm.models.layers import ModelConfig, PreLNTransformerBlock, TransformerBlock, key_padding_mask
 
 IGNORE_INDEX = -100
 
 
 @dataclass
-class BertConfig:
+class BertConfig(ModelConfig):
     vocab_size: int
     hidden_size: int
     num_layers: int
@@ -46,19 +45,6 @@ class BertConfig:
     def __post_init__(self) -> None:
         if self.norm not in ("post", "pre"):
             raise ValueError(f"norm must be 'post' or 'pre', not {self.norm!r}")
-
-    @property
-    def attention_dropout_p(self) -> float:
-        return self.dropout if self.attention_dropout is None else self.attention_dropout
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> BertConfig:
-        """Build from a dict; unknown keys (e.g. `num_labels` in a classifier's config.json) are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def init_weights(module: nn.Module) -> None:

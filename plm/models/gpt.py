@@ -17,18 +17,19 @@ positions 0..T-1, documents separated only by <|endoftext|>.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from plm.models.layers import ModelConfig
+
 IGNORE_INDEX = -100
 
 
 @dataclass
-class GPTConfig:
+class GPTConfig(ModelConfig):
     vocab_size: int
     hidden_size: int
     num_layers: int
@@ -39,19 +40,6 @@ class GPTConfig:
     attention_dropout: float | None = None
     """Dropout on attention probabilities; None = `dropout` (GPT-2)."""
     layer_norm_eps: float = 1e-5
-
-    @property
-    def attention_dropout_p(self) -> float:
-        return self.dropout if self.attention_dropout is None else self.attention_dropout
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
-        """Build from a dict; unknown keys (e.g. `arch` in a config.json) are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def positions_and_mask(doc_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

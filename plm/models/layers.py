@@ -9,9 +9,35 @@ Shapes: B batch, T sequence length, C hidden size, H heads, D = C // H head size
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
+from typing import Any, TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+_C = TypeVar("_C", bound="ModelConfig")
+
+
+class ModelConfig:
+    """What BERT's and GPT's config dataclasses share: dict round trip and the attention dropout."""
+
+    dropout: float
+    attention_dropout: float | None
+
+    @property
+    def attention_dropout_p(self) -> float:
+        return self.dropout if self.attention_dropout is None else self.attention_dropout
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_C], d: dict[str, Any]) -> _C:
+        """Build from a dict; unknown keys (`arch`, a classifier's `num_labels`, ...) are ignored."""
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def key_padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
