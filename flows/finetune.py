@@ -6,8 +6,10 @@ from plm import stages
 
 
 @task(name="finetune", cache_policy=NO_CACHE)
-def finetune_task(p: stages.Pipeline, tok: stages.StageResult, pre: stages.StageResult) -> stages.StageResult:
-    result = stages.finetune(p, tok, pre)
+def finetune_task(
+    p: stages.Pipeline, tok: stages.StageResult, pre: stages.StageResult, wv: stages.StageResult | None = None
+) -> stages.StageResult:
+    result = stages.finetune(p, tok, pre, wv)
     publish(p, result)
     return result
 

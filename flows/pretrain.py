@@ -12,6 +12,15 @@ def pretrain_task(p: stages.Pipeline, tok: stages.StageResult, ex: stages.StageR
     return result
 
 
+@task(name="word_vectors", cache_policy=NO_CACHE)
+def word_vectors_task(p: stages.Pipeline, tok: stages.StageResult, ex: stages.StageResult) -> stages.StageResult | None:
+    """A BERT pipeline's companion word2vec vectors (`word_vectors` in the spec)."""
+    result = stages.word_vectors(p, tok, ex)
+    if result is not None:
+        publish(p, result)
+    return result
+
+
 # Registry writes go over the network to an MLflow server in server mode: retry those.
 @task(name="register-pretrained", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
 def register_pretrained_task(p: stages.Pipeline) -> stages.StageResult:

@@ -12,23 +12,26 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import ThrottledProgress, artifact_key
 from flows.examples import examples_task
 from flows.ingest import ingest_task
-from flows.pretrain import pretrain_task
+from flows.pretrain import pretrain_task, word_vectors_task
 from flows.tokenizer import tokenizer_task
 from plm import stages
 from plm.config import load_spec
 
 
 @task(name="transfer", cache_policy=NO_CACHE)
-def transfer_task(p: stages.Pipeline, tok: stages.StageResult, pre: stages.StageResult) -> stages.StageResult:
-    result = stages.transfer(p, tok, pre)
-    report = pd.read_csv(result.path / result.extra["report_path"])
+def transfer_task(
+    p: stages.Pipeline, tok: stages.StageResult, pre: stages.StageResult, wv: stages.StageResult | None = None
+) -> stages.StageResult:
+    result = stages.transfer(p, tok, pre, wv)
+    report = pd.read_csv(result.path / result.extra.get("summary_path", result.extra["report_path"]))
     link = p.session.run_url(result.run_id) if p.session and result.run_id else "tracking off"
     metric = result.extra.get("metric", "accuracy")
     create_table_artifact(
         key=artifact_key("transfer", p.spec.name),
         table=report.to_dict(orient="records"),
-        description=(f"**transfer report** ({p.spec.finetune.task_type}, main metric `{metric}`) "
-                     f"`{result.fingerprint}`: {result.path / 'report.png'}; MLflow run: {link}"),
+        description=(f"**transfer report** ({p.spec.finetune.task_type}, main metric `{metric}`, mean and 95 % "
+                     f"interval over seeds per cell) `{result.fingerprint}`: {result.path / 'report.png'}; "
+                     f"MLflow run: {link}"),
     )  # fmt: skip
     gains = {k: v for k, v in result.metrics.items() if k.startswith("gain.")}
     if gains:
@@ -48,6 +51,7 @@ def transfer(spec_path: str, overrides: list[str] | None = None) -> dict[str, An
     with stages.Pipeline(spec, progress=ThrottledProgress(logger), log=logger.info, run_name="transfer") as p:
         ing = ingest_task(p)
         tok = tokenizer_task(p, ing)
-        pre = pretrain_task(p, tok, examples_task(p, ing, tok))
-        result = transfer_task(p, tok, pre)
+        ex = examples_task(p, ing, tok)
+        pre = pretrain_task(p, tok, ex)
+        result = transfer_task(p, tok, pre, word_vectors_task(p, tok, ex))
     return {"run_id": p.run_id, "report_path": str(result.path / result.extra["report_path"]), **result.to_json()}

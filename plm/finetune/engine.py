@@ -193,8 +193,9 @@ def train_loop(
             epoch_losses.append(loss_f)
             tracker.log_metrics({"train_loss": loss_f, "lr": optimizer.param_groups[0]["lr"]}, step=step)
             progress("finetune", step, total)
-        scores = evaluate()
-        tracker.log_metrics(scores, step=epoch)
+        if ft.eval_each_epoch or epoch == ft.epochs:
+            scores = evaluate()
+            tracker.log_metrics(scores, step=epoch)
     return scores, float(np.mean(epoch_losses))
 
 

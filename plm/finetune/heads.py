@@ -77,7 +77,8 @@ class EmbeddingBagClassifier(nn.Module):
     """Word ids -> embedding (word2vec vectors or random) -> masked mean -> MLP -> logits (1 = regression).
 
     Pairs are combined as [u, v, |u - v|, u * v] (InferSent), so one model serves single and pair tasks.
-    Id 0 is padding (a zero vector), id 1 the unknown word; word i of the vocabulary is id i + 2.
+    Id 0 is padding, id 1 the unknown word (both left out of the mean); word i of the vocabulary is id
+    i + 2. `hidden=0` makes the head one linear layer (the `features` strategy's logistic regression).
     """
 
     def __init__(self, vocab_size: int, dim: int, hidden: int, num_labels: int, pair: bool, dropout: float) -> None:
@@ -85,24 +86,30 @@ class EmbeddingBagClassifier(nn.Module):
         self.num_labels = num_labels
         self.pair = pair
         self.embeddings = nn.Embedding(vocab_size, dim, padding_idx=0)
-        self.mlp = nn.Sequential(
-            nn.Linear(dim * (4 if pair else 1), hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
-        )
+        width = dim * (4 if pair else 1)
+        if hidden:
+            self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels))
+        else:
+            self.mlp = nn.Sequential(nn.Linear(width, num_labels))
 
     def _pool(self, ids: torch.Tensor) -> torch.Tensor:
-        mask = (ids != 0).unsqueeze(-1).float()  # (B, T, 1)
+        mask = (ids > 1).unsqueeze(-1).float()  # (B, T, 1): known words only
         return (self.embeddings(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, dim)
 
-    def forward(
-        self, input_ids: torch.Tensor, pair_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+    def features(self, input_ids: torch.Tensor, pair_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """What the head sees: the pooled text (pairs: [u, v, |u - v|, u * v])."""
         u = self._pool(input_ids)
         if self.pair:
             if pair_ids is None:
                 raise ValueError("a pair model needs pair_ids")
             v = self._pool(pair_ids)
             u = torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
-        logits = self.mlp(u)
+        return u
+
+    def forward(
+        self, input_ids: torch.Tensor, pair_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        logits = self.mlp(self.features(input_ids, pair_ids))
         out = {"logits": logits}
         if labels is not None:
             if self.num_labels == 1:

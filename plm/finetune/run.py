@@ -41,6 +41,16 @@ class PreparedTask:
     """The parsed task as a pyarrow Table with a `split` column (written beside the model: the task's lake copy)."""
     data: Any
     encoded: dict[str, Any] = field(default_factory=dict)
+    features: Any = None
+    """`WordVectorFeatures` of a word2vec task, built on the first `features` fit and reused by every later one."""
+
+    def for_family(self, arch: str, pretrained_dir: Path) -> PreparedTask:
+        """The same rows and split for another pretrained family (a BERT pipeline's companion word vectors)."""
+        task = PreparedTask(self.ft, arch, pretrained_dir, self.tokenizer_path, self.train_idx, self.test_idx,
+                            self.skipped, self.label_names, self.table, self.data)  # fmt: skip
+        if arch == "bert":
+            task.encoded = self.encoded or _encode_bert(self.ft, self.tokenizer_path, self.data)
+        return task
 
     @property
     def kind(self) -> str:
@@ -57,7 +67,8 @@ class PreparedTask:
 
     def strategies(self, wanted: list[str]) -> list[Strategy]:
         """The strategies that apply to this model family, in the given order."""
-        usable = {"embeddings", "scratch"} if self.arch == "word2vec" else {"full", "frozen", "discriminative", "scratch"}
+        usable = ({"embeddings", "features", "scratch"} if self.arch == "word2vec"
+                  else {"full", "frozen", "discriminative", "scratch"})  # fmt: skip
         chosen = [s for s in wanted if s in usable]
         if not chosen:
             raise ValueError(f"finetune strategies {wanted} do not apply to model.arch={self.arch} "
@@ -72,13 +83,30 @@ class PreparedTask:
         strategy: Strategy,
         tracker: Tracker = NullTracker(),
         progress: Progress = no_progress,
+        seed: int | None = None,
+        save: bool = True,
+        eval_each_epoch: bool | None = None,
     ) -> FinetuneResult:
-        """Train on the training rows at `train_positions` (indices into `train_idx`), evaluate on the test split."""
+        """Train on the training rows at `train_positions` (indices into `train_idx`), evaluate on the test split.
+
+        `seed` replaces `finetune.seed` (initialisation, data order, CV folds); `save=False` lets the
+        `features` strategy skip writing its model (the transfer report's many fits need only metrics).
+        """
         train = [self.train_idx[j] for j in train_positions]
         test = self.test_idx
-        ft = self.ft
+        update = {k: v for k, v in (("seed", seed), ("eval_each_epoch", eval_each_epoch)) if v is not None}
+        ft = self.ft.model_copy(update=update) if update else self.ft
         pretrained = pretrained and strategy != "scratch"
         init_from = self.pretrained_dir if pretrained else None
+        if self.arch == "word2vec" and strategy == "features":
+            from plm.finetune.features import WordVectorFeatures
+
+            if self.features is None:
+                self.features = WordVectorFeatures(self.pretrained_dir, self.data.texts, self.data.pairs,
+                                                   ft.max_words or ft.seq_len)  # fmt: skip
+            labels = self._labels()
+            return self.features.fit(train, test, labels, dict(enumerate(self.label_names)), pretrained, ft.seed,
+                                     out_dir if save else None)  # fmt: skip
         if self.arch == "word2vec":
             from plm.finetune.embeddings import finetune_embeddings
 
@@ -128,7 +156,9 @@ def prepare_task(ft: FinetuneSpec, pretrained_dir: Path, tokenizer_path: Path, a
     """Read, split and encode the labelled data of `ft` for a pretrained model of family `arch`."""
     import pyarrow as pa
 
-    from plm.finetune.tasks import encode_pairs, read_labelled, split_by_hash
+    from plm.finetune.tasks import read_labelled, split_rows, with_sample_defaults
+
+    ft = with_sample_defaults(ft)
 
     if arch not in ("bert", "word2vec"):
         raise ValueError(f"finetune: model.arch={arch} has no fine-tuning heads (bert, or word2vec via embeddings)")
@@ -148,20 +178,25 @@ def prepare_task(ft: FinetuneSpec, pretrained_dir: Path, tokenizer_path: Path, a
         task = PreparedTask(ft, arch, pretrained_dir, tokenizer_path, train_idx, test_idx, qa.skipped, [], table, qa)
     else:
         data = read_labelled(ft)
-        train_idx, test_idx = split_by_hash(data.split_keys(), ft.test_fraction)
+        train_idx, test_idx = split_rows(data, ft.test_fraction)
         labels = [] if ft.task_type == "regression" else sorted(set(data.labels))
         columns = {"text": data.texts, **({"text_pair": data.pairs} if data.pairs is not None else {}),
                    "label": data.labels, "split": _split_column(len(data.texts), test_idx)}  # fmt: skip
         task = PreparedTask(ft, arch, pretrained_dir, tokenizer_path, train_idx, test_idx, data.skipped, labels,
                             pa.table(columns), data)  # fmt: skip
         if arch == "bert":
-            from plm.tokenizer.train import load_tokenizer
-
-            ids, types = encode_pairs(load_tokenizer(tokenizer_path), data.texts, data.pairs, ft.seq_len)
-            task.encoded = {"ids": ids, "types": types}
+            task.encoded = _encode_bert(ft, tokenizer_path, data)
     if not task.train_idx or not task.test_idx:
         raise ValueError("finetune: the split left an empty train or test set; adjust finetune.test_fraction")
     return task
+
+
+def _encode_bert(ft: FinetuneSpec, tokenizer_path: Path, data: Any) -> dict[str, Any]:
+    from plm.finetune.tasks import encode_pairs
+    from plm.tokenizer.train import load_tokenizer
+
+    ids, types = encode_pairs(load_tokenizer(tokenizer_path), data.texts, data.pairs, ft.seq_len)
+    return {"ids": ids, "types": types}
 
 
 def _split_column(n: int, test_idx: list[int]) -> list[str]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from plm.train.optim import build_optimizer
 
-Strategy = Literal["full", "frozen", "discriminative", "embeddings", "scratch"]
+Strategy = Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch"]
 _LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from tokenizers import Tokenizer
 
 from plm.config import FinetuneSpec
-from plm.samples import is_sample, resolve_sample
+from plm.samples import FETCHED, LABELLED_DEFAULTS, is_sample, resolve_fetched, resolve_sample
 
 FASTTEXT_PREFIX = "__label__"
 
@@ -30,6 +30,8 @@ class LabelledData:
     encoding: str
     pairs: list[str] | None = None
     """Second text of each row for pair tasks, else None."""
+    splits: list[str] | None = None
+    """Each row's value of `finetune.split_column` (`test` = held out), when the spec names one."""
 
     def split_keys(self) -> list[str]:
         """What the hash split looks at: the text, or both texts of a pair."""
@@ -59,7 +61,18 @@ def decode_strict(data: bytes, what: str) -> tuple[str, str]:
 
 
 def data_path(cfg: FinetuneSpec) -> Path:
-    return resolve_sample(cfg.data)[0] if is_sample(cfg.data) else Path(cfg.data)
+    """The labelled file: a named sample's (fetched ones: their `labelled` file) or the path as given."""
+    if is_sample(cfg.data):
+        key = cfg.data.removeprefix("sample:")
+        return resolve_fetched(key, "labelled") if key in FETCHED else resolve_sample(cfg.data)[0]
+    return Path(cfg.data)
+
+
+def with_sample_defaults(cfg: FinetuneSpec) -> FinetuneSpec:
+    """A fetched labelled sample implies its format, columns and split column unless the spec sets them."""
+    key = cfg.data.removeprefix("sample:") if is_sample(cfg.data) else None
+    defaults = {k: v for k, v in LABELLED_DEFAULTS.get(key or "", {}).items() if k not in cfg.model_fields_set}
+    return cfg.model_copy(update=defaults) if defaults else cfg
 
 
 def read_labelled(cfg: FinetuneSpec) -> LabelledData:
@@ -67,6 +80,7 @@ def read_labelled(cfg: FinetuneSpec) -> LabelledData:
 
     Rows missing a text or a label (or with a non-numeric label for `regression`) are skipped and counted.
     """
+    cfg = with_sample_defaults(cfg)
     path = data_path(cfg)
     if not path.is_file():
         raise FileNotFoundError(f"finetune.data: {path} not found")
@@ -76,12 +90,13 @@ def read_labelled(cfg: FinetuneSpec) -> LabelledData:
     texts: list[str] = []
     seconds: list[str] = []
     labels: list[str] = []
+    splits: list[str] = []
     skipped = 0
 
     def blank(v: object) -> bool:
         return v is None or (isinstance(v, float) and v != v) or not str(v).strip()
 
-    def add(text: object, label: object, second: object = None) -> None:
+    def add(text: object, label: object, second: object = None, split: object = None) -> None:
         nonlocal skipped
         if blank(text) or blank(label) or (pairs and blank(second)):
             skipped += 1
@@ -99,9 +114,12 @@ def read_labelled(cfg: FinetuneSpec) -> LabelledData:
         labels.append(str(label).strip())
         if pairs:
             seconds.append(" ".join(str(second).split()))
+        if cfg.split_column:
+            splits.append(str(split).strip() if split is not None else "")
 
     def row_of(row: dict) -> None:
-        add(row.get(cfg.text_column), row.get(cfg.label_column), row.get(cfg.text_pair_column) if pairs else None)
+        add(row.get(cfg.text_column), row.get(cfg.label_column), row.get(cfg.text_pair_column) if pairs else None,
+            row.get(cfg.split_column) if cfg.split_column else None)
 
     encoding = "parquet"
     if cfg.format == "parquet":
@@ -136,7 +154,19 @@ def read_labelled(cfg: FinetuneSpec) -> LabelledData:
                     skipped += 1
     if not texts:
         raise ValueError(f"finetune.data: no labelled rows in {path} (format {cfg.format})")
-    return LabelledData(texts, labels, path, skipped, encoding, seconds if pairs else None)
+    if cfg.split_column and "test" not in splits:
+        raise ValueError(f"finetune.split_column: no row of {path} has {cfg.split_column}=test")
+    return LabelledData(texts, labels, path, skipped, encoding, seconds if pairs else None,
+                        splits if cfg.split_column else None)  # fmt: skip
+
+
+def split_rows(data: LabelledData, test_fraction: float) -> tuple[list[int], list[int]]:
+    """Train and test indices: the data's own split column when it has one, else the hash split."""
+    if data.splits is not None:
+        test = [i for i, s in enumerate(data.splits) if s == "test"]
+        train = [i for i, s in enumerate(data.splits) if s != "test"]
+        return train, test
+    return split_by_hash(data.split_keys(), test_fraction)
 
 
 def split_by_hash(texts: list[str], test_fraction: float) -> tuple[list[int], list[int]]:

@@ -138,6 +138,15 @@ def iter_sentences(files: list[Path], split: str = "train", batch_size: int = 20
         yield pc.list_flatten(batch.column("sentences")).to_pylist()
 
 
+def iter_units(files: list[Path], split: str = "train", unit: str = "sentence", batch_size: int = 2048) -> Iterator[list[str]]:
+    """Batches of sentences (`unit=sentence`) or of whole documents, their sentences joined in order (`document`)."""
+    if unit == "sentence":
+        yield from iter_sentences(files, split, batch_size)
+        return
+    for batch in lake_batches(files, split, ["sentences"], batch_size):
+        yield [" ".join(doc) for doc in batch.column("sentences").to_pylist()]
+
+
 def _sentence_bytes(sentences: pa.Array) -> int:
     flat = pc.list_flatten(sentences)
     return int(pc.sum(pc.binary_length(flat)).as_py() or 0)

@@ -236,6 +236,48 @@ def _train(
     return Word2VecResult(list(vocab.words), vectors, model, metrics)
 
 
+def train_word2vec_compiled(
+    cfg: Word2VecSpec,
+    sg: SkipgramSpec,
+    vocab: Vocab,
+    sentences: Sequence[np.ndarray] | None,
+    seed: int = 1234,
+    tracker: Tracker | None = None,
+    progress: Progress = no_progress,
+) -> Word2VecResult:
+    """word2vec with the compiled per-pair loop (`plm.train.sgns`) over the encoded corpus: the C tool's
+    updates, fresh subsampling, windows and negatives every epoch, `model.threads` lock-free threads."""
+    from plm.train.sgns import corpus_arrays, train_sgns
+
+    tracker = tracker or NullTracker()
+    if not sentences:
+        raise ValueError("train_word2vec: the compiled engine needs the encoded sentences (none in the train split)")
+    ids, offsets = corpus_arrays(sentences)
+    threads = cfg.threads or (os.cpu_count() or 1)
+    tracker.log_params({"word2vec.vocab_size": len(vocab), "word2vec.epoch_words": int(offsets[-1]),
+                        "word2vec.mode": "cbow" if sg.cbow else "skipgram", "word2vec.engine": "compiled",
+                        "word2vec.threads": threads})  # fmt: skip
+
+    def on_epoch(epoch: int, m: dict[str, float]) -> None:
+        tracker.log_metrics({"loss": m["train_loss"], "words_per_s": m["words_per_s"], "epoch": float(epoch),
+                             "lr": max(cfg.min_lr, cfg.lr - (cfg.lr - cfg.min_lr) * epoch / cfg.epochs)}, epoch)  # fmt: skip
+        progress("word2vec", epoch, cfg.epochs)
+
+    syn0, syn1, m = train_sgns(
+        ids, offsets, vocab.counts, keep_probability(vocab.counts, sg.subsample), cfg.dim, window=sg.window,
+        negatives=sg.negatives, cbow=sg.cbow, contexts=sg.contexts, epochs=cfg.epochs, lr=cfg.lr, min_lr=cfg.min_lr,
+        seed=seed, threads=threads, on_epoch=on_epoch,
+    )  # fmt: skip
+    model = Word2Vec(len(vocab), cfg.dim, cbow=sg.cbow)
+    with torch.no_grad():
+        model.in_embed.weight.copy_(torch.from_numpy(syn0))
+        model.out_embed.weight.copy_(torch.from_numpy(syn1))
+    metrics = {"train_loss": m["train_loss"], "words": m["words"], "pairs": m["updates"], "updates": m["updates"],
+               "words_per_s": m["words_per_s"], "pairs_per_s": m["updates"] / max(m["seconds"], 1e-9),
+               "seconds": m["seconds"], "epochs": float(cfg.epochs), "threads": float(threads)}  # fmt: skip
+    return Word2VecResult(list(vocab.words), syn0.copy(), model, metrics)
+
+
 def _prefetch(items: Iterator[Any]) -> Iterator[Any]:
     """`items`, each produced on a worker thread while the caller works on the previous one."""
     done = object()

@@ -1,6 +1,7 @@
 """Stage contract against a real MLflow store: reuse by fingerprint, failure leaves nothing behind."""
 
 import pytest
+from pathlib import Path
 from mlflow import MlflowClient
 
 from plm import stages
@@ -107,7 +108,7 @@ def test_transfer_report_through_the_cli(tmp_path):
 
     from plm.cli import app
 
-    args = ["transfer", "pipelines/quickstart.yaml", "--json"]
+    args = ["transfer", "pipelines/enko_polarity.yaml", "--json"]
     for o in (f"home={tmp_path}", "corpus.paths=[sample:lee]", "corpus.text_unit=line", "tokenizer.vocab_size=1000",
               "objectives.seq_len=64", "objectives.dupe_factor=1", "model.size=debug", "train.steps=20",
               "train.warmup_steps=2", "train.batch_size=16", "finetune.epochs=1", "finetune.seq_len=32",
@@ -117,13 +118,19 @@ def test_transfer_report_through_the_cli(tmp_path):
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout.strip().splitlines()[-1])
     report = pd.read_csv(payload["report_path"])
-    assert list(report.columns[:6]) == ["strategy", "init", "fraction", "examples", "metric", "value"]
-    assert "seed" in report.columns and len(report) == 2 * 2 * 2 * 2
-    assert set(report.init) == {"pretrained", "scratch"} and set(report.fraction) == {0.5, 1.0}
-    halves = report[(report.fraction == 0.5)].examples.unique()
-    n_train = report[report.fraction == 1.0].examples.iloc[0]
-    assert len(halves) == 1 and halves[0] == max(1, round(0.5 * n_train))
+    assert list(report.columns[:7]) == ["strategy", "init", "labels", "seed", "metric", "value", "test_examples"]
+    assert set(report.init) == {"pretrained", "scratch", "baseline"}
+    assert set(report[report.init == "baseline"].strategy) == {"tfidf_lr", "tfidf_lr_cv"}
+    # (2 strategies x {pretrained, scratch} + 2 baselines) x 2 budgets x {accuracy, macro_f1}
+    assert len(report) == (2 * 2 + 2) * 2 * 2 and set(report.seed) == {1234}
+    n_train = int(payload["counts"]["train_examples"])
+    assert set(report.labels) == {max(1, round(0.5 * n_train)), n_train}
+    assert (report.test_examples == payload["counts"]["test_examples"]).all()
+    scratch = report[(report.init == "scratch") & (report.metric == "accuracy")].pivot_table(
+        index="labels", columns="strategy", values="value")
+    assert (scratch["full"] == scratch["frozen"]).all()  # one BERT scratch run per budget and seed, shared
+    summary = pd.read_csv(Path(payload["path"]) / "summary.csv")
+    assert {"mean", "low", "high", "seeds"} <= set(summary.columns) and summary.low.isna().all()  # one seed: no interval
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    children = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id],
-                                  f"tags.mlflow.parentRunId = '{payload['run_id']}'")
-    assert len(children) == 8 and {c.data.tags["plm.strategy"] for c in children} == {"full", "frozen"}
+    run = client.get_run(payload["run_id"])
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"report.csv", "summary.csv", "plots"}

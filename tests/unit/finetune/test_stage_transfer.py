@@ -45,10 +45,10 @@ def test_qa_finetune_and_transfer_stages(tmp_path, tokenizer_path, bert_dir):
     assert (ft.path / "pretrained" / "model" / "task.json").is_file()
 
     report = pd.read_parquet(tr.path / "report.parquet")
-    assert set(report.columns) >= {"strategy", "init", "fraction", "metric", "value", "seed"}
+    assert set(report.columns) >= {"strategy", "init", "labels", "metric", "value", "seed", "test_examples"}
     assert set(report.metric) == {"exact_match", "f1"} and set(report.strategy) == {"full", "frozen"}
-    assert len(report) == 2 * 2 * 2 * 2  # strategies x inits x fractions x metrics
-    scratch = report[report.init == "scratch"].pivot_table(index="fraction", columns="strategy", values="value")
+    assert len(report) == 2 * 2 * 2 * 2  # strategies x inits x budgets x metrics (QA has no TF-IDF baseline)
+    scratch = report[report.init == "scratch"].pivot_table(index=["labels", "metric"], columns="strategy", values="value")
     assert (scratch["full"] == scratch["frozen"]).all()  # one scratch run per fraction, shared
     assert (tr.path / "report.png").is_file() and tr.extra["metric"] == "f1"
 
@@ -71,5 +71,6 @@ def test_embeddings_strategy_through_the_stages(tmp_path, tokenizer_path):
     assert ft.extra["kind"] == "embeddings_classifier" and ft.extra["strategy"] == "embeddings"
     assert {"pretrained.test_accuracy", "scratch.test_accuracy", "pretrained.test_oov_rate"} <= set(ft.metrics)
     report = pd.read_csv(tr.path / "report.csv")
-    assert set(report.strategy) == {"embeddings"} and set(report.init) == {"pretrained", "scratch"}
-    assert set(report.metric) == {"accuracy", "macro_f1"} and len(report) == 2 * 2 * 2
+    assert set(report.strategy) == {"embeddings", "tfidf_lr", "tfidf_lr_cv"}
+    assert set(report.init) == {"pretrained", "scratch", "baseline"}
+    assert set(report.metric) == {"accuracy", "macro_f1"} and len(report) == (2 + 2) * 2 * 2

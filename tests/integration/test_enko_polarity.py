@@ -11,7 +11,7 @@ pytest.importorskip("gensim")
 pytest.importorskip("konlpy")
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = str(ROOT / "pipelines" / "quickstart.yaml")
+SPEC = str(ROOT / "pipelines" / "enko_polarity.yaml")
 FAST = [
     "corpus.paths=[sample:lee, sample:ko-constitution]",
     "corpus.text_unit=line",
@@ -110,18 +110,18 @@ def test_registry_lineage_and_pyfunc(first_run, home):
 
     stages = {s["stage"]: s for s in first_run["stages"]}
     client = _client(home)
-    champion = client.get_model_version_by_alias("quickstart-sentiment", "champion")
+    champion = client.get_model_version_by_alias("enko-polarity-sentiment", "champion")
     tags = champion.tags
     assert tags["plm.fingerprint.pretrain"] == stages["pretrain"]["fingerprint"]
     assert tags["plm.fingerprint.examples"] == stages["examples"]["fingerprint"]
     assert tags["plm.snapshot_id"] == stages["ingest"]["snapshot_id"]
-    assert client.get_model_version_by_alias("quickstart-encoder", "candidate")
+    assert client.get_model_version_by_alias("enko-polarity-encoder", "candidate")
 
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model("models:/quickstart-sentiment@champion")
+    model = mlflow.pyfunc.load_model("models:/enko-polarity-sentiment@champion")
     out = model.predict(pd.DataFrame({"text": ["a moving , funny film .", "boring and tedious ."]}))
     assert list(out.columns) == ["label", "score"] and set(out["label"]) <= {"neg", "pos"}
-    encoder = mlflow.pyfunc.load_model("models:/quickstart-encoder@champion")
+    encoder = mlflow.pyfunc.load_model("models:/enko-polarity-encoder@champion")
     emb = encoder.predict(pd.DataFrame({"text": ["대한민국은 민주공화국이다."]}))
     assert len(emb["embedding"][0]) == 64
 
@@ -130,11 +130,11 @@ def test_second_run_reuses_everything(first_run, home):
     from flows.pipeline import pipeline
 
     client = _client(home)
-    before = len(client.search_model_versions("name='quickstart-sentiment'"))
+    before = len(client.search_model_versions("name='enko-polarity-sentiment'"))
     again = pipeline(spec_path=SPEC, overrides=FAST)
     assert all(s["reused"] for s in again["stages"]), [(s["stage"], s["reused"]) for s in again["stages"]]
     assert [s["fingerprint"] for s in again["stages"]] == [s["fingerprint"] for s in first_run["stages"]]
-    assert len(client.search_model_versions("name='quickstart-sentiment'")) == before
+    assert len(client.search_model_versions("name='enko-polarity-sentiment'")) == before
 
 
 def test_cli_models_predict_and_stage_json(first_run, home):
@@ -143,19 +143,19 @@ def test_cli_models_predict_and_stage_json(first_run, home):
     from plm.cli import app
 
     runner = CliRunner()
-    res = runner.invoke(app, ["models", "quickstart-sentiment", "--json"])
+    res = runner.invoke(app, ["models", "enko-polarity-sentiment", "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.stdout.strip().splitlines()[-1])
     snapshot = {s["stage"]: s for s in first_run["stages"]}["ingest"]["snapshot_id"]
     assert rows[0]["tags"]["plm.snapshot_id"] == snapshot
 
-    res = runner.invoke(app, ["predict", "models:/quickstart-sentiment@champion", "boring and tedious .", "--json"])
+    res = runner.invoke(app, ["predict", "models:/enko-polarity-sentiment@champion", "boring and tedious .", "--json"])
     assert res.exit_code == 0, res.output
     cli_label = json.loads(res.stdout.strip().splitlines()[-1])[0]["label"]
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{home / 'mlflow.db'}")
-    model = mlflow.pyfunc.load_model("models:/quickstart-sentiment@champion")
+    model = mlflow.pyfunc.load_model("models:/enko-polarity-sentiment@champion")
     assert cli_label == model.predict(pd.DataFrame({"text": ["boring and tedious ."]}))["label"][0]
 
     args = ["tokenizer", SPEC, "--json", *[a for o in FAST for a in ("--set", o)]]

@@ -1,0 +1,274 @@
+"""word2vec's training loop compiled with numba: skip-gram / CBOW with negative sampling, no Python per pair.
+
+The algorithm is the C tool's (Mikolov et al. 2013) read straight off the encoded corpus, as gensim
+does: each epoch subsamples frequent words afresh, every kept center draws its radius b uniformly
+from 1..window, each (context, center) pair is one update of the context's input vector against the
+center's output vector and `negatives` draws from unigram^0.75 (a 10^7-entry table, as in the C tool),
+and the learning rate decays linearly from `lr` to `min_lr` over all words of all epochs.
+
+Threads: the corpus is cut into `threads` contiguous parts trained at once on one shared pair of
+tables without locks (Hogwild, as word2vec and gensim). One thread is bit-for-bit reproducible for a
+seed; more threads race on the shared rows, so the vectors differ run to run by the order of updates
+(their quality does not: see tests/benchmarks/bench_word2vec.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+TABLE_SIZE = 10_000_000
+MAX_EXP = 6.0
+CHUNK_WORDS = 10_000  # the learning rate is recomputed (and progress counted) every this many words
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _next(state: np.ndarray) -> np.uint64:
+    """xorshift64* step on state[0] (one private generator per thread)."""
+    x = state[0]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    state[0] = x
+    return x * np.uint64(2685821657736338717)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _uniform(state: np.ndarray) -> float:
+    return float(_next(state) >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _train_part(
+    ids: np.ndarray, offsets: np.ndarray, first: int, last: int, keep: np.ndarray, table: np.ndarray,
+    syn0: np.ndarray, syn1: np.ndarray, window: int, negatives: int, cbow: bool, contexts: int,
+    lr0: float, min_lr: float, words_before: float, total_words: float, seed: int, share: float,
+    done: np.ndarray, slot: int, loss: np.ndarray,
+) -> None:  # fmt: skip
+    """Train on sentences first..last-1 of (ids, offsets). `done[slot]` counts raw words processed;
+    the learning rate of this part assumes the other parts progress at the same pace (`share` = this
+    part's fraction of an epoch's words). `loss[slot*2:+2]` accumulates (sum of losses, updates)."""
+    dim = syn0.shape[1]
+    state = np.empty(1, dtype=np.uint64)
+    state[0] = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(1)
+    sentence = np.empty(1024, dtype=np.int64)
+    neu1 = np.zeros(dim, dtype=np.float32)
+    work = np.zeros(dim, dtype=np.float32)
+    l1 = np.zeros(dim, dtype=np.float32)
+    lr = lr0
+    since = 0
+    table_size = table.shape[0]
+    for s in range(first, last):
+        lo, hi = offsets[s], offsets[s + 1]
+        n = hi - lo
+        if n > sentence.shape[0]:
+            sentence = np.empty(n, dtype=np.int64)
+        k = 0
+        for i in range(lo, hi):  # subsampling: a fresh draw every epoch
+            w = ids[i]
+            if keep[w] >= 1.0 or _uniform(state) < keep[w]:
+                sentence[k] = w
+                k += 1
+        since += n
+        if since >= CHUNK_WORDS or s == last - 1:
+            done[slot] += since
+            since = 0
+            progress = (words_before + done[slot] / share) / total_words
+            lr = max(min_lr, lr0 - (lr0 - min_lr) * min(progress, 1.0))
+        for pos in range(k):
+            center = sentence[pos]
+            b = int(_next(state) % np.uint64(window))  # radius window - b, uniform in 1..window
+            start = max(0, pos - window + b)
+            end = min(k, pos + window - b + 1)
+            if cbow:
+                count = 0
+                for d in range(dim):
+                    neu1[d] = 0.0
+                for c in range(start, end):
+                    if c != pos:
+                        row = sentence[c]
+                        for d in range(dim):
+                            neu1[d] += syn0[row, d]
+                        count += 1
+                if count == 0:
+                    continue
+                for d in range(dim):
+                    neu1[d] /= count
+                    work[d] = 0.0
+                for j in range(negatives + 1):
+                    if j == 0:
+                        target, label = center, 1.0
+                    else:
+                        target = table[int(_next(state) % np.uint64(table_size))]
+                        if target == center:
+                            continue
+                        label = 0.0
+                    f = 0.0
+                    for d in range(dim):
+                        f += neu1[d] * syn1[target, d]
+                    if f > MAX_EXP:
+                        g = (label - 1.0) * lr
+                        loss[slot * 2] += 0.0 if label == 1.0 else f
+                    elif f < -MAX_EXP:
+                        g = label * lr
+                        loss[slot * 2] += -f if label == 1.0 else 0.0
+                    else:
+                        sig = 1.0 / (1.0 + np.exp(-f))
+                        g = (label - sig) * lr
+                        loss[slot * 2] += -np.log(sig if label == 1.0 else 1.0 - sig)
+                    for d in range(dim):
+                        work[d] += g * syn1[target, d]
+                        syn1[target, d] += g * neu1[d]
+                loss[slot * 2 + 1] += 1.0
+                for c in range(start, end):  # the C tool adds the mean's gradient to every context word
+                    if c != pos:
+                        row = sentence[c]
+                        for d in range(dim):
+                            syn0[row, d] += work[d]
+                continue
+            n_ctx = end - start - 1 if contexts == 0 else contexts
+            for t in range(n_ctx):
+                if contexts == 0:  # every position of the dynamic window
+                    c = start + t
+                    if c >= pos:
+                        c += 1
+                else:  # `contexts` positions drawn uniformly from the full window (a wide, sampled window)
+                    lo_c, hi_c = max(0, pos - window), min(k, pos + window + 1)
+                    if hi_c - lo_c <= 1:
+                        break
+                    c = lo_c + int(_next(state) % np.uint64(hi_c - lo_c - 1))
+                    if c >= pos:
+                        c += 1
+                row = sentence[c]  # skip-gram: the context word's input vector predicts the center
+                for d in range(dim):
+                    l1[d] = syn0[row, d]
+                    work[d] = 0.0
+                for j in range(negatives + 1):
+                    if j == 0:
+                        target, label = center, 1.0
+                    else:
+                        target = table[int(_next(state) % np.uint64(table_size))]
+                        if target == center:
+                            continue
+                        label = 0.0
+                    out = syn1[target]
+                    f = np.float32(0.0)
+                    for d in range(dim):
+                        f += l1[d] * out[d]
+                    if f > MAX_EXP:
+                        g = (label - 1.0) * lr
+                        loss[slot * 2] += 0.0 if label == 1.0 else f
+                    elif f < -MAX_EXP:
+                        g = label * lr
+                        loss[slot * 2] += -f if label == 1.0 else 0.0
+                    else:
+                        sig = 1.0 / (1.0 + np.exp(-f))
+                        g = (label - sig) * lr
+                        loss[slot * 2] += -np.log(sig if label == 1.0 else 1.0 - sig)
+                    g32 = np.float32(g)
+                    for d in range(dim):
+                        work[d] += g32 * out[d]
+                    for d in range(dim):
+                        out[d] += g32 * l1[d]
+                for d in range(dim):
+                    syn0[row, d] += work[d]
+                loss[slot * 2 + 1] += 1.0
+    done[slot] += since
+
+
+def unigram_table(counts: np.ndarray, power: float = 0.75, size: int = TABLE_SIZE) -> np.ndarray:
+    """Word ids laid out in proportion to count^power (the C tool's negative-sampling table)."""
+    weights = counts.astype(np.float64) ** power
+    cum = np.cumsum(weights / weights.sum())
+    return np.searchsorted(cum, (np.arange(size) + 0.5) / size).astype(np.int32).clip(0, len(counts) - 1)
+
+
+def split_parts(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
+    """Sentence ranges of about equal word counts."""
+    n = len(offsets) - 1
+    targets = np.linspace(0, offsets[-1], parts + 1)
+    cuts = np.searchsorted(offsets, targets).clip(0, n)
+    cuts[0], cuts[-1] = 0, n
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def train_sgns(
+    ids: np.ndarray,
+    offsets: np.ndarray,
+    counts: np.ndarray,
+    keep: np.ndarray,
+    dim: int,
+    *,
+    window: int = 5,
+    negatives: int = 5,
+    cbow: bool = False,
+    contexts: int = 0,
+    epochs: int = 5,
+    lr: float = 0.025,
+    min_lr: float = 1e-4,
+    seed: int = 1234,
+    threads: int = 1,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """(syn0, syn1, metrics) after `epochs` passes over the corpus `ids` cut into sentences by `offsets`.
+
+    `keep` is each word's subsampling keep probability; init (the C tool's): syn0 uniform in
+    +-0.5/dim from the seed, syn1 zeros. `on_epoch(epoch, metrics)` is called after each epoch.
+    """
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    keep = np.ascontiguousarray(keep, dtype=np.float64)
+    vocab = len(counts)
+    if init is None:
+        rng = np.random.default_rng(seed)
+        syn0 = ((rng.random((vocab, dim), dtype=np.float32) - 0.5) / dim).astype(np.float32)
+        syn1 = np.zeros((vocab, dim), dtype=np.float32)
+    else:
+        syn0, syn1 = (np.ascontiguousarray(a, dtype=np.float32).copy() for a in init)
+    table = unigram_table(counts)
+    parts = split_parts(offsets, max(1, threads))
+    epoch_words = float(offsets[-1])
+    total = max(epoch_words * epochs, 1.0)
+    start = time.perf_counter()
+    loss_sum, updates = 0.0, 0.0
+    metrics: dict[str, float] = {}
+    with ThreadPoolExecutor(len(parts)) as pool:
+        for epoch in range(1, epochs + 1):
+            done = np.zeros(len(parts), dtype=np.float64)
+            loss = np.zeros(2 * len(parts), dtype=np.float64)
+            futures = [
+                pool.submit(
+                    _train_part, ids, offsets, a, b, keep, table, syn0, syn1, window, negatives, cbow, contexts, lr, min_lr,
+                    epoch_words * (epoch - 1), total, seed * 1_000_003 + epoch * 101 + slot,
+                    max((offsets[b] - offsets[a]) / max(epoch_words, 1.0), 1e-12), done, slot, loss,
+                )  # fmt: skip
+                for slot, (a, b) in enumerate(parts)
+            ]
+            for f in futures:
+                f.result()
+            loss_sum += float(loss[0::2].sum())
+            updates += float(loss[1::2].sum())
+            seconds = time.perf_counter() - start
+            words = epoch_words * epoch
+            metrics = {"train_loss": float(loss[0::2].sum() / max(loss[1::2].sum(), 1.0)), "words": words,
+                       "updates": updates, "seconds": seconds, "words_per_s": words / max(seconds, 1e-9),
+                       "epoch": float(epoch)}  # fmt: skip
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+    if not np.isfinite(syn0).all():
+        raise FloatingPointError("word2vec: non-finite vectors (model.lr too high?)")
+    return syn0, syn1, metrics
+
+
+def corpus_arrays(sentences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Encoded sentences as one id array and sentence offsets."""
+    lengths = np.fromiter((len(s) for s in sentences), dtype=np.int64, count=len(sentences))
+    offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.concatenate(sentences).astype(np.int64) if sentences else np.zeros(0, dtype=np.int64)
+    return ids, offsets
