@@ -2,8 +2,12 @@
 
 A source is streamed in batches (`corpus.batch_records` records or `corpus.batch_bytes` bytes of text):
 read -> normalise -> filters (`sql/quality/flt_*.sql`: length, symbols, repeated lines, language) ->
-exact dedup (`dedup_exact.sql`, against the whole lake) -> near-dup (MinHash, `corpus.near_dup`) ->
-sentences and split. Each batch's kept documents become one zstd Parquet part in a staging directory;
+exact dedup within the source (`dedup_exact.sql`) -> near-dup (MinHash, `corpus.near_dup`) -> sentences and
+split. What a source turns into depends on its bytes and the options alone, so it is processed once and reused
+by every snapshot that contains it. Exact duplicates across the sources of a snapshot are dropped when the
+snapshot is assembled (`dedup_snapshot.sql`: the copy in the source whose content hash sorts first is kept),
+never against unrelated corpora the home ingested before; a source that loses documents there gets a derived
+lake file without them (`<source16>-<optsfp>-x<key>.parquet`, content-addressed, reused). Each batch's kept documents become one zstd Parquet part in a staging directory;
 its quarantine rows and kept ids go to the `pending_*` catalog tables in a short transaction. Memory is
 bounded by the batch size, whatever the file size.
 
@@ -52,7 +56,7 @@ from plm.corpus.sentences import split_sentences_many
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
 
-INGEST_VERSION = 2
+INGEST_VERSION = 3
 """Bump when processing changes in a way that must re-process every source."""
 CATALOG = "catalog.duckdb"
 LAKE_DOCUMENTS = Path("lake") / "documents"
@@ -94,7 +98,7 @@ DOCUMENT_SCHEMA = pa.schema([
 _DDL = (
     "staging/ddl_sources", "staging/alt_sources_lake_files", "staging/ddl_quarantine", "staging/ddl_doc_hashes",
     "staging/ddl_snapshots", "staging/ddl_snapshot_files", "staging/ddl_pending_quarantine",
-    "staging/ddl_pending_doc_hashes",
+    "staging/ddl_pending_doc_hashes", "staging/ddl_derived_files",
 )
 
 
@@ -510,13 +514,81 @@ def ingest_corpus(
                     _ingest_source(con, cfg, source, optsfp, snap, lake, near, progress)
                     processed.append(str(source.path))
                 progress(f"ingest {source.path.name}", i + 1, len(sources))
-            rows = _catalog_rows(con, sources, optsfp)
+            rows = _assemble_snapshot(con, sources, _catalog_rows(con, sources, optsfp), lake, optsfp)
             result = _summarise(cfg, sources, rows, lake, snap)
             result.processed = processed
             _record_snapshot(con, result, optsfp)
         finally:
             con.close()
     return result
+
+
+def _derived_name(row: dict[str, Any], optsfp: str, dropped: list[str]) -> str:
+    key = hashlib.sha256(canonical_json({"dropped": dropped}).encode()).hexdigest()[:16]
+    return f"{row['sha256'][:16]}-{optsfp}-x{key}.parquet"
+
+
+def _write_derived(lake: Path, parts: list[str], dropped: list[str], target: Path) -> dict[str, int]:
+    """`parts` without the documents `dropped`, as one zstd Parquet file renamed into place; what went."""
+    tmp = lake / STAGING / target.name
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    gone = pa.array(dropped, pa.string())
+    stats = Counter[str]()
+    with pq.ParquetWriter(tmp, DOCUMENT_SCHEMA, compression="zstd") as writer:
+        for part in parts:
+            table = pq.read_table(lake / part, schema=DOCUMENT_SCHEMA)
+            mask = pc.is_in(table.column("doc_id"), value_set=gone)
+            left = table.filter(mask)
+            stats["dropped_docs"] += left.num_rows
+            stats["dropped_sentences"] += pc.sum(pc.list_value_length(left.column("sentences"))).as_py() or 0
+            stats["dropped_chars"] += pc.sum(left.column("n_chars")).as_py() or 0
+            kept = table.filter(pc.invert(mask))
+            if kept.num_rows:
+                writer.write_table(kept)
+    os.replace(tmp, target)
+    return dict(stats)
+
+
+def _assemble_snapshot(
+    con: duckdb.DuckDBPyConnection, sources: list[Source], rows: dict[str, dict[str, Any]], lake: Path, optsfp: str
+) -> dict[str, dict[str, Any]]:
+    """The catalog rows of `sources` as this snapshot sees them: cross-source exact duplicates dropped.
+
+    A source's `sources` row holds what it turned into on its own; here the documents another source of the
+    snapshot also keeps (`quality/dedup_snapshot`) move from rows_kept to rows_duplicate (reason `duplicate`)
+    and its lake files become one derived file without them (none when nothing is left).
+    """
+    dups = sql.run(con, "quality/dedup_snapshot", options=optsfp, sha256s=sorted(rows)).to_pylist()
+    by_source: dict[str, list[str]] = {}
+    for d in dups:
+        by_source.setdefault(d["source_sha256"], []).append(d["doc_id"])
+    out = dict(rows)
+    for sha, dropped in sorted(by_source.items()):
+        row = dict(rows[sha])
+        n = len(dropped)
+        if n == row["rows_kept"]:  # nothing of it is left: no file, and everything it kept went
+            stats = {"dropped_docs": n, "dropped_sentences": row["sentences"], "dropped_chars": row["chars"]}
+            files: list[str] = []
+        else:
+            name = _derived_name(row, optsfp, dropped)
+            known = sql.run(con, "staging/sel_derived_files", files=[name]).to_pylist()
+            if known and (lake / name).is_file():
+                stats = {k: known[0][k] for k in ("dropped_docs", "dropped_sentences", "dropped_chars")}
+            else:
+                stats = _write_derived(lake, list(row["lake_files"] or []), dropped, lake / name)
+                sql.execute(con, "staging/ins_derived_file", file=name, sha256=sha, options=optsfp, **stats)
+            files = [name]
+        if stats["dropped_docs"] != n:
+            raise RuntimeError(f"{row['path']}: {n} snapshot duplicates but {stats['dropped_docs']} found in its lake files")
+        reasons = Counter(json.loads(row["reasons"]))
+        reasons["duplicate"] += n
+        row.update(
+            rows_kept=row["rows_kept"] - n, rows_duplicate=row["rows_duplicate"] + n,
+            sentences=row["sentences"] - stats["dropped_sentences"], chars=row["chars"] - stats["dropped_chars"],
+            reasons=json.dumps(dict(sorted(reasons.items()))), lake_files=files,
+        )
+        out[sha] = row
+    return out
 
 
 def _summarise(

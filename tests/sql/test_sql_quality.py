@@ -29,18 +29,28 @@ def test_flt_length_returns_every_row_with_a_reason(con):
     assert out.column_names[:3] == ["position", "doc_id", "n_chars"]
 
 
-def test_dedup_exact_within_batch_and_against_catalog(con):
+def test_dedup_exact_within_the_source_only(con):
     sql.execute(con, "staging/ddl_doc_hashes")
     sql.execute(con, "staging/ddl_pending_doc_hashes")
     con.execute("INSERT INTO doc_hashes VALUES ('x', 'other', 'opt1'), ('y', 'other', 'opt2'), ('z', 'self', 'opt1')")
     con.execute("INSERT INTO pending_doc_hashes VALUES ('w', 'self', 'opt1'), ('v', 'self', 'opt2')")
     con.register("docs", docs(["a", "x", "a", "y", "z", "w", "v"]))
     out = sql.run(con, "quality/dedup_exact", options="opt1", source_sha256="self")
-    # 'a' repeats (the second dropped); 'x' is kept by another source under the same options; 'w' by an
-    # earlier batch of this source; 'y' and 'v' only under other options, 'z' only by this source's own
-    # earlier commit (a re-processing): kept
-    assert out.column("drop_reason").to_pylist() == [None, "duplicate", "duplicate", None, None, "duplicate", None]
+    # 'a' repeats (the second dropped); 'w' was kept by an earlier batch of this source; 'x', kept by another
+    # source, is that snapshot's business (dedup_snapshot), 'y' and 'v' are under other options, 'z' is this
+    # source's own earlier commit (a re-processing): kept
+    assert out.column("drop_reason").to_pylist() == [None, None, "duplicate", None, None, "duplicate", None]
     assert out.column("position").to_pylist() == list(range(7))
+
+
+def test_dedup_snapshot_keeps_the_copy_of_the_first_source_by_hash_among_the_snapshot(con):
+    sql.execute(con, "staging/ddl_doc_hashes")
+    con.execute("INSERT INTO doc_hashes VALUES ('a', 's2', 'o'), ('a', 's1', 'o'), ('b', 's2', 'o'), ('b', 's3', 'o'),"
+                " ('c', 's9', 'o'), ('c', 's3', 'o'), ('a', 's0', 'other')")
+    out = sql.run(con, "quality/dedup_snapshot", options="o", sha256s=["s1", "s2", "s3"])
+    # 'a' in s1 and s2: s2's goes; 'b' in s2 and s3: s3's goes; 'c' is also in s9, which is not in the snapshot;
+    # s0 has other options
+    assert out.to_pylist() == [{"source_sha256": "s2", "doc_id": "a"}, {"source_sha256": "s3", "doc_id": "b"}]
 
 
 def texts(values, langs=None):

@@ -93,6 +93,46 @@ def test_dedup_within_and_across_ingests(tmp_path):
     con.close()
 
 
+def test_dedup_runs_within_the_snapshot_not_against_earlier_corpora(tmp_path):
+    shared = "A sentence both corpora contain, long enough to be kept."
+    a, b, c = (tmp_path / n for n in "abc")
+    for d in (a, b, c):
+        d.mkdir()
+    (a / "x.txt").write_text(shared)
+    (a / "y.txt").write_text("Only the first corpus has this document in it.")
+    (b / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in
+                                          (shared, "Only the second corpus has this one, a different text.")))
+    (c / "docs.jsonl").write_text(json.dumps({"text": shared}) + "\n")  # every text already seen in a/
+
+    def texts(result):
+        return sorted(pq.read_table(result.files, columns=["text"]).column("text").to_pylist())
+
+    fresh_b = ingest_corpus(spec(b), tmp_path / "fresh_b")
+    fresh_c = ingest_corpus(spec(c), tmp_path / "fresh_c")
+    home = tmp_path / "home"
+    ingest_corpus(spec(a), home)
+    used_b = ingest_corpus(spec(b), home)
+    used_c = ingest_corpus(spec(c), home)  # failed with "kept no document": its one text was in a/
+    assert used_b.snapshot_id == fresh_b.snapshot_id and used_b.counts == fresh_b.counts
+    assert texts(used_b) == texts(fresh_b) and len(texts(used_b)) == 2
+    assert used_c.counts == fresh_c.counts and texts(used_c) == [shared]
+    assert [f.read_bytes() for f in used_b.files] == [f.read_bytes() for f in fresh_b.files]
+    con = connect_catalog(home, read_only=True)
+    assert sorted(r[0] for r in con.execute("SELECT text FROM documents").fetchall()) == [shared]
+    con.close()
+    # within one snapshot, a text in two sources is kept once: the copy of the source whose hash sorts first
+    both = ingest_corpus(spec(a, b), tmp_path / "both")
+    assert both.counts["rows_duplicate"] == 1 and both.reasons == {"duplicate": 1}
+    assert len(texts(both)) == 3 and both.counts["documents"] == 3
+    again = ingest_corpus(spec(a, b), home)  # same snapshot in a used home: same documents, same files
+    assert again.counts == both.counts and [f.name for f in again.files] == [f.name for f in both.files]
+    assert [f.read_bytes() for f in again.files] == [f.read_bytes() for f in both.files]
+    by_path = {Path(r["path"]).name: r for r in both.sources}
+    assert sum(r["rows_duplicate"] for r in by_path.values()) == 1
+    assert all(r["rows_read"] == r["rows_kept"] + r["rows_duplicate"] + r["rows_filtered"] + r["rows_quarantined"]
+               for r in by_path.values())
+
+
 def test_split_is_deterministic_by_hash():
     ids = [f"{i * 7919:016x}" for i in range(2000)]
     splits = [split_of(i, 0.1, 0.2) for i in ids]
