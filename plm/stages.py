@@ -193,14 +193,14 @@ def ingest(p: Pipeline) -> StageResult:
 
     import pyarrow.parquet as pq
 
-    from plm.corpus.ingest import NON_PROCESSING_FIELDS, ingest_corpus, reason_table, resolve_sources
+    from plm.corpus.ingest import NON_PROCESSING_FIELDS, ingest_corpus, reason_table, resolve_sources, sources_fingerprint
     from plm.tracking import MlflowTracker
 
     cfg = p.spec.corpus
     sources = resolve_sources(cfg.paths)
     # batching and locking do not change what is written; the quarantine limit decides success, so it stays
     spec_slice = cfg.model_dump(mode="json", exclude=set(NON_PROCESSING_FIELDS - {"max_quarantined_fraction"}))
-    inputs = {"sources": fingerprint("sources", 1, {}, {s.sha256: s.format for s in sources})}
+    inputs = {"sources": sources_fingerprint(sources)}  # byte-identical copies count: they are in the counts
 
     def log_languages(tracker: Tracker, langs: dict[str, int]) -> None:
         if not langs or isinstance(tracker, NullTracker):

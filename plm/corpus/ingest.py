@@ -80,7 +80,7 @@ FILTERS = (
 )
 """Text filters run in this order on each batch; `quality/flt_language` runs after language detection."""
 FILTER_REASONS = frozenset({"too_short", "too_long", "too_many_symbols", "repeated_lines", "wrong_language"})
-DUPLICATE_REASONS = frozenset({"duplicate", "near_duplicate"})
+DUPLICATE_REASONS = frozenset({"duplicate", "near_duplicate", "duplicate_file"})
 """Every other reason is a quarantine reason from the readers (`undecodable:...`, `invalid_json`, ...)."""
 DOCUMENT_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -110,6 +110,8 @@ class Source:
     sha256: str
     bytes: int
     format: str
+    duplicate_of: Path | None = None
+    """The first path (in path order) with the same bytes: this file is a copy, counted but not processed."""
 
 
 @dataclass
@@ -142,7 +144,11 @@ def _expand(entry: str) -> list[Path]:
 
 
 def resolve_sources(paths: list[str]) -> list[Source]:
-    """Files behind `paths` (files, directories, globs, `sample:NAME`), sorted by path, unique by content."""
+    """Files behind `paths` (files, directories, globs, `sample:NAME`), sorted by path.
+
+    A file with the same bytes as an earlier one is kept with `duplicate_of` set: ingest processes the
+    content once and counts the copy's rows as `duplicate_file`, so no input vanishes from the accounting.
+    """
     found: dict[Path, None] = {}
     for entry in paths:
         matched = _expand(entry)
@@ -150,14 +156,19 @@ def resolve_sources(paths: list[str]) -> list[Source]:
             raise FileNotFoundError(f"corpus.paths: '{entry}' matches no file")
         found.update((p.resolve(), None) for p in matched)
     sources: list[Source] = []
-    seen: set[str] = set()
+    seen: dict[str, Path] = {}
     for path in sorted(found):
         digest = sha256_file(path)
-        if digest in seen:
-            continue
-        seen.add(digest)
-        sources.append(Source(path, digest, path.stat().st_size, detect_format(path)))
+        sources.append(Source(path, digest, path.stat().st_size, detect_format(path), seen.get(digest)))
+        seen.setdefault(digest, path)
     return sources
+
+
+def sources_fingerprint(sources: list[Source]) -> str:
+    """The ingest stage's input: the content hashes with their formats, and how many copies each has."""
+    copies = Counter(s.sha256 for s in sources if s.duplicate_of is not None)
+    payload = {s.sha256: s.format for s in sources if s.duplicate_of is None}
+    return fingerprint("sources", 1, {"copies": dict(sorted(copies.items()))} if copies else {}, payload)
 
 
 def options_fingerprint(cfg: CorpusSpec) -> str:
@@ -166,7 +177,7 @@ def options_fingerprint(cfg: CorpusSpec) -> str:
 
 
 def snapshot_id(sources: list[Source], optsfp: str) -> str:
-    """16 hex chars over the set of source hashes and the options: the corpus version downstream stages name."""
+    """16 hex chars over the source hashes (copies included) and the options: the corpus version stages name."""
     payload = canonical_json({"sources": sorted(s.sha256 for s in sources), "options": optsfp})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -495,6 +506,8 @@ def ingest_corpus(
     sources = resolve_sources(cfg.paths) if sources is None else sorted(sources, key=lambda s: str(s.path))
     optsfp = options_fingerprint(cfg)
     snap = snapshot_id(sources, optsfp)
+    copies = [s for s in sources if s.duplicate_of is not None]
+    sources = [s for s in sources if s.duplicate_of is None]
     lake = home / LAKE_DOCUMENTS
     with catalog_lock(home, cfg.lock_timeout_s):
         lake.mkdir(parents=True, exist_ok=True)
@@ -515,7 +528,7 @@ def ingest_corpus(
                     processed.append(str(source.path))
                 progress(f"ingest {source.path.name}", i + 1, len(sources))
             rows = _assemble_snapshot(con, sources, _catalog_rows(con, sources, optsfp), lake, optsfp)
-            result = _summarise(cfg, sources, rows, lake, snap)
+            result = _summarise(cfg, sources, rows, lake, snap, copies)
             result.processed = processed
             _record_snapshot(con, result, optsfp)
         finally:
@@ -591,12 +604,25 @@ def _assemble_snapshot(
     return out
 
 
+def _copy_row(copy: Source, original: dict[str, Any]) -> dict[str, Any]:
+    """The row of a byte-identical copy of another input: every row it has is a `duplicate_file`."""
+    n = original["rows_read"]
+    return {
+        **original, "path": str(copy.path), "status": "duplicate_file", "duplicate_of": str(copy.duplicate_of),
+        "rows_read": n, "rows_kept": 0, "rows_duplicate": n, "rows_filtered": 0, "rows_quarantined": 0,
+        "sentences": 0, "chars": 0, "reasons": json.dumps({"duplicate_file": n} if n else {}), "lake_files": [],
+    }
+
+
 def _summarise(
-    cfg: CorpusSpec, sources: list[Source], rows: dict[str, dict[str, Any]], lake: Path, snap: str
+    cfg: CorpusSpec, sources: list[Source], rows: dict[str, dict[str, Any]], lake: Path, snap: str,
+    copies: list[Source] | None = None,
 ) -> IngestResult:
     counts = dict.fromkeys(COUNT_KEYS, 0)
     reasons: Counter[str] = Counter()
     ordered = [rows[s.sha256] for s in sources]
+    ordered += [_copy_row(c, rows[c.sha256]) for c in copies or []]
+    ordered.sort(key=lambda row: row["path"])
     for row in ordered:
         for key in COUNT_KEYS:
             if key in row:
@@ -605,7 +631,7 @@ def _summarise(
     counts["documents"] = counts["rows_kept"]
     if counts["rows_kept"] == 0:
         raise ValueError(
-            f"ingest kept no document out of {counts['rows_read']} rows read from {len(sources)} source(s); "
+            f"ingest kept no document out of {counts['rows_read']} rows read from {len(ordered)} source(s); "
             f"reasons: {dict(reasons) or 'none (no input rows)'}"
         )
     if counts["rows_quarantined"] > cfg.max_quarantined_fraction * counts["rows_read"]:

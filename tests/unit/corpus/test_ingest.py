@@ -186,14 +186,37 @@ def test_resolve_sources(tmp_path):
     d = tmp_path / "in"
     (d / "sub").mkdir(parents=True)
     (d / "b.txt").write_text("same content")
-    (d / "sub" / "a.txt").write_text("same content")  # same bytes: kept once, the first path
+    (d / "sub" / "a.txt").write_text("same content")  # same bytes: a copy of the first path
     (d / "sub" / "c.jsonl").write_text('{"text": "x"}\n')
     sources = resolve_sources([str(d), str(d / "sub" / "*.jsonl")])
-    assert [s.path.name for s in sources] == ["b.txt", "c.jsonl"]
-    assert [s.format for s in sources] == ["txt", "jsonl"]
+    assert [s.path.name for s in sources] == ["b.txt", "a.txt", "c.jsonl"]
+    assert [s.format for s in sources] == ["txt", "txt", "jsonl"]
+    assert [s.duplicate_of for s in sources] == [None, (d / "b.txt").resolve(), None]
     assert sources[0].bytes == 12 and len(sources[0].sha256) == 64
     with pytest.raises(FileNotFoundError, match="nowhere"):
         resolve_sources([str(d), str(tmp_path / "nowhere" / "*.txt")])
+
+
+def test_a_byte_identical_copy_is_counted_not_lost(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(9):
+        (d / f"f{i}.txt").write_text("\n".join(f"File {i} line {j} is a document of this corpus." for j in range(4 + i)))
+    shutil.copy(d / "f3.txt", d / "g3.txt")  # 7 rows, byte for byte the same as f3.txt
+    lines = 4 + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12
+    result = ingest_corpus(spec(d, text_unit="line"), tmp_path / "home")
+    c = result.counts
+    assert c["rows_read"] == lines + 7  # was `lines`: the copy vanished
+    assert (c["rows_kept"], c["rows_duplicate"]) == (lines, 7)
+    assert c["rows_read"] == c["rows_kept"] + c["rows_duplicate"] + c["rows_filtered"] + c["rows_quarantined"]
+    assert result.reasons == {"duplicate_file": 7}
+    assert len(result.sources) == 10
+    copy = next(r for r in result.sources if r["path"].endswith("g3.txt"))
+    assert (copy["status"], copy["duplicate_of"], copy["rows_read"], copy["lake_files"]) == (
+        "duplicate_file", str((d / "f3.txt").resolve()), 7, [])
+    alone = ingest_corpus(spec(d / "f3.txt", text_unit="line"), tmp_path / "other")
+    assert alone.snapshot_id != ingest_corpus(spec(d / "f3.txt", d / "g3.txt", text_unit="line"),
+                                              tmp_path / "other").snapshot_id  # the copy is part of the corpus
 
 
 def test_a_second_ingest_waits_for_the_lock(tmp_path):
