@@ -130,16 +130,58 @@ class IngestResult:
 # ---------------------------------------------------------------- sources
 
 
+SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "CVS", "_darcs"})
+"""Directory names never walked into (besides hidden ones: `.git`, `.venv`, `.plm`, ...)."""
+HOME_MARKERS = (CATALOG, "catalog.lock", "mlflow.db")
+"""Files that mark a directory as a plm home (its catalog, lock or MLflow store): never a corpus."""
+
+
+def _is_home(path: Path) -> bool:
+    home = Path(os.environ.get("PLM_HOME", ".plm")).expanduser().resolve()
+    return path.resolve() == home or any((path / marker).exists() for marker in HOME_MARKERS)
+
+
+def _skipped_dir(path: Path) -> bool:
+    """A directory a walk of the corpus never enters: hidden, VCS, a virtual env, a cache, or a plm home."""
+    name = path.name
+    return name.startswith(".") or name in SKIPPED_DIRS or (path / "pyvenv.cfg").is_file() or _is_home(path)
+
+
+def _walk(root: Path) -> list[Path]:
+    """Files under `root`, hidden files and skipped directories (`_skipped_dir`) left out; none in a plm home."""
+    if _is_home(root):
+        return []
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not _skipped_dir(here / d))
+        found.extend(here / f for f in filenames if not f.startswith(".") and (here / f).is_file())
+    return sorted(found)
+
+
+def _globbed(entry: str, path: Path) -> list[Path]:
+    """Files a glob matches, none inside a skipped directory below the glob's literal prefix."""
+    parts = path.parts
+    cut = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    out = []
+    for match in sorted(glob.glob(str(path), recursive=True)):
+        p = Path(match)
+        below = p.parts[cut:-1]
+        if p.is_file() and not any(_skipped_dir(Path(*p.parts[: cut + i + 1])) for i in range(len(below))):
+            out.append(p)
+    return out
+
+
 def _expand(entry: str) -> list[Path]:
     if is_sample(entry):
         return resolve_sample(entry)
     path = Path(entry).expanduser()
     if path.is_file():
-        return [path]
+        return [path]  # named explicitly: taken as it is (and checked against the roots)
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return _walk(path)
     if glob.has_magic(entry):
-        return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        return _globbed(entry, path)
     return []
 
 

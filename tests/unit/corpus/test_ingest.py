@@ -219,6 +219,36 @@ def test_a_byte_identical_copy_is_counted_not_lost(tmp_path):
                                               tmp_path / "other").snapshot_id  # the copy is part of the corpus
 
 
+def test_walking_a_directory_skips_plm_homes_vcs_venvs_and_hidden_dirs(tmp_path, monkeypatch):
+    repo = tmp_path / "repo"
+    files = {
+        "notes.txt": GOOD, "data/doc.txt": "A document of the corpus in a plain subdirectory of the repository.",
+        ".git/objects/ab": "git object", ".venv/lib/site.txt": "venv file", "env/pyvenv.cfg": "home = /usr",
+        "env/lib/x.txt": "virtual env file", "node_modules/pkg/readme.txt": "npm", "__pycache__/m.txt": "cache",
+        ".plm/mlflow.db": "sqlite", ".hidden/secret.txt": "hidden", "other_home/catalog.lock": "",
+        "other_home/artifacts/ingest/x/reasons.csv": "reason,kind,rows",
+    }
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("PLM_HOME", str(repo / "home"))
+    kept = ["data/doc.txt", "notes.txt"]
+    rel = lambda sources: sorted(str(s.path.relative_to(repo.resolve())) for s in sources)  # noqa: E731
+    assert rel(resolve_sources(["."])) == kept
+    assert rel(resolve_sources(["**/*.txt"])) == kept
+    # the home itself, once it exists, is never walked into (it is not hidden here)
+    first = ingest_corpus(spec("."), repo / "home")
+    (repo / "home" / "stray.txt").write_text("A text file inside the home must not become a document.")
+    again = ingest_corpus(spec("."), repo / "home")
+    assert first.counts == again.counts and first.counts["rows_read"] == 2
+    assert rel(resolve_sources([str(repo)])) == kept
+    # a file named explicitly is taken as it is
+    assert rel(resolve_sources([".venv/lib/site.txt"])) == [".venv/lib/site.txt"]
+    with pytest.raises(FileNotFoundError, match="matches no file"):
+        resolve_sources([str(repo / "home")])
+
+
 def test_a_second_ingest_waits_for_the_lock(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
