@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 
 class SpecError(ValueError):
@@ -332,7 +332,9 @@ class FinetuneSpec(_Section):
     task_type: Literal["classification", "pair_classification", "regression", "qa"] = "classification"
     """`classification` (one text), `pair_classification` / `regression` (`[CLS] A [SEP] B [SEP]`), `qa` (extractive, SQuAD JSON)."""
     data: str = "sample:polarity"
-    """Labelled data: a file path or `sample:polarity` (gensim's movie-review polarity sentences)."""
+    """Labelled data: a file path (resolved and checked against `corpus.allowed_roots` before it is opened) or `sample:polarity` (gensim's movie-review polarity sentences)."""
+    _data_roots: list[str] = PrivateAttr(default_factory=list)
+    # `corpus.allowed_roots`, handed over by PipelineSpec (not part of this slice's fingerprint): empty = the defaults
     format: Literal["fasttext", "csv", "jsonl", "parquet", "squad"] = "fasttext"
     """`fasttext` lines are `__label__X text`; csv/jsonl/parquet use the column names below; `squad` is SQuAD-format JSON (task_type qa)."""
     text_column: str = "text"
@@ -436,6 +438,12 @@ class PipelineSpec(_Section):
         if isinstance(data, dict) and isinstance(data.get("model"), dict) and "arch" not in data["model"]:
             data = {**data, "model": {"arch": "bert", **data["model"]}}
         return data
+
+    @model_validator(mode="after")
+    def _share_roots(self) -> "PipelineSpec":
+        """`finetune.data` is checked against the same roots as the corpus."""
+        self.finetune._data_roots = list(self.corpus.allowed_roots)
+        return self
 
     def home_dir(self) -> Path:
         """The resolved home directory (spec > $PLM_HOME > ./.plm), absolute."""

@@ -197,7 +197,7 @@ def ingest(p: Pipeline) -> StageResult:
     from plm.tracking import MlflowTracker
 
     cfg = p.spec.corpus
-    sources = resolve_sources(cfg.paths)
+    sources = resolve_sources(cfg.paths, cfg.allowed_roots, p.home)  # roots checked before any file is opened
     # batching and locking do not change what is written; the quarantine limit decides success, so it stays
     spec_slice = cfg.model_dump(mode="json", exclude=set(NON_PROCESSING_FIELDS - {"max_quarantined_fraction"}))
     inputs = {"sources": sources_fingerprint(sources)}  # byte-identical copies count: they are in the counts

@@ -34,7 +34,7 @@ import shutil
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -51,7 +51,7 @@ from plm.artifacts import canonical_json, fingerprint, sha256_file
 from plm.config import CorpusSpec
 from plm.corpus.dedup import NearDupIndex
 from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
-from plm.corpus.readers import Limits, RawRecord, detect_encoding, detect_format, read_records
+from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
 from plm.corpus.sentences import split_sentences_many
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
@@ -112,6 +112,8 @@ class Source:
     format: str
     duplicate_of: Path | None = None
     """The first path (in path order) with the same bytes: this file is a copy, counted but not processed."""
+    sample: bool = False
+    """A named sample (`sample:NAME`) shipped by an installed package: allowed whatever `corpus.allowed_roots` says."""
 
 
 @dataclass
@@ -185,25 +187,37 @@ def _expand(entry: str) -> list[Path]:
     return []
 
 
-def resolve_sources(paths: list[str]) -> list[Source]:
+def resolve_sources(paths: list[str], roots: Sequence[str | Path] = (), home: Path | None = None) -> list[Source]:
     """Files behind `paths` (files, directories, globs, `sample:NAME`), sorted by path.
 
+    Every file but a named sample is resolved (symlinks followed) and checked against `roots`
+    (`corpus.allowed_roots`; empty = `default_roots(home)`) before it is opened or hashed: PermissionError.
     A file with the same bytes as an earlier one is kept with `duplicate_of` set: ingest processes the
     content once and counts the copy's rows as `duplicate_file`, so no input vanishes from the accounting.
     """
-    found: dict[Path, None] = {}
+    found: dict[Path, bool] = {}
     for entry in paths:
         matched = _expand(entry)
         if not matched:
             raise FileNotFoundError(f"corpus.paths: '{entry}' matches no file")
-        found.update((p.resolve(), None) for p in matched)
+        sample = is_sample(entry)
+        for p in matched:
+            resolved = p.resolve() if sample else check_allowed(p, roots, home, key="corpus.paths")
+            found[resolved] = found.get(resolved, True) and sample
     sources: list[Source] = []
     seen: dict[str, Path] = {}
     for path in sorted(found):
         digest = sha256_file(path)
-        sources.append(Source(path, digest, path.stat().st_size, detect_format(path), seen.get(digest)))
+        sources.append(Source(path, digest, path.stat().st_size, detect_format(path), seen.get(digest), found[path]))
         seen.setdefault(digest, path)
     return sources
+
+
+def check_sources(sources: list[Source], roots: Sequence[str | Path] = (), home: Path | None = None) -> None:
+    """PermissionError unless every source but a named sample still resolves inside `roots` (done on reuse too)."""
+    for source in sources:
+        if not source.sample:
+            check_allowed(source.path, roots, home, key="corpus.paths")
 
 
 def sources_fingerprint(sources: list[Source]) -> str:
@@ -460,7 +474,9 @@ def _ingest_source(
     committed = False
     try:
         _clear_pending(con)
-        for records in _batches(read_records(source.path, source.format, cfg), cfg.batch_records, cfg.batch_bytes):
+        # a named sample lies in its package, which `corpus.allowed_roots` need not name
+        rcfg = cfg.model_copy(update={"allowed_roots": [str(source.path)]}) if source.sample else cfg
+        for records in _batches(read_records(source.path, source.format, rcfg), cfg.batch_records, cfg.batch_bytes):
             batch = _process_batch(con, cfg, source, optsfp, records, near)
             del records
             counts.update(batch.counts)
@@ -545,7 +561,11 @@ def ingest_corpus(
     when another ingest holds the catalog past `corpus.lock_timeout_s` or a source's counts do not add up.
     """
     home = Path(home)
-    sources = resolve_sources(cfg.paths) if sources is None else sorted(sources, key=lambda s: str(s.path))
+    if sources is None:
+        sources = resolve_sources(cfg.paths, cfg.allowed_roots, home)
+    else:
+        check_sources(sources, cfg.allowed_roots, home)
+        sources = sorted(sources, key=lambda s: str(s.path))
     optsfp = options_fingerprint(cfg)
     snap = snapshot_id(sources, optsfp)
     copies = [s for s in sources if s.duplicate_of is not None]

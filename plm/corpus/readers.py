@@ -114,16 +114,19 @@ def default_roots(home: Path | None = None) -> list[Path]:
     return roots
 
 
-def check_allowed(path: Path | str, roots: Sequence[str | Path] = (), home: Path | None = None) -> Path:
-    """`path` resolved (symlinks too); PermissionError naming it when it lies outside every root.
+def check_allowed(
+    path: Path | str, roots: Sequence[str | Path] = (), home: Path | None = None, key: str | None = None
+) -> Path:
+    """`path` resolved (symlinks too); PermissionError naming it (and the spec `key`) when it lies outside every root.
 
-    Empty `roots` means `default_roots(home)`.
+    Empty `roots` means `default_roots(home)`. Call it before the file is opened, hashed or even stat'ed as a file.
     """
     resolved = Path(path).expanduser().resolve()
     allowed = list(dict.fromkeys(Path(r).expanduser().resolve() for r in (roots or default_roots(home))))
     if not any(resolved == root or resolved.is_relative_to(root) for root in allowed):
         names = ", ".join(str(r) for r in allowed)
-        raise PermissionError(f"{path}: resolves to {resolved}, outside corpus.allowed_roots ({names})")
+        where = f"{key}: " if key else ""
+        raise PermissionError(f"{where}{path}: resolves to {resolved}, outside corpus.allowed_roots ({names})")
     return resolved
 
 

@@ -59,7 +59,12 @@ def decode_strict(data: bytes, what: str) -> tuple[str, str]:
 
 
 def data_path(cfg: FinetuneSpec) -> Path:
-    return resolve_sample(cfg.data)[0] if is_sample(cfg.data) else Path(cfg.data)
+    """`finetune.data` resolved (symlinks followed) and checked against `corpus.allowed_roots` before anything opens it."""
+    if is_sample(cfg.data):
+        return resolve_sample(cfg.data)[0]
+    from plm.corpus.readers import check_allowed
+
+    return check_allowed(cfg.data, cfg._data_roots, key="finetune.data")
 
 
 def read_labelled(cfg: FinetuneSpec) -> LabelledData:

@@ -249,6 +249,33 @@ def test_walking_a_directory_skips_plm_homes_vcs_venvs_and_hidden_dirs(tmp_path,
         resolve_sources([str(repo / "home")])
 
 
+def test_allowed_roots_are_checked_before_hashing_and_on_reuse(tmp_path):
+    outside = tmp_path / "outside"
+    allowed = tmp_path / "allowed"
+    outside.mkdir()
+    allowed.mkdir()
+    (outside / "secret.txt").write_text("A secret document that lies outside the allowed directory.")
+    (allowed / "ok.txt").write_text(GOOD)
+    home = tmp_path / "home"
+    ingest_corpus(spec(outside / "secret.txt", allowed_roots=[str(outside)]), home)  # allowed there, once
+    (allowed / "link.txt").symlink_to(outside / "secret.txt")
+    cfg = spec(allowed, allowed_roots=[str(allowed)])
+    with pytest.raises(PermissionError, match="corpus.paths: .*link.txt: resolves to .*secret.txt"):
+        resolve_sources(cfg.paths, cfg.allowed_roots)
+    with pytest.raises(PermissionError, match="outside corpus.allowed_roots"):
+        ingest_corpus(cfg, home)  # was accepted as `reused`: the content was in the catalog already
+    # sources resolved elsewhere are re-checked too
+    sources = resolve_sources([str(outside)], [str(outside)])
+    with pytest.raises(PermissionError, match="secret.txt"):
+        ingest_corpus(cfg, home, sources=sources)
+
+
+def test_named_samples_are_allowed_whatever_the_roots(tmp_path):
+    pytest.importorskip("gensim")
+    result = ingest_corpus(spec("sample:lee", allowed_roots=[str(tmp_path / "data")], text_unit="line"), tmp_path / "h")
+    assert result.counts["documents"] > 100
+
+
 def test_a_second_ingest_waits_for_the_lock(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
