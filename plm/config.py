@@ -77,6 +77,26 @@ class CorpusSpec(_Section):
     """Documents whose share of characters that are neither letters, digits nor whitespace exceeds this are filtered (`too_many_symbols`)."""
     max_repeated_line_fraction: float = Field(0.5, ge=0, le=1)
     """Documents whose fraction of non-empty lines that repeat an earlier line exceeds this are filtered (`repeated_lines`)."""
+    min_words: int = Field(3, ge=0)
+    """Gopher word count: documents with fewer words (whitespace-separated; tokens of only punctuation or symbols are not words) are filtered (`too_few_words`); not applied to text written without spaces (Han, kana, Thai)."""
+    max_words: int | None = Field(None, ge=1)
+    """Gopher word count: documents with more words are filtered (`too_many_words`); None = no limit (Gopher uses 100,000)."""
+    min_mean_word_length: float = Field(2.0, ge=0)
+    """Gopher: documents whose mean word length (characters) is below this are filtered (`mean_word_length`); Gopher uses 3, 2 keeps Korean eojeol and tokenised punctuation-heavy text; not applied without spaces."""
+    max_mean_word_length: float = Field(12.0, gt=0)
+    """Gopher: documents whose mean word length is above this are filtered (`mean_word_length`: e.g. one byte repeated, base64, URLs); Gopher uses 10."""
+    max_symbol_word_ratio: float = Field(0.1, ge=0)
+    """Gopher: documents with more `#`, `...` and `…` per word than this are filtered (`symbol_words`)."""
+    min_alpha_word_fraction: float = Field(0.6, ge=0, le=1)
+    """Gopher: documents where fewer words than this fraction contain a letter (of any script: Hangul counts) are filtered (`alpha_words`); Gopher uses 0.8, which drops numbered Korean articles (`제1조 ① ...`) and number-heavy encyclopedia pages."""
+    max_repeated_paragraph_fraction: float = Field(0.3, ge=0, le=1)
+    """Gopher dup_para_frac: documents whose fraction of paragraphs (blank-line blocks) repeating an earlier one exceeds this are filtered (`repeated_paragraphs`)."""
+    ngram_min_words: int = Field(50, ge=1)
+    """The n-gram repetition rules apply to documents of at least this many words (shorter ones are too short for n-gram statistics)."""
+    max_top_ngram_fraction: dict[Annotated[int, Field(ge=1, le=10)], Annotated[float, Field(ge=0, le=1)]] = {2: 0.2, 3: 0.18, 4: 0.16}
+    """Gopher: n -> fraction; a document whose most frequent repeated word n-gram covers more of its characters (count x length) is filtered (`top_ngram`); {} disables."""
+    max_duplicate_ngram_fraction: dict[Annotated[int, Field(ge=1, le=10)], Annotated[float, Field(ge=0, le=1)]] = {5: 0.3, 6: 0.28, 7: 0.26, 8: 0.24, 9: 0.22, 10: 0.2}
+    """Gopher: n -> fraction; a document whose words covered by repeated n-grams hold more of its characters is filtered (`duplicate_ngrams`); {} disables. Gopher's 0.15..0.10 drop lyrics, lists and Korean bills of the shipped samples: twice those by default."""
     languages: list[str] = []
     """Keep only documents whose detected language is in this list (`wrong_language`); empty keeps every language."""
     detect_language: bool = False

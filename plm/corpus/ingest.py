@@ -76,10 +76,17 @@ COUNT_KEYS = (
 FILTERS = (
     ("quality/flt_length", ("min_chars", "max_chars")),
     ("quality/flt_symbols", ("max_symbol_ratio",)),
+    ("quality/flt_word_stats", ("min_words", "max_words", "min_mean_word_length", "max_mean_word_length",
+                                "max_symbol_word_ratio", "min_alpha_word_fraction")),
     ("quality/flt_repeated_lines", ("max_repeated_line_fraction",)),
+    ("quality/flt_repeated_paragraphs", ("max_repeated_paragraph_fraction",)),
+    ("quality/flt_ngram_repetition", ("ngram_min_words", "rules")),
 )
 """Text filters run in this order on each batch; `quality/flt_language` runs after language detection."""
-FILTER_REASONS = frozenset({"too_short", "too_long", "too_many_symbols", "repeated_lines", "wrong_language"})
+FILTER_REASONS = frozenset({
+    "too_short", "too_long", "too_many_symbols", "repeated_lines", "wrong_language", "too_few_words", "too_many_words",
+    "mean_word_length", "symbol_words", "alpha_words", "repeated_paragraphs", "top_ngram", "duplicate_ngrams",
+})
 DUPLICATE_REASONS = frozenset({"duplicate", "near_duplicate", "duplicate_file"})
 """Every other reason is a quarantine reason from the readers (`undecodable:...`, `invalid_json`, ...)."""
 DOCUMENT_SCHEMA = pa.schema([
@@ -347,6 +354,13 @@ def _drop(
     return out.filter(pc.is_null(dropped)).drop_columns(["drop_reason"]), out.num_rows - dropped.null_count
 
 
+def _filter_param(cfg: CorpusSpec, key: str) -> Any:
+    if key == "rules":  # the n-gram rules as one list of {kind, n, max_fraction}
+        return [{"kind": "top", "n": n, "max_fraction": f} for n, f in sorted(cfg.max_top_ngram_fraction.items())] + [
+            {"kind": "dup", "n": n, "max_fraction": f} for n, f in sorted(cfg.max_duplicate_ngram_fraction.items())]
+    return getattr(cfg, key)
+
+
 def _process_batch(
     con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, source: Source, optsfp: str, records: list[RawRecord],
     near: NearDupIndex | None,
@@ -376,7 +390,9 @@ def _process_batch(
     })
     del texts
     for name, keys in FILTERS:
-        docs, n = _drop(con, docs, name, reasons, **{k: getattr(cfg, k) for k in keys})
+        if name == "quality/flt_ngram_repetition" and not (cfg.max_top_ngram_fraction or cfg.max_duplicate_ngram_fraction):
+            continue
+        docs, n = _drop(con, docs, name, reasons, **{k: _filter_param(cfg, k) for k in keys})
         counts["rows_filtered"] += n
     # Exact dedup before language detection: the model is the costliest step left, duplicates need no label.
     docs, n = _drop(con, docs, "quality/dedup_exact", reasons, options=optsfp, source_sha256=source.sha256)

@@ -314,8 +314,39 @@ def test_filters_symbols_repeated_lines_and_language(tmp_path):
     only_ko = ingest_corpus(spec(d, languages=["ko"]), tmp_path / "h2")
     assert only_ko.reasons == {"repeated_lines": 1, "too_many_symbols": 1, "wrong_language": 1}
     assert only_ko.counts["rows_kept"] == 1
-    relaxed = ingest_corpus(spec(d, max_symbol_ratio=1.0, max_repeated_line_fraction=1.0), tmp_path / "h3")
+    relaxed = ingest_corpus(spec(d, max_symbol_ratio=1.0, max_repeated_line_fraction=1.0, min_words=0,
+                                 max_symbol_word_ratio=10.0), tmp_path / "h3")  # the Gopher rules would drop it too
     assert relaxed.counts["rows_kept"] == 4 and relaxed.reasons == {}
+
+
+def test_a_file_of_one_repeated_byte_is_not_kept(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a5.txt").write_bytes(b"\xa5" * 20_000)  # was kept: a 10,000-character "English" document of U+2174
+    (d / "good.txt").write_text(GOOD)
+    result = ingest_corpus(spec(d), tmp_path / "h1")
+    assert result.counts["documents"] == 1 and result.counts["rows_quarantined"] == 1
+    assert result.reasons == {"undecodable:utf-8": 1}
+    # decoded with a forced legacy codec, the filters drop it (CP949: one 10,000-letter "word")
+    for codec, reason in (("cp949", "too_few_words"), ("latin-1", "too_many_symbols")):
+        forced = ingest_corpus(spec(d, encoding=codec), tmp_path / f"h-{codec}")
+        assert forced.reasons == {reason: 1} and forced.counts["documents"] == 1
+
+
+def test_gopher_rules_are_spec_fields(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    docs = [GOOD, " ".join(f"w{i % 12}" for i in range(120)), "first paragraph here.\n\nsame paragraph again.\n\n"
+            "same paragraph again.\n\nsame paragraph again."]
+    (d / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    result = ingest_corpus(spec(d), tmp_path / "h1")
+    assert result.reasons == {"repeated_paragraphs": 1, "top_ngram": 1}  # 2-grams are checked first
+    assert result.counts["rows_filtered"] == 2
+    off = ingest_corpus(spec(d, max_top_ngram_fraction={}, max_duplicate_ngram_fraction={},
+                             max_repeated_paragraph_fraction=1.0), tmp_path / "h2")
+    assert off.reasons == {} and off.counts["documents"] == 3
+    with pytest.raises(ValueError, match="max_duplicate_ngram_fraction"):
+        spec(d, max_duplicate_ngram_fraction={11: 0.1})
 
 
 def test_streaming_in_batches_writes_parts_and_dedups_across_them(tmp_path):
