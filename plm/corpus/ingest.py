@@ -259,8 +259,21 @@ def split_of(doc_id: str, validation_fraction: float, test_fraction: float) -> s
 
 
 def connect_catalog(home: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """The catalog, with relative lake paths (used by the views) resolved against `home`."""
-    return duckdb.connect(str(Path(home) / CATALOG), read_only=read_only, config={"file_search_path": str(home)})
+    """The catalog of `home`, its `documents` view reading `home`'s own lake even when the home was moved or copied.
+
+    The persistent view holds the absolute lake path of the last ingest (so plain `duckdb.connect(catalog)` works
+    from any directory); this connection shadows it with a TEMP view over `home` (read-only connections too).
+    """
+    con = duckdb.connect(str(Path(home) / CATALOG), read_only=read_only)
+    if sql.run(con, "staging/sel_has_documents_view").column("n")[0].as_py():
+        _create_documents_view(con, Path(home), temporary=True)
+    return con
+
+
+def _create_documents_view(con: duckdb.DuckDBPyConnection, home: Path, temporary: bool = False) -> None:
+    lake_glob = str(Path(home).resolve() / LAKE_DOCUMENTS / "*.parquet")
+    ddl = sql.run(con, "staging/gen_view_documents", lake_glob=lake_glob, temporary=temporary).column("ddl")[0].as_py()
+    con.execute(ddl)
 
 
 def _holder(text: str) -> str:
@@ -608,7 +621,7 @@ def ingest_corpus(
             rows = _assemble_snapshot(con, sources, _catalog_rows(con, sources, optsfp), lake, optsfp)
             result = _summarise(cfg, sources, rows, lake, snap, copies)
             result.processed = processed
-            _record_snapshot(con, result, optsfp)
+            _record_snapshot(con, result, optsfp, home)
         finally:
             con.close()
     return result
@@ -721,7 +734,7 @@ def _summarise(
     return IngestResult(snap, files, counts, dict(sorted(reasons.items())), ordered)
 
 
-def _record_snapshot(con: duckdb.DuckDBPyConnection, result: IngestResult, optsfp: str) -> None:
+def _record_snapshot(con: duckdb.DuckDBPyConnection, result: IngestResult, optsfp: str, home: Path) -> None:
     batch = pa.table({"file": pa.array([f.name for f in result.files], pa.string())})
     con.register("snapshot_batch", batch)
     con.begin()
@@ -731,7 +744,7 @@ def _record_snapshot(con: duckdb.DuckDBPyConnection, result: IngestResult, optsf
         sql.execute(con, "staging/ins_snapshot", snapshot_id=result.snapshot_id, options=optsfp,
                     counts=json.dumps(result.counts, sort_keys=True))
         sql.execute(con, "staging/ins_snapshot_files", snapshot_id=result.snapshot_id)
-        sql.execute(con, "staging/view_documents")
+        _create_documents_view(con, home)  # the absolute path of this home: readable from any directory
         sql.execute(con, "staging/view_sentences")
         con.commit()
     except BaseException:

@@ -169,6 +169,33 @@ def test_views_count_the_latest_snapshot(tmp_path, mixed):
     con.close()
 
 
+def test_the_catalog_views_work_from_any_directory_and_follow_a_moved_home(tmp_path, mixed, monkeypatch):
+    import duckdb
+
+    home = tmp_path / "home"
+    result = ingest_corpus(spec(mixed, encoding="utf-8"), home)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the lake path in the view was relative to the current directory
+    con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == result.counts["documents"]
+    assert con.execute("SELECT count(*) FROM sentences").fetchone()[0] == result.counts["sentences"]
+    con.close()
+    # a moved home read through plm reads its own lake (read-only too), not the old path's
+    moved = tmp_path / "moved"
+    shutil.move(home, moved)
+    con = connect_catalog(moved, read_only=True)
+    assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == result.counts["documents"]
+    con.close()
+    # a plain reader of a quoted, unusual home path
+    odd = tmp_path / "it's here"
+    shutil.copytree(moved, odd)
+    ingest_corpus(spec(mixed, encoding="utf-8"), odd)
+    con = duckdb.connect(str(odd / "catalog.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM documents").fetchone()[0] == result.counts["documents"]
+    con.close()
+
+
 def test_failures_are_clear(tmp_path):
     d = tmp_path / "in"
     d.mkdir()
