@@ -71,6 +71,8 @@ class CorpusSpec(_Section):
     """Fraction of documents (by document hash) assigned to the validation split."""
     test_fraction: float = Field(0.0, ge=0, lt=1)
     """Fraction of documents (by document hash) assigned to the test split."""
+    min_validation_docs: int = Field(10, ge=0)
+    """A language with at least this many documents in a snapshot, but none in validation by hash, gets one: its train document with the smallest id moves (only when `validation_fraction` > 0; 0 disables). Small corpora then still have held-out data per language."""
     max_quarantined_fraction: float = Field(0.5, ge=0, le=1)
     """The stage fails when more than this fraction of all rows read is quarantined."""
     max_symbol_ratio: float = Field(0.5, ge=0, le=1)

@@ -618,7 +618,7 @@ def ingest_corpus(
                     _ingest_source(con, cfg, source, optsfp, snap, lake, near, progress)
                     processed.append(str(source.path))
                 progress(f"ingest {source.path.name}", i + 1, len(sources))
-            rows = _assemble_snapshot(con, sources, _catalog_rows(con, sources, optsfp), lake, optsfp)
+            rows = _assemble_snapshot(con, cfg, sources, _catalog_rows(con, sources, optsfp), lake, optsfp)
             result = _summarise(cfg, sources, rows, lake, snap, copies)
             result.processed = processed
             _record_snapshot(con, result, optsfp, home)
@@ -627,16 +627,18 @@ def ingest_corpus(
     return result
 
 
-def _derived_name(row: dict[str, Any], optsfp: str, dropped: list[str]) -> str:
-    key = hashlib.sha256(canonical_json({"dropped": dropped}).encode()).hexdigest()[:16]
+def _derived_name(row: dict[str, Any], optsfp: str, dropped: list[str], validation: list[str]) -> str:
+    key = hashlib.sha256(canonical_json({"dropped": dropped, "validation": validation}).encode()).hexdigest()[:16]
     return f"{row['sha256'][:16]}-{optsfp}-x{key}.parquet"
 
 
-def _write_derived(lake: Path, parts: list[str], dropped: list[str], target: Path) -> dict[str, int]:
-    """`parts` without the documents `dropped`, as one zstd Parquet file renamed into place; what went."""
+def _write_derived(lake: Path, parts: list[str], dropped: list[str], validation: list[str], target: Path) -> dict[str, int]:
+    """`parts` without the documents `dropped` and with `validation` in the validation split, as one zstd Parquet
+    file renamed into place; what was dropped."""
     tmp = lake / STAGING / target.name
     tmp.parent.mkdir(parents=True, exist_ok=True)
     gone = pa.array(dropped, pa.string())
+    moved = pa.array(validation, pa.string())
     stats = Counter[str]()
     with pq.ParquetWriter(tmp, DOCUMENT_SCHEMA, compression="zstd") as writer:
         for part in parts:
@@ -647,45 +649,80 @@ def _write_derived(lake: Path, parts: list[str], dropped: list[str], target: Pat
             stats["dropped_sentences"] += pc.sum(pc.list_value_length(left.column("sentences"))).as_py() or 0
             stats["dropped_chars"] += pc.sum(left.column("n_chars")).as_py() or 0
             kept = table.filter(pc.invert(mask))
+            if validation:
+                split = pc.if_else(pc.is_in(kept.column("doc_id"), value_set=moved), "validation", kept.column("split"))
+                kept = kept.set_column(kept.schema.get_field_index("split"), "split", split)
             if kept.num_rows:
                 writer.write_table(kept)
     os.replace(tmp, target)
     return dict(stats)
 
 
+def _validation_moves(
+    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, rows: dict[str, dict[str, Any]], dropped: dict[str, list[str]],
+    lake: Path,
+) -> dict[str, list[str]]:
+    """Per source, the ids of the train documents `quality/sel_validation_moves` moves to validation."""
+    if cfg.validation_fraction <= 0 or cfg.min_validation_docs <= 0:
+        return {}
+    parts = [lake / f for row in rows.values() for f in (row["lake_files"] or [])]
+    if not parts:
+        return {}
+    docs = pq.read_table(parts, columns=["source_sha256", "doc_id", "lang", "split"])
+    gone = [f"{sha}:{d}" for sha, ids in dropped.items() for d in ids]
+    if gone:
+        keys = pc.binary_join_element_wise(docs.column("source_sha256"), docs.column("doc_id"), ":")
+        docs = docs.filter(pc.invert(pc.is_in(keys, value_set=pa.array(gone, pa.string()))))
+    con.register("snapshot_docs", docs)
+    try:
+        moves = sql.run(con, "quality/sel_validation_moves", min_docs=cfg.min_validation_docs).to_pylist()
+    finally:
+        con.unregister("snapshot_docs")
+    out: dict[str, list[str]] = {}
+    for m in moves:
+        out.setdefault(m["source_sha256"], []).append(m["doc_id"])
+    return {sha: sorted(ids) for sha, ids in out.items()}
+
+
 def _assemble_snapshot(
-    con: duckdb.DuckDBPyConnection, sources: list[Source], rows: dict[str, dict[str, Any]], lake: Path, optsfp: str
+    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, sources: list[Source], rows: dict[str, dict[str, Any]],
+    lake: Path, optsfp: str,
 ) -> dict[str, dict[str, Any]]:
-    """The catalog rows of `sources` as this snapshot sees them: cross-source exact duplicates dropped.
+    """The catalog rows of `sources` as this snapshot sees them: cross-source exact duplicates dropped, and a
+    validation document for each language that has enough documents but none in validation.
 
     A source's `sources` row holds what it turned into on its own; here the documents another source of the
-    snapshot also keeps (`quality/dedup_snapshot`) move from rows_kept to rows_duplicate (reason `duplicate`)
-    and its lake files become one derived file without them (none when nothing is left).
+    snapshot also keeps (`quality/dedup_snapshot`) move from rows_kept to rows_duplicate (reason `duplicate`),
+    the documents `quality/sel_validation_moves` picks get split `validation`, and a source touched by either
+    gets one derived lake file instead of its parts (none when nothing is left).
     """
     dups = sql.run(con, "quality/dedup_snapshot", options=optsfp, sha256s=sorted(rows)).to_pylist()
     by_source: dict[str, list[str]] = {}
     for d in dups:
         by_source.setdefault(d["source_sha256"], []).append(d["doc_id"])
+    moves = _validation_moves(con, cfg, rows, by_source, lake)
     out = dict(rows)
-    for sha, dropped in sorted(by_source.items()):
+    for sha in sorted(set(by_source) | set(moves)):
         row = dict(rows[sha])
+        dropped, validation = by_source.get(sha, []), moves.get(sha, [])
         n = len(dropped)
         if n == row["rows_kept"]:  # nothing of it is left: no file, and everything it kept went
             stats = {"dropped_docs": n, "dropped_sentences": row["sentences"], "dropped_chars": row["chars"]}
             files: list[str] = []
         else:
-            name = _derived_name(row, optsfp, dropped)
+            name = _derived_name(row, optsfp, dropped, validation)
             known = sql.run(con, "staging/sel_derived_files", files=[name]).to_pylist()
             if known and (lake / name).is_file():
                 stats = {k: known[0][k] for k in ("dropped_docs", "dropped_sentences", "dropped_chars")}
             else:
-                stats = _write_derived(lake, list(row["lake_files"] or []), dropped, lake / name)
+                stats = _write_derived(lake, list(row["lake_files"] or []), dropped, validation, lake / name)
                 sql.execute(con, "staging/ins_derived_file", file=name, sha256=sha, options=optsfp, **stats)
             files = [name]
         if stats["dropped_docs"] != n:
             raise RuntimeError(f"{row['path']}: {n} snapshot duplicates but {stats['dropped_docs']} found in its lake files")
         reasons = Counter(json.loads(row["reasons"]))
-        reasons["duplicate"] += n
+        if n:
+            reasons["duplicate"] += n
         row.update(
             rows_kept=row["rows_kept"] - n, rows_duplicate=row["rows_duplicate"] + n,
             sentences=row["sentences"] - stats["dropped_sentences"], chars=row["chars"] - stats["dropped_chars"],

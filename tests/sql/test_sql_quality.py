@@ -157,3 +157,14 @@ def test_flt_ngram_repetition_top_and_duplicate_ngrams(con):
     only_dup = sql.run(con, "quality/flt_ngram_repetition", ngram_min_words=50, rules=dup)
     assert only_dup.column("drop_reason").to_pylist() == [None, "duplicate_ngrams", "duplicate_ngrams", None]
     assert out.column_names == ["position", "text", "lang", "drop_reason"]
+
+
+def test_sel_validation_moves_one_train_document_per_language_without_validation(con):
+    rows = [("s1", f"{i:02d}", lang, split) for i, (lang, split) in enumerate(
+        [("en", "train")] * 3 + [("ko", "train")] * 2 + [("ko", "test")] + [("ja", "train")] * 2 + [("ja", "validation")]
+        + [("fr", "train")] * 2)]
+    con.register("snapshot_docs", pa.table(dict(zip(("source_sha256", "doc_id", "lang", "split"), zip(*rows)))))
+    out = sql.run(con, "quality/sel_validation_moves", min_docs=3).to_pylist()
+    # en: 3 docs, none in validation -> its smallest train id; ko: 3 docs (one test) -> its smallest train id;
+    # ja has one already; fr has only 2 documents
+    assert out == [{"source_sha256": "s1", "doc_id": "00", "lang": "en"}, {"source_sha256": "s1", "doc_id": "03", "lang": "ko"}]

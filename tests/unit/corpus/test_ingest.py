@@ -153,6 +153,33 @@ def test_split_column_matches_doc_hash(tmp_path):
     assert {r["split"] for r in rows} == {"train", "validation", "test"}
 
 
+def test_a_small_corpus_gets_a_validation_document_per_language(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    en = [f"English document number {i} of a very small corpus." for i in range(12)]
+    ko = [f"한국어 문서 {i}번은 아주 작은 말뭉치의 일부이다." for i in range(11)]
+    (d / "en.txt").write_text("\n".join(en))
+    (d / "ko.txt").write_text("\n".join(ko))
+    cfg = spec(d, text_unit="line", validation_fraction=0.02)
+    result = ingest_corpus(cfg, tmp_path / "home")
+    rows = pq.read_table(result.files, columns=["doc_id", "lang", "split"]).to_pylist()
+    by_hash = {r["doc_id"]: split_of(r["doc_id"], 0.02, 0.0) for r in rows}
+    assert all(v == "train" for v in by_hash.values())  # the hash split alone: no validation document at all
+    moved = sorted((r["lang"], r["doc_id"]) for r in rows if r["split"] == "validation")
+    assert [lang for lang, _ in moved] == ["en", "ko"]
+    assert all(doc == min(r["doc_id"] for r in rows if r["lang"] == lang) for lang, doc in moved)
+    assert result.counts["documents"] == 23 and result.reasons == {}
+    again = ingest_corpus(cfg, tmp_path / "home")  # reused: the same files, untouched
+    assert [f.stat().st_mtime_ns for f in again.files] == [f.stat().st_mtime_ns for f in result.files]
+    # fewer documents than corpus.min_validation_docs: the hash split is left alone
+    (d / "ko.txt").write_text("\n".join(ko[:9]))
+    small = ingest_corpus(cfg, tmp_path / "home")
+    langs = {r["lang"] for r in pq.read_table(small.files, columns=["lang", "split"]).to_pylist() if r["split"] == "validation"}
+    assert langs == {"en"}
+    none = ingest_corpus(spec(d, text_unit="line", validation_fraction=0.02, min_validation_docs=0), tmp_path / "h0")
+    assert {r["split"] for r in pq.read_table(none.files, columns=["split"]).to_pylist()} == {"train"}
+
+
 def test_views_count_the_latest_snapshot(tmp_path, mixed):
     home = tmp_path / "home"
     result = ingest_corpus(spec(mixed, encoding="utf-8"), home)
