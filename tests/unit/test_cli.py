@@ -28,3 +28,12 @@ def test_user_strings_are_not_markup_and_errors_are_one_line(tmp_path):
     assert res.stderr.count("\n") == 1 and len(res.stderr) > 120  # not wrapped at 80 columns
     assert str(deep / "missing.yaml") in res.stderr
 
+
+def test_a_short_mlflow_password_is_one_line_from_plm_serve(tmp_path):
+    env = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "short"}
+    res = plm("serve", "--home", str(tmp_path / "home"), "--prefect-port", "0", "--mlflow-port", "0", cwd=tmp_path,
+              env=env)
+    assert res.returncode == 1
+    assert res.stderr.startswith("error: MLFLOW_TRACKING_PASSWORD has 5 characters; MLflow's basic-auth needs at least 12")
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr + res.stdout
+    assert not (tmp_path / "home" / "logs").exists()  # no server was started
