@@ -168,7 +168,7 @@ def _walk(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _globbed(entry: str, path: Path) -> list[Path]:
+def _globbed(path: Path) -> list[Path]:
     """Files a glob matches, none inside a skipped directory below the glob's literal prefix."""
     parts = path.parts
     cut = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
@@ -190,7 +190,7 @@ def _expand(entry: str) -> list[Path]:
     if path.is_dir():
         return _walk(path)
     if glob.has_magic(entry):
-        return _globbed(entry, path)
+        return _globbed(path)
     return []
 
 
@@ -618,7 +618,7 @@ def ingest_corpus(
                     _ingest_source(con, cfg, source, optsfp, snap, lake, near, progress)
                     processed.append(str(source.path))
                 progress(f"ingest {source.path.name}", i + 1, len(sources))
-            rows = _assemble_snapshot(con, cfg, sources, _catalog_rows(con, sources, optsfp), lake, optsfp)
+            rows = _assemble_snapshot(con, cfg, _catalog_rows(con, sources, optsfp), lake, optsfp)
             result = _summarise(cfg, sources, rows, lake, snap, copies)
             result.processed = processed
             _record_snapshot(con, result, optsfp, home)
@@ -685,10 +685,9 @@ def _validation_moves(
 
 
 def _assemble_snapshot(
-    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, sources: list[Source], rows: dict[str, dict[str, Any]],
-    lake: Path, optsfp: str,
+    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, rows: dict[str, dict[str, Any]], lake: Path, optsfp: str
 ) -> dict[str, dict[str, Any]]:
-    """The catalog rows of `sources` as this snapshot sees them: cross-source exact duplicates dropped, and a
+    """The catalog rows of the snapshot's sources as this snapshot sees them: cross-source exact duplicates dropped, and a
     validation document for each language that has enough documents but none in validation.
 
     A source's `sources` row holds what it turned into on its own; here the documents another source of the
