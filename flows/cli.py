@@ -14,7 +14,9 @@ from typing import Annotated
 import typer
 
 from plm import stages
-from plm.cli import JsonOpt, SetOpt, SpecArg, app, err, main_guard, out, print_summary, progress_bars, load_cli_spec
+from plm.cli import (
+    JsonOpt, SetOpt, SpecArg, app, error, load_cli_spec, log_line, main_guard, out, print_summary, progress_bars,
+)
 
 
 @app.command()
@@ -32,7 +34,7 @@ def run(
 
         summary = pipeline(spec_path=str(spec_path), overrides=list(set_ or []))
     else:
-        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print) as p:
+        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line) as p:
             stages.run_all(p)
         summary = {"run_id": p.run_id, "stages": [r.to_json() for r in p.results.values()]}
     wall = time.perf_counter() - start
@@ -65,7 +67,7 @@ def serve(
     try:
         code = serve_forever(stack, ready)
     except Exception as exc:  # a server that does not come up: one readable error, children already stopped
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     raise typer.Exit(code)
 
@@ -80,7 +82,7 @@ def deploy(
     """Register the Prefect deployment `pipeline/<spec name>` (parameters: this spec path + overrides)."""
     spec = load_cli_spec(spec_path, set_)
     if not os.environ.get("PREFECT_API_URL"):
-        err.print("[red]error:[/red] no Prefect server: start `plm serve` (same home) or set PREFECT_API_URL")
+        error("no Prefect server: start `plm serve` (same home) or set PREFECT_API_URL")
         raise typer.Exit(2)
     from flows.deploy import deploy_spec
 

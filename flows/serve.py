@@ -42,6 +42,10 @@ class ServeError(RuntimeError):
     """A server did not come up (its log tail is in the message)."""
 
 
+MLFLOW_MIN_PASSWORD = 12
+"""MLflow's password policy for basic-auth users (mlflow.utils.validation._validate_password)."""
+
+
 def _bin(name: str) -> str:
     """A console script of this interpreter's environment (prefect, mlflow), not whatever is on PATH."""
     here = Path(sys.executable).parent / name
@@ -188,8 +192,18 @@ class ServerStack:
             argv += ["--app-name", "basic-auth"]
         return argv
 
+    def check_env(self) -> None:
+        """ServeError, one line, for settings a server would die on after start-up with a long traceback."""
+        password = self.env.get("MLFLOW_TRACKING_PASSWORD")
+        if self.env.get("MLFLOW_TRACKING_USERNAME") and password and len(password) < MLFLOW_MIN_PASSWORD:
+            raise ServeError(
+                f"MLFLOW_TRACKING_PASSWORD has {len(password)} characters; MLflow's basic-auth needs at least "
+                f"{MLFLOW_MIN_PASSWORD} for its admin user (choose a longer one; nothing was started)"
+            )
+
     def start(self, gpus: int | None = None, query_seconds: float = 5.0) -> None:
         """Start both servers, wait until healthy, then the worker(s); raise ServeError on failure."""
+        self.check_env()
         self.home.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         base = self._base_env()

@@ -23,8 +23,20 @@ from rich.table import Table
 from plm.config import PipelineSpec, SpecError, load_spec
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)  # soft_wrap: one line stays one line, piped or not
 out = Console(width=None if sys.stdout.isatty() else 160)
+
+
+def error(message: object) -> None:
+    """`error: MESSAGE` on stderr as one line; the message (user paths, names, patterns) is never read as markup."""
+    from rich.text import Text
+
+    err.print(Text.assemble(("error:", "red"), " ", str(message)))
+
+
+def log_line(message: object) -> None:
+    """A progress/log line on stderr, printed as given (stage logs name user paths)."""
+    err.print(str(message), markup=False)
 
 SpecArg = Annotated[Path, typer.Argument(help="Pipeline spec (YAML).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a spec field: key=value.")]
@@ -71,7 +83,7 @@ def load_cli_spec(spec_path: Path, overrides: list[str] | None) -> PipelineSpec:
     try:
         spec = load_spec(spec_path, overrides or [])
     except SpecError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
     configure_env(spec)
     return spec
@@ -161,7 +173,7 @@ def _stage_command(stage: str) -> Any:
 
         spec = load_cli_spec(spec_path, set_)
         chain = stages.STAGES[: stages.STAGES.index(stage) + 1]
-        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name=stage) as p:
+        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name=stage) as p:
             ing = stages.ingest(p)
             if "tokenizer" in chain:
                 tok = stages.tokenizer(p, ing)
@@ -217,7 +229,7 @@ def pretrain_command(spec_path: SpecArg, set_: SetOpt = None, resume: ResumeOpt 
     from plm import stages
 
     spec = load_cli_spec(spec_path, [*(set_ or []), *(["train.resume=true"] if resume else [])])
-    with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name="pretrain") as p:
+    with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name="pretrain") as p:
         ing = stages.ingest(p)
         tok = stages.tokenizer(p, ing)
         pre = stages.pretrain(p, tok, stages.examples(p, ing, tok))
@@ -257,7 +269,7 @@ def _ingest_spec(targets: list[str], spec_opt: Path | None, overrides: list[str]
     try:
         spec = load_spec(spec_opt, overrides or [])
     except SpecError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
     corpus = spec.corpus.model_copy(update={"paths": list(targets)})
     if not corpus.allowed_roots:
@@ -294,10 +306,10 @@ def ingest_command(targets: TargetsArg, spec_opt: SpecOpt = None, set_: SetOpt =
 
     spec = _ingest_spec(targets, spec_opt, set_)
     try:
-        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name="ingest") as p:
+        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name="ingest") as p:
             result = stages.ingest(p)
     except PermissionError as exc:  # a path outside corpus.allowed_roots: one line, like other bad input
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     summary = result.to_json()
     out.print(_summary_table([r.to_json() for r in p.results.values()], f"ingest ({spec.name})"))
@@ -312,7 +324,7 @@ def transfer(spec_path: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) ->
     from plm import stages
 
     spec = load_cli_spec(spec_path, set_)
-    with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=err.print, run_name="transfer") as p:
+    with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name="transfer") as p:
         ing = stages.ingest(p)
         tok = stages.tokenizer(p, ing)
         ex = stages.examples(p, ing, tok)
@@ -416,7 +428,7 @@ def models(
     try:
         rows = describe_models(_tracking_uri(spec_path), name)
     except RegistryError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     table = Table(title="MLflow registry", title_justify="left")
     for col in ("model", "version", "aliases", "metric", "snapshot", "tokenizer", "examples", "pretrain", "finetune"):
@@ -450,7 +462,7 @@ def predict(
 
     texts = list(texts or [])
     if bool(texts) == bool(input_path) or (pair and qa) or ((pair or qa) and len(texts) % 2):
-        err.print("[red]error:[/red] give TEXTS (an even number with --pair/--qa) or --input rows.jsonl")
+        error("give TEXTS (an even number with --pair/--qa) or --input rows.jsonl")
         raise typer.Exit(2)
     if pair:
         frame = pd.DataFrame({"text": texts[0::2], "text_pair": texts[1::2]})
@@ -463,7 +475,7 @@ def predict(
     try:
         rows = predict_texts(_tracking_uri(spec_path), model_uri, frame)
     except RegistryError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(1) from None
     shown = [c for c in ("text", "text_pair", "question") if c in frame.columns]
     for (_, inp), row in zip(frame.iterrows(), rows, strict=True):
@@ -500,7 +512,7 @@ def compare_tokenizers_cmd(
         try:
             specs[variant] = load_spec(spec_path, [*(set_ or []), *overrides])
         except SpecError as exc:
-            err.print(f"[red]error:[/red] {exc}")
+            error(exc)
             raise typer.Exit(2) from None
     with progress_bars(not json_) as bar:
         rows = stages.compare_tokenizers(specs, progress=bar)
@@ -524,7 +536,7 @@ def spec(spec_path: Annotated[Path | None, typer.Argument()] = None, set_: SetOp
     try:
         resolved = load_spec(spec_path, set_ or [])
     except SpecError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        error(exc)
         raise typer.Exit(2) from None
     print(yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False, allow_unicode=True), end="")
 
@@ -539,6 +551,6 @@ def main_guard(application: typer.Typer) -> None:
     except (FileNotFoundError, PermissionError, ValueError, RuntimeError, FloatingPointError) as exc:
         if os.environ.get("PLM_DEBUG"):
             raise
-        err.print(f"[red]error:[/red] {exc}  (set PLM_DEBUG=1 for the traceback)")
+        error(f"{exc}  (set PLM_DEBUG=1 for the traceback)")
         sys.exit(1)
 

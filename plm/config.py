@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 
 class SpecError(ValueError):
@@ -71,12 +71,34 @@ class CorpusSpec(_Section):
     """Fraction of documents (by document hash) assigned to the validation split."""
     test_fraction: float = Field(0.0, ge=0, lt=1)
     """Fraction of documents (by document hash) assigned to the test split."""
+    min_validation_docs: int = Field(10, ge=0)
+    """A language with at least this many documents in a snapshot, but none in validation by hash, gets one: its train document with the smallest id moves (only when `validation_fraction` > 0; 0 disables). Small corpora then still have held-out data per language."""
     max_quarantined_fraction: float = Field(0.5, ge=0, le=1)
     """The stage fails when more than this fraction of all rows read is quarantined."""
     max_symbol_ratio: float = Field(0.5, ge=0, le=1)
     """Documents whose share of characters that are neither letters, digits nor whitespace exceeds this are filtered (`too_many_symbols`)."""
     max_repeated_line_fraction: float = Field(0.5, ge=0, le=1)
     """Documents whose fraction of non-empty lines that repeat an earlier line exceeds this are filtered (`repeated_lines`)."""
+    min_words: int = Field(3, ge=0)
+    """Gopher word count: documents with fewer words (whitespace-separated; tokens of only punctuation or symbols are not words) are filtered (`too_few_words`); not applied to text written without spaces (Han, kana, Thai)."""
+    max_words: int | None = Field(None, ge=1)
+    """Gopher word count: documents with more words are filtered (`too_many_words`); None = no limit (Gopher uses 100,000)."""
+    min_mean_word_length: float = Field(2.0, ge=0)
+    """Gopher: documents whose mean word length (characters) is below this are filtered (`mean_word_length`); Gopher uses 3, 2 keeps Korean eojeol and tokenised punctuation-heavy text; not applied without spaces."""
+    max_mean_word_length: float = Field(12.0, gt=0)
+    """Gopher: documents whose mean word length is above this are filtered (`mean_word_length`: e.g. one byte repeated, base64, URLs); Gopher uses 10."""
+    max_symbol_word_ratio: float = Field(0.1, ge=0)
+    """Gopher: documents with more `#`, `...` and `…` per word than this are filtered (`symbol_words`)."""
+    min_alpha_word_fraction: float = Field(0.6, ge=0, le=1)
+    """Gopher: documents where fewer words than this fraction contain a letter (of any script: Hangul counts) are filtered (`alpha_words`); Gopher uses 0.8, which drops numbered Korean articles (`제1조 ① ...`) and number-heavy encyclopedia pages."""
+    max_repeated_paragraph_fraction: float = Field(0.3, ge=0, le=1)
+    """Gopher dup_para_frac: documents whose fraction of paragraphs (blank-line blocks) repeating an earlier one exceeds this are filtered (`repeated_paragraphs`)."""
+    ngram_min_words: int = Field(50, ge=1)
+    """The n-gram repetition rules apply to documents of at least this many words (shorter ones are too short for n-gram statistics)."""
+    max_top_ngram_fraction: dict[Annotated[int, Field(ge=1, le=10)], Annotated[float, Field(ge=0, le=1)]] = {2: 0.2, 3: 0.18, 4: 0.16}
+    """Gopher: n -> fraction; a document whose most frequent repeated word n-gram covers more of its characters (count x length) is filtered (`top_ngram`); {} disables."""
+    max_duplicate_ngram_fraction: dict[Annotated[int, Field(ge=1, le=10)], Annotated[float, Field(ge=0, le=1)]] = {5: 0.3, 6: 0.28, 7: 0.26, 8: 0.24, 9: 0.22, 10: 0.2}
+    """Gopher: n -> fraction; a document whose words covered by repeated n-grams hold more of its characters is filtered (`duplicate_ngrams`); {} disables. Gopher's 0.15..0.10 drop lyrics, lists and Korean bills of the shipped samples: twice those by default."""
     languages: list[str] = []
     """Keep only documents whose detected language is in this list (`wrong_language`); empty keeps every language."""
     detect_language: bool = False
@@ -340,7 +362,9 @@ class FinetuneSpec(_Section):
     task_type: Literal["classification", "pair_classification", "regression", "qa"] = "classification"
     """`classification` (one text), `pair_classification` / `regression` (`[CLS] A [SEP] B [SEP]`), `qa` (extractive, SQuAD JSON)."""
     data: str = "sample:polarity"
-    """Labelled data: a file path or `sample:polarity` (gensim's movie-review polarity sentences)."""
+    """Labelled data: a file path (resolved and checked against `corpus.allowed_roots` before it is opened) or `sample:polarity` (gensim's movie-review polarity sentences)."""
+    _data_roots: list[str] = PrivateAttr(default_factory=list)
+    # `corpus.allowed_roots`, handed over by PipelineSpec (not part of this slice's fingerprint): empty = the defaults
     format: Literal["fasttext", "csv", "jsonl", "parquet", "squad"] = "fasttext"
     """`fasttext` lines are `__label__X text`; csv/jsonl/parquet use the column names below; `squad` is SQuAD-format JSON (task_type qa)."""
     text_column: str = "text"
@@ -482,6 +506,12 @@ class PipelineSpec(_Section):
         if not sg.train_shards and trained is not None and trained.engine != "compiled":
             raise ValueError("objectives.skipgram.train_shards=false leaves the torch engine nothing to replay: "
                              "set engine=compiled")
+        return self
+
+    @model_validator(mode="after")
+    def _share_roots(self) -> "PipelineSpec":
+        """`finetune.data` is checked against the same roots as the corpus."""
+        self.finetune._data_roots = list(self.corpus.allowed_roots)
         return self
 
     def home_dir(self) -> Path:

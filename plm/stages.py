@@ -21,7 +21,7 @@ from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_sta
 from plm.config import PipelineSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-STAGE_VERSIONS = {"ingest": 2, "tokenizer": 2, "examples": 3, "pretrain": 2, "word_vectors": 1, "finetune": 4,
+STAGE_VERSIONS = {"ingest": 3, "tokenizer": 3, "examples": 3, "pretrain": 2, "word_vectors": 1, "finetune": 4,
                   "transfer": 3}
 """Bump a stage's version whenever its code changes what it writes: the fingerprint must change with it."""
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
@@ -194,14 +194,14 @@ def ingest(p: Pipeline) -> StageResult:
 
     import pyarrow.parquet as pq
 
-    from plm.corpus.ingest import NON_PROCESSING_FIELDS, ingest_corpus, reason_table, resolve_sources
+    from plm.corpus.ingest import NON_PROCESSING_FIELDS, ingest_corpus, reason_table, resolve_sources, sources_fingerprint
     from plm.tracking import MlflowTracker
 
     cfg = p.spec.corpus
-    sources = resolve_sources(cfg.paths)
+    sources = resolve_sources(cfg.paths, cfg.allowed_roots, p.home)  # roots checked before any file is opened
     # batching and locking do not change what is written; the quarantine limit decides success, so it stays
     spec_slice = cfg.model_dump(mode="json", exclude=set(NON_PROCESSING_FIELDS - {"max_quarantined_fraction"}))
-    inputs = {"sources": fingerprint("sources", 1, {}, {s.sha256: s.format for s in sources})}
+    inputs = {"sources": sources_fingerprint(sources)}  # byte-identical copies count: they are in the counts
 
     def log_languages(tracker: Tracker, langs: dict[str, int]) -> None:
         if not langs or isinstance(tracker, NullTracker):

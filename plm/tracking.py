@@ -5,6 +5,7 @@ This is the only module that imports mlflow, lazily, so importing it costs nothi
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -286,7 +287,10 @@ def register_version(
     value: float,
     higher_is_better: bool = True,
 ) -> dict[str, Any]:
-    """Register, alias `candidate`, and promote to `champion` only if it beats the current champion."""
+    """Register, alias `candidate`, and promote to `champion` only if it beats the current champion.
+
+    A gate metric that is not a finite number (NaN when there was no held-out data) never promotes.
+    """
     import warnings
 
     import mlflow
@@ -302,7 +306,9 @@ def register_version(
         current_value = float(current.tags.get("plm.metric_value", "nan"))
     except MlflowException:
         current, current_value = None, float("nan")
-    if current is None or current_value != current_value:  # no champion yet (or one without a metric)
+    if not math.isfinite(value):  # NaN/inf (e.g. no held-out data): no evidence, never the champion
+        promote = False
+    elif current is None or not math.isfinite(current_value):  # no champion yet (or one without a metric)
         promote = True
     else:
         promote = value > current_value if higher_is_better else value < current_value

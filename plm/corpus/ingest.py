@@ -2,8 +2,12 @@
 
 A source is streamed in batches (`corpus.batch_records` records or `corpus.batch_bytes` bytes of text):
 read -> normalise -> filters (`sql/quality/flt_*.sql`: length, symbols, repeated lines, language) ->
-exact dedup (`dedup_exact.sql`, against the whole lake) -> near-dup (MinHash, `corpus.near_dup`) ->
-sentences and split. Each batch's kept documents become one zstd Parquet part in a staging directory;
+exact dedup within the source (`dedup_exact.sql`) -> near-dup (MinHash, `corpus.near_dup`) -> sentences and
+split. What a source turns into depends on its bytes and the options alone, so it is processed once and reused
+by every snapshot that contains it. Exact duplicates across the sources of a snapshot are dropped when the
+snapshot is assembled (`dedup_snapshot.sql`: the copy in the source whose content hash sorts first is kept),
+never against unrelated corpora the home ingested before; a source that loses documents there gets a derived
+lake file without them (`<source16>-<optsfp>-x<key>.parquet`, content-addressed, reused). Each batch's kept documents become one zstd Parquet part in a staging directory;
 its quarantine rows and kept ids go to the `pending_*` catalog tables in a short transaction. Memory is
 bounded by the batch size, whatever the file size.
 
@@ -30,7 +34,7 @@ import shutil
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,12 +51,12 @@ from plm.artifacts import canonical_json, fingerprint, sha256_file
 from plm.config import CorpusSpec
 from plm.corpus.dedup import NearDupIndex
 from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
-from plm.corpus.readers import Limits, RawRecord, detect_encoding, detect_format, read_records
+from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
 from plm.corpus.sentences import split_sentences_many
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
 
-INGEST_VERSION = 2
+INGEST_VERSION = 3
 """Bump when processing changes in a way that must re-process every source."""
 CATALOG = "catalog.duckdb"
 LAKE_DOCUMENTS = Path("lake") / "documents"
@@ -72,11 +76,18 @@ COUNT_KEYS = (
 FILTERS = (
     ("quality/flt_length", ("min_chars", "max_chars")),
     ("quality/flt_symbols", ("max_symbol_ratio",)),
+    ("quality/flt_word_stats", ("min_words", "max_words", "min_mean_word_length", "max_mean_word_length",
+                                "max_symbol_word_ratio", "min_alpha_word_fraction")),
     ("quality/flt_repeated_lines", ("max_repeated_line_fraction",)),
+    ("quality/flt_repeated_paragraphs", ("max_repeated_paragraph_fraction",)),
+    ("quality/flt_ngram_repetition", ("ngram_min_words", "rules")),
 )
 """Text filters run in this order on each batch; `quality/flt_language` runs after language detection."""
-FILTER_REASONS = frozenset({"too_short", "too_long", "too_many_symbols", "repeated_lines", "wrong_language"})
-DUPLICATE_REASONS = frozenset({"duplicate", "near_duplicate"})
+FILTER_REASONS = frozenset({
+    "too_short", "too_long", "too_many_symbols", "repeated_lines", "wrong_language", "too_few_words", "too_many_words",
+    "mean_word_length", "symbol_words", "alpha_words", "repeated_paragraphs", "top_ngram", "duplicate_ngrams",
+})
+DUPLICATE_REASONS = frozenset({"duplicate", "near_duplicate", "duplicate_file"})
 """Every other reason is a quarantine reason from the readers (`undecodable:...`, `invalid_json`, ...)."""
 DOCUMENT_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -94,7 +105,7 @@ DOCUMENT_SCHEMA = pa.schema([
 _DDL = (
     "staging/ddl_sources", "staging/alt_sources_lake_files", "staging/ddl_quarantine", "staging/ddl_doc_hashes",
     "staging/ddl_snapshots", "staging/ddl_snapshot_files", "staging/ddl_pending_quarantine",
-    "staging/ddl_pending_doc_hashes",
+    "staging/ddl_pending_doc_hashes", "staging/ddl_derived_files",
 )
 
 
@@ -106,6 +117,10 @@ class Source:
     sha256: str
     bytes: int
     format: str
+    duplicate_of: Path | None = None
+    """The first path (in path order) with the same bytes: this file is a copy, counted but not processed."""
+    sample: bool = False
+    """A named sample (`sample:NAME`) shipped by an installed package: allowed whatever `corpus.allowed_roots` says."""
 
 
 @dataclass
@@ -124,36 +139,99 @@ class IngestResult:
 # ---------------------------------------------------------------- sources
 
 
+SKIPPED_DIRS = frozenset({"__pycache__", "node_modules", "site-packages", "CVS", "_darcs"})
+"""Directory names never walked into (besides hidden ones: `.git`, `.venv`, `.plm`, ...)."""
+HOME_MARKERS = (CATALOG, "catalog.lock", "mlflow.db")
+"""Files that mark a directory as a plm home (its catalog, lock or MLflow store): never a corpus."""
+
+
+def _is_home(path: Path) -> bool:
+    home = Path(os.environ.get("PLM_HOME", ".plm")).expanduser().resolve()
+    return path.resolve() == home or any((path / marker).exists() for marker in HOME_MARKERS)
+
+
+def _skipped_dir(path: Path) -> bool:
+    """A directory a walk of the corpus never enters: hidden, VCS, a virtual env, a cache, or a plm home."""
+    name = path.name
+    return name.startswith(".") or name in SKIPPED_DIRS or (path / "pyvenv.cfg").is_file() or _is_home(path)
+
+
+def _walk(root: Path) -> list[Path]:
+    """Files under `root`, hidden files and skipped directories (`_skipped_dir`) left out; none in a plm home."""
+    if _is_home(root):
+        return []
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not _skipped_dir(here / d))
+        found.extend(here / f for f in filenames if not f.startswith(".") and (here / f).is_file())
+    return sorted(found)
+
+
+def _globbed(path: Path) -> list[Path]:
+    """Files a glob matches, none inside a skipped directory below the glob's literal prefix."""
+    parts = path.parts
+    cut = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    out = []
+    for match in sorted(glob.glob(str(path), recursive=True)):
+        p = Path(match)
+        below = p.parts[cut:-1]
+        if p.is_file() and not any(_skipped_dir(Path(*p.parts[: cut + i + 1])) for i in range(len(below))):
+            out.append(p)
+    return out
+
+
 def _expand(entry: str) -> list[Path]:
     if is_sample(entry):
         return resolve_sample(entry)
     path = Path(entry).expanduser()
     if path.is_file():
-        return [path]
+        return [path]  # named explicitly: taken as it is (and checked against the roots)
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        return _walk(path)
     if glob.has_magic(entry):
-        return sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        return _globbed(path)
     return []
 
 
-def resolve_sources(paths: list[str]) -> list[Source]:
-    """Files behind `paths` (files, directories, globs, `sample:NAME`), sorted by path, unique by content."""
-    found: dict[Path, None] = {}
+def resolve_sources(paths: list[str], roots: Sequence[str | Path] = (), home: Path | None = None) -> list[Source]:
+    """Files behind `paths` (files, directories, globs, `sample:NAME`), sorted by path.
+
+    Every file but a named sample is resolved (symlinks followed) and checked against `roots`
+    (`corpus.allowed_roots`; empty = `default_roots(home)`) before it is opened or hashed: PermissionError.
+    A file with the same bytes as an earlier one is kept with `duplicate_of` set: ingest processes the
+    content once and counts the copy's rows as `duplicate_file`, so no input vanishes from the accounting.
+    """
+    found: dict[Path, bool] = {}
     for entry in paths:
         matched = _expand(entry)
         if not matched:
             raise FileNotFoundError(f"corpus.paths: '{entry}' matches no file")
-        found.update((p.resolve(), None) for p in matched)
+        sample = is_sample(entry)
+        for p in matched:
+            resolved = p.resolve() if sample else check_allowed(p, roots, home, key="corpus.paths")
+            found[resolved] = found.get(resolved, True) and sample
     sources: list[Source] = []
-    seen: set[str] = set()
+    seen: dict[str, Path] = {}
     for path in sorted(found):
         digest = sha256_file(path)
-        if digest in seen:
-            continue
-        seen.add(digest)
-        sources.append(Source(path, digest, path.stat().st_size, detect_format(path)))
+        sources.append(Source(path, digest, path.stat().st_size, detect_format(path), seen.get(digest), found[path]))
+        seen.setdefault(digest, path)
     return sources
+
+
+def check_sources(sources: list[Source], roots: Sequence[str | Path] = (), home: Path | None = None) -> None:
+    """PermissionError unless every source but a named sample still resolves inside `roots` (done on reuse too)."""
+    for source in sources:
+        if not source.sample:
+            check_allowed(source.path, roots, home, key="corpus.paths")
+
+
+def sources_fingerprint(sources: list[Source]) -> str:
+    """The ingest stage's input: the content hashes with their formats, and how many copies each has."""
+    copies = Counter(s.sha256 for s in sources if s.duplicate_of is not None)
+    payload = {s.sha256: s.format for s in sources if s.duplicate_of is None}
+    return fingerprint("sources", 1, {"copies": dict(sorted(copies.items()))} if copies else {}, payload)
 
 
 def options_fingerprint(cfg: CorpusSpec) -> str:
@@ -162,7 +240,7 @@ def options_fingerprint(cfg: CorpusSpec) -> str:
 
 
 def snapshot_id(sources: list[Source], optsfp: str) -> str:
-    """16 hex chars over the set of source hashes and the options: the corpus version downstream stages name."""
+    """16 hex chars over the source hashes (copies included) and the options: the corpus version stages name."""
     payload = canonical_json({"sources": sorted(s.sha256 for s in sources), "options": optsfp})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -181,8 +259,21 @@ def split_of(doc_id: str, validation_fraction: float, test_fraction: float) -> s
 
 
 def connect_catalog(home: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """The catalog, with relative lake paths (used by the views) resolved against `home`."""
-    return duckdb.connect(str(Path(home) / CATALOG), read_only=read_only, config={"file_search_path": str(home)})
+    """The catalog of `home`, its `documents` view reading `home`'s own lake even when the home was moved or copied.
+
+    The persistent view holds the absolute lake path of the last ingest (so plain `duckdb.connect(catalog)` works
+    from any directory); this connection shadows it with a TEMP view over `home` (read-only connections too).
+    """
+    con = duckdb.connect(str(Path(home) / CATALOG), read_only=read_only)
+    if sql.run(con, "staging/sel_has_documents_view").column("n")[0].as_py():
+        _create_documents_view(con, Path(home), temporary=True)
+    return con
+
+
+def _create_documents_view(con: duckdb.DuckDBPyConnection, home: Path, temporary: bool = False) -> None:
+    lake_glob = str(Path(home).resolve() / LAKE_DOCUMENTS / "*.parquet")
+    ddl = sql.run(con, "staging/gen_view_documents", lake_glob=lake_glob, temporary=temporary).column("ddl")[0].as_py()
+    con.execute(ddl)
 
 
 def _holder(text: str) -> str:
@@ -276,6 +367,13 @@ def _drop(
     return out.filter(pc.is_null(dropped)).drop_columns(["drop_reason"]), out.num_rows - dropped.null_count
 
 
+def _filter_param(cfg: CorpusSpec, key: str) -> Any:
+    if key == "rules":  # the n-gram rules as one list of {kind, n, max_fraction}
+        return [{"kind": "top", "n": n, "max_fraction": f} for n, f in sorted(cfg.max_top_ngram_fraction.items())] + [
+            {"kind": "dup", "n": n, "max_fraction": f} for n, f in sorted(cfg.max_duplicate_ngram_fraction.items())]
+    return getattr(cfg, key)
+
+
 def _process_batch(
     con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, source: Source, optsfp: str, records: list[RawRecord],
     near: NearDupIndex | None,
@@ -305,7 +403,9 @@ def _process_batch(
     })
     del texts
     for name, keys in FILTERS:
-        docs, n = _drop(con, docs, name, reasons, **{k: getattr(cfg, k) for k in keys})
+        if name == "quality/flt_ngram_repetition" and not (cfg.max_top_ngram_fraction or cfg.max_duplicate_ngram_fraction):
+            continue
+        docs, n = _drop(con, docs, name, reasons, **{k: _filter_param(cfg, k) for k in keys})
         counts["rows_filtered"] += n
     # Exact dedup before language detection: the model is the costliest step left, duplicates need no label.
     docs, n = _drop(con, docs, "quality/dedup_exact", reasons, options=optsfp, source_sha256=source.sha256)
@@ -403,7 +503,9 @@ def _ingest_source(
     committed = False
     try:
         _clear_pending(con)
-        for records in _batches(read_records(source.path, source.format, cfg), cfg.batch_records, cfg.batch_bytes):
+        # a named sample lies in its package, which `corpus.allowed_roots` need not name
+        rcfg = cfg.model_copy(update={"allowed_roots": [str(source.path)]}) if source.sample else cfg
+        for records in _batches(read_records(source.path, source.format, rcfg), cfg.batch_records, cfg.batch_bytes):
             batch = _process_batch(con, cfg, source, optsfp, records, near)
             del records
             counts.update(batch.counts)
@@ -488,9 +590,15 @@ def ingest_corpus(
     when another ingest holds the catalog past `corpus.lock_timeout_s` or a source's counts do not add up.
     """
     home = Path(home)
-    sources = resolve_sources(cfg.paths) if sources is None else sorted(sources, key=lambda s: str(s.path))
+    if sources is None:
+        sources = resolve_sources(cfg.paths, cfg.allowed_roots, home)
+    else:
+        check_sources(sources, cfg.allowed_roots, home)
+        sources = sorted(sources, key=lambda s: str(s.path))
     optsfp = options_fingerprint(cfg)
     snap = snapshot_id(sources, optsfp)
+    copies = [s for s in sources if s.duplicate_of is not None]
+    sources = [s for s in sources if s.duplicate_of is None]
     lake = home / LAKE_DOCUMENTS
     with catalog_lock(home, cfg.lock_timeout_s):
         lake.mkdir(parents=True, exist_ok=True)
@@ -510,21 +618,138 @@ def ingest_corpus(
                     _ingest_source(con, cfg, source, optsfp, snap, lake, near, progress)
                     processed.append(str(source.path))
                 progress(f"ingest {source.path.name}", i + 1, len(sources))
-            rows = _catalog_rows(con, sources, optsfp)
-            result = _summarise(cfg, sources, rows, lake, snap)
+            rows = _assemble_snapshot(con, cfg, _catalog_rows(con, sources, optsfp), lake, optsfp)
+            result = _summarise(cfg, sources, rows, lake, snap, copies)
             result.processed = processed
-            _record_snapshot(con, result, optsfp)
+            _record_snapshot(con, result, optsfp, home)
         finally:
             con.close()
     return result
 
 
+def _derived_name(row: dict[str, Any], optsfp: str, dropped: list[str], validation: list[str]) -> str:
+    key = hashlib.sha256(canonical_json({"dropped": dropped, "validation": validation}).encode()).hexdigest()[:16]
+    return f"{row['sha256'][:16]}-{optsfp}-x{key}.parquet"
+
+
+def _write_derived(lake: Path, parts: list[str], dropped: list[str], validation: list[str], target: Path) -> dict[str, int]:
+    """`parts` without the documents `dropped` and with `validation` in the validation split, as one zstd Parquet
+    file renamed into place; what was dropped."""
+    tmp = lake / STAGING / target.name
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    gone = pa.array(dropped, pa.string())
+    moved = pa.array(validation, pa.string())
+    stats = Counter[str]()
+    with pq.ParquetWriter(tmp, DOCUMENT_SCHEMA, compression="zstd") as writer:
+        for part in parts:
+            table = pq.read_table(lake / part, schema=DOCUMENT_SCHEMA)
+            mask = pc.is_in(table.column("doc_id"), value_set=gone)
+            left = table.filter(mask)
+            stats["dropped_docs"] += left.num_rows
+            stats["dropped_sentences"] += pc.sum(pc.list_value_length(left.column("sentences"))).as_py() or 0
+            stats["dropped_chars"] += pc.sum(left.column("n_chars")).as_py() or 0
+            kept = table.filter(pc.invert(mask))
+            if validation:
+                split = pc.if_else(pc.is_in(kept.column("doc_id"), value_set=moved), "validation", kept.column("split"))
+                kept = kept.set_column(kept.schema.get_field_index("split"), "split", split)
+            if kept.num_rows:
+                writer.write_table(kept)
+    os.replace(tmp, target)
+    return dict(stats)
+
+
+def _validation_moves(
+    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, rows: dict[str, dict[str, Any]], dropped: dict[str, list[str]],
+    lake: Path,
+) -> dict[str, list[str]]:
+    """Per source, the ids of the train documents `quality/sel_validation_moves` moves to validation."""
+    if cfg.validation_fraction <= 0 or cfg.min_validation_docs <= 0:
+        return {}
+    parts = [lake / f for row in rows.values() for f in (row["lake_files"] or [])]
+    if not parts:
+        return {}
+    docs = pq.read_table(parts, columns=["source_sha256", "doc_id", "lang", "split"])
+    gone = [f"{sha}:{d}" for sha, ids in dropped.items() for d in ids]
+    if gone:
+        keys = pc.binary_join_element_wise(docs.column("source_sha256"), docs.column("doc_id"), ":")
+        docs = docs.filter(pc.invert(pc.is_in(keys, value_set=pa.array(gone, pa.string()))))
+    con.register("snapshot_docs", docs)
+    try:
+        moves = sql.run(con, "quality/sel_validation_moves", min_docs=cfg.min_validation_docs).to_pylist()
+    finally:
+        con.unregister("snapshot_docs")
+    out: dict[str, list[str]] = {}
+    for m in moves:
+        out.setdefault(m["source_sha256"], []).append(m["doc_id"])
+    return {sha: sorted(ids) for sha, ids in out.items()}
+
+
+def _assemble_snapshot(
+    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, rows: dict[str, dict[str, Any]], lake: Path, optsfp: str
+) -> dict[str, dict[str, Any]]:
+    """The catalog rows of the snapshot's sources as this snapshot sees them: cross-source exact duplicates dropped, and a
+    validation document for each language that has enough documents but none in validation.
+
+    A source's `sources` row holds what it turned into on its own; here the documents another source of the
+    snapshot also keeps (`quality/dedup_snapshot`) move from rows_kept to rows_duplicate (reason `duplicate`),
+    the documents `quality/sel_validation_moves` picks get split `validation`, and a source touched by either
+    gets one derived lake file instead of its parts (none when nothing is left).
+    """
+    dups = sql.run(con, "quality/dedup_snapshot", options=optsfp, sha256s=sorted(rows)).to_pylist()
+    by_source: dict[str, list[str]] = {}
+    for d in dups:
+        by_source.setdefault(d["source_sha256"], []).append(d["doc_id"])
+    moves = _validation_moves(con, cfg, rows, by_source, lake)
+    out = dict(rows)
+    for sha in sorted(set(by_source) | set(moves)):
+        row = dict(rows[sha])
+        dropped, validation = by_source.get(sha, []), moves.get(sha, [])
+        n = len(dropped)
+        if n == row["rows_kept"]:  # nothing of it is left: no file, and everything it kept went
+            stats = {"dropped_docs": n, "dropped_sentences": row["sentences"], "dropped_chars": row["chars"]}
+            files: list[str] = []
+        else:
+            name = _derived_name(row, optsfp, dropped, validation)
+            known = sql.run(con, "staging/sel_derived_files", files=[name]).to_pylist()
+            if known and (lake / name).is_file():
+                stats = {k: known[0][k] for k in ("dropped_docs", "dropped_sentences", "dropped_chars")}
+            else:
+                stats = _write_derived(lake, list(row["lake_files"] or []), dropped, validation, lake / name)
+                sql.execute(con, "staging/ins_derived_file", file=name, sha256=sha, options=optsfp, **stats)
+            files = [name]
+        if stats["dropped_docs"] != n:
+            raise RuntimeError(f"{row['path']}: {n} snapshot duplicates but {stats['dropped_docs']} found in its lake files")
+        reasons = Counter(json.loads(row["reasons"]))
+        if n:
+            reasons["duplicate"] += n
+        row.update(
+            rows_kept=row["rows_kept"] - n, rows_duplicate=row["rows_duplicate"] + n,
+            sentences=row["sentences"] - stats["dropped_sentences"], chars=row["chars"] - stats["dropped_chars"],
+            reasons=json.dumps(dict(sorted(reasons.items()))), lake_files=files,
+        )
+        out[sha] = row
+    return out
+
+
+def _copy_row(copy: Source, original: dict[str, Any]) -> dict[str, Any]:
+    """The row of a byte-identical copy of another input: every row it has is a `duplicate_file`."""
+    n = original["rows_read"]
+    return {
+        **original, "path": str(copy.path), "status": "duplicate_file", "duplicate_of": str(copy.duplicate_of),
+        "rows_read": n, "rows_kept": 0, "rows_duplicate": n, "rows_filtered": 0, "rows_quarantined": 0,
+        "sentences": 0, "chars": 0, "reasons": json.dumps({"duplicate_file": n} if n else {}), "lake_files": [],
+    }
+
+
 def _summarise(
-    cfg: CorpusSpec, sources: list[Source], rows: dict[str, dict[str, Any]], lake: Path, snap: str
+    cfg: CorpusSpec, sources: list[Source], rows: dict[str, dict[str, Any]], lake: Path, snap: str,
+    copies: list[Source] | None = None,
 ) -> IngestResult:
     counts = dict.fromkeys(COUNT_KEYS, 0)
     reasons: Counter[str] = Counter()
     ordered = [rows[s.sha256] for s in sources]
+    ordered += [_copy_row(c, rows[c.sha256]) for c in copies or []]
+    ordered.sort(key=lambda row: row["path"])
     for row in ordered:
         for key in COUNT_KEYS:
             if key in row:
@@ -533,7 +758,7 @@ def _summarise(
     counts["documents"] = counts["rows_kept"]
     if counts["rows_kept"] == 0:
         raise ValueError(
-            f"ingest kept no document out of {counts['rows_read']} rows read from {len(sources)} source(s); "
+            f"ingest kept no document out of {counts['rows_read']} rows read from {len(ordered)} source(s); "
             f"reasons: {dict(reasons) or 'none (no input rows)'}"
         )
     if counts["rows_quarantined"] > cfg.max_quarantined_fraction * counts["rows_read"]:
@@ -545,7 +770,7 @@ def _summarise(
     return IngestResult(snap, files, counts, dict(sorted(reasons.items())), ordered)
 
 
-def _record_snapshot(con: duckdb.DuckDBPyConnection, result: IngestResult, optsfp: str) -> None:
+def _record_snapshot(con: duckdb.DuckDBPyConnection, result: IngestResult, optsfp: str, home: Path) -> None:
     batch = pa.table({"file": pa.array([f.name for f in result.files], pa.string())})
     con.register("snapshot_batch", batch)
     con.begin()
@@ -555,7 +780,7 @@ def _record_snapshot(con: duckdb.DuckDBPyConnection, result: IngestResult, optsf
         sql.execute(con, "staging/ins_snapshot", snapshot_id=result.snapshot_id, options=optsfp,
                     counts=json.dumps(result.counts, sort_keys=True))
         sql.execute(con, "staging/ins_snapshot_files", snapshot_id=result.snapshot_id)
-        sql.execute(con, "staging/view_documents")
+        _create_documents_view(con, home)  # the absolute path of this home: readable from any directory
         sql.execute(con, "staging/view_sentences")
         con.commit()
     except BaseException:

@@ -36,6 +36,7 @@ import lzma
 import os
 import re
 import tempfile
+import unicodedata
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -114,16 +115,19 @@ def default_roots(home: Path | None = None) -> list[Path]:
     return roots
 
 
-def check_allowed(path: Path | str, roots: Sequence[str | Path] = (), home: Path | None = None) -> Path:
-    """`path` resolved (symlinks too); PermissionError naming it when it lies outside every root.
+def check_allowed(
+    path: Path | str, roots: Sequence[str | Path] = (), home: Path | None = None, key: str | None = None
+) -> Path:
+    """`path` resolved (symlinks too); PermissionError naming it (and the spec `key`) when it lies outside every root.
 
-    Empty `roots` means `default_roots(home)`.
+    Empty `roots` means `default_roots(home)`. Call it before the file is opened, hashed or even stat'ed as a file.
     """
     resolved = Path(path).expanduser().resolve()
     allowed = list(dict.fromkeys(Path(r).expanduser().resolve() for r in (roots or default_roots(home))))
     if not any(resolved == root or resolved.is_relative_to(root) for root in allowed):
         names = ", ".join(str(r) for r in allowed)
-        raise PermissionError(f"{path}: resolves to {resolved}, outside corpus.allowed_roots ({names})")
+        where = f"{key}: " if key else ""
+        raise PermissionError(f"{where}{path}: resolves to {resolved}, outside corpus.allowed_roots ({names})")
     return resolved
 
 
@@ -358,17 +362,47 @@ def sniff_encoding(prefix: bytes, whole: bool = True) -> str:
         lines = lines[:-1]  # the last line may be cut inside a multi-byte sequence
     # Lines with non-ASCII bytes are the evidence: a UTF-8 or CP949 file with a few damaged lines
     # keeps its codec (the damaged lines are quarantined), while single-byte codecs, which decode
-    # any byte, are only taken from the detector when UTF-8 fails broadly.
+    # any byte, are only taken from the detector when UTF-8 fails broadly. Legacy text almost never
+    # forms valid multi-byte UTF-8 by chance, so non-ASCII lines that decode as UTF-8 outweigh the same
+    # number of lines that do not: a UTF-8 file with one damaged line stays UTF-8.
     non_ascii = sum(1 for line in lines if not line.isascii())
     utf8_bad = _failed_lines(lines, "utf-8")
-    if utf8_bad <= 0.2 * non_ascii:
+    if utf8_bad <= 0.2 * non_ascii or non_ascii - utf8_bad >= utf8_bad:
         return "utf-8"
     if _plausibly_korean(prefix) and _failed_lines(lines, "cp949") <= max(1, 0.2 * non_ascii):
         return "cp949"
     guess = _detector_guess(prefix[:65536])
-    if guess is not None and _failed_lines(lines, guess) < utf8_bad:
+    if (guess is not None and _failed_lines(lines, guess) < utf8_bad
+            and _plausible_text(prefix.decode(guess, errors="replace"))):
         return guess
     return "utf-8"
+
+
+_WORD = re.compile(r"\w+")
+_ASCII_LETTER = re.compile(r"[A-Za-z]")
+
+
+def _plausible_text(text: str) -> bool:
+    """Whether text a legacy codec decoded reads as words rather than mojibake: its non-ASCII characters are
+    letters (punctuation, currency signs and spaces aside), and accented Latin letters mostly sit in words with
+    ASCII letters (`café`, `Köln`), as they do in Western text; a lone run like `˙ţý` does not."""
+    letters = bad = 0
+    for ch in text:
+        if ord(ch) < 128:
+            continue
+        cat = unicodedata.category(ch)
+        if cat[0] in "LM":
+            letters += 1
+        elif cat[0] not in "PZ" and cat not in ("Sc", "No"):
+            bad += 1
+    if letters == 0 or bad > 0.1 * (letters + bad):
+        return False
+    latin = in_words = 0
+    for word in _WORD.findall(text):
+        n = sum(1 for ch in word if ord(ch) >= 128 and unicodedata.name(ch, "").startswith("LATIN"))
+        latin += n
+        in_words += n if _ASCII_LETTER.search(word) else 0
+    return latin == 0 or in_words >= 0.5 * latin
 
 
 def _detector_guess(prefix: bytes) -> str | None:

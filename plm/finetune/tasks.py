@@ -61,11 +61,14 @@ def decode_strict(data: bytes, what: str) -> tuple[str, str]:
 
 
 def data_path(cfg: FinetuneSpec) -> Path:
-    """The labelled file: a named sample's (fetched ones: their `labelled` file) or the path as given."""
+    """The labelled file: a named sample's (fetched ones: their `labelled` file), else `finetune.data`
+    resolved (symlinks followed) and checked against `corpus.allowed_roots` before anything opens it."""
     if is_sample(cfg.data):
         key = cfg.data.removeprefix("sample:")
         return resolve_fetched(key, "labelled") if key in FETCHED else resolve_sample(cfg.data)[0]
-    return Path(cfg.data)
+    from plm.corpus.readers import check_allowed
+
+    return check_allowed(cfg.data, cfg._data_roots, key="finetune.data")
 
 
 def with_sample_defaults(cfg: FinetuneSpec) -> FinetuneSpec:

@@ -23,6 +23,7 @@ fraction is returned in `TrainStats`.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -68,11 +69,14 @@ def _normalizer(cfg: TokenizerSpec, bert_style: bool) -> normalizers.Normalizer:
     return normalizers.Sequence(steps)
 
 
-def build_tokenizer(cfg: TokenizerSpec) -> tuple[Tokenizer, trainers.Trainer]:
-    """An untrained tokenizer and its trainer for `cfg.kind` and `cfg.family`."""
+def build_tokenizer(cfg: TokenizerSpec, pinned: Sequence[str] = ()) -> tuple[Tokenizer, trainers.Trainer]:
+    """An untrained tokenizer and its trainer for `cfg.kind` and `cfg.family`.
+
+    `pinned` tokens are numbered right after the special tokens, in the given order (see `fit_tokenizer`).
+    """
     specials = special_tokens(cfg.family)
     unk = "[UNK]" if cfg.family == "bert" else "<unk>"
-    common = {"vocab_size": cfg.vocab_size, "special_tokens": specials, "show_progress": False}
+    common = {"vocab_size": cfg.vocab_size, "special_tokens": [*specials, *pinned], "show_progress": False}
     if cfg.kind == "wordpiece":
         tok = Tokenizer(models.WordPiece(unk_token=unk, continuing_subword_prefix="##"))
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -233,6 +237,15 @@ def fit_tokenizer(
             yield sentences.to_pylist()
 
     tok.train_from_iterator(batches(), trainer=trainer)
+    pinned = _hash_ordered_tokens(cfg, tok)
+    if pinned:
+        # tokenizers#1794: the trainer numbers these in hash-map order, and merge ties are broken by id, so
+        # two processes train different vocabularies. Train again with them pinned in sorted order (as
+        # special tokens, so numbered first), then make them ordinary vocabulary entries again.
+        tok, trainer = build_tokenizer(cfg, pinned)
+        counted.update(bytes=0, sentences=0)
+        tok.train_from_iterator(batches(), trainer=trainer)
+        tok = _unpin(tok, pinned)
     specials = special_tokens(cfg.family)
     if tok.get_vocab_size() <= len(specials):
         raise ValueError("tokenizer training produced no vocabulary: is the train split empty?")
@@ -245,6 +258,26 @@ def fit_tokenizer(
     whole = counted["bytes"] if split_bytes is None else split_bytes  # unsampled: what was read is the split
     stats = TrainStats(fraction, counted["bytes"], counted["sentences"], whole)
     return TrainedTokenizer(tok, stats)
+
+
+def _hash_ordered_tokens(cfg: TokenizerSpec, tok: Tokenizer) -> list[str]:
+    """The vocabulary entries the BPE trainer numbers in hash-map order, sorted: single characters with the
+    WordPiece continuing-subword prefix (`##x`) or the BPE end-of-word suffix (`x</w>`). Which ones exist does
+    not depend on that order (every character seen inside/at the end of a word), only their ids do."""
+    vocab = tok.get_vocab()
+    if cfg.kind == "wordpiece":
+        return sorted(t for t in vocab if t.startswith("##") and len(t) == 3)
+    if cfg.kind == "bpe":
+        return sorted(t for t in vocab if t.endswith(BPE_SUFFIX) and len(t) == 1 + len(BPE_SUFFIX))
+    return []
+
+
+def _unpin(tok: Tokenizer, pinned: list[str]) -> Tokenizer:
+    """`tok` with the pinned tokens as plain vocabulary entries (same ids), no longer added special tokens."""
+    data = json.loads(tok.to_str())
+    drop = set(pinned)
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in drop]
+    return Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
 
 
 def train_tokenizer(

@@ -1,20 +1,13 @@
--- Every row of `docs` plus drop_reason = 'duplicate' when its doc_id occurs earlier in `docs` (by position),
--- is already kept by another source under the same options ($options) in `doc_hashes` (earlier sources and
--- earlier ingests), or by an earlier batch of this source ($source_sha256) in `pending_doc_hashes`. The
--- source's own committed rows are ignored, so re-processing a source never finds itself.
-WITH seen AS (
-    SELECT h.doc_id
-    FROM doc_hashes AS h
-    WHERE h.options = $options AND h.source_sha256 <> $source_sha256
-    UNION ALL
-    SELECT p.doc_id
+-- Every row of `docs` plus drop_reason = 'duplicate' when its doc_id occurs earlier in `docs` (by position) or
+-- was kept by an earlier batch of this source ($source_sha256, $options) in `pending_doc_hashes`. Dedup here
+-- never looks at other sources: what a source turns into depends on its own content and the options only.
+-- Duplicates across the sources of one snapshot are dropped when the snapshot is assembled
+-- (`quality/dedup_snapshot`), so what else the home ingested before never changes a corpus.
+WITH hits AS (
+    SELECT DISTINCT p.doc_id
     FROM pending_doc_hashes AS p
     WHERE p.options = $options AND p.source_sha256 = $source_sha256
-),
-hits AS (
-    SELECT DISTINCT s.doc_id
-    FROM seen AS s
-    WHERE s.doc_id IN (SELECT d.doc_id FROM docs AS d)
+        AND p.doc_id IN (SELECT d.doc_id FROM docs AS d)
 ),
 ranked AS (
     SELECT d.*, row_number() OVER (PARTITION BY d.doc_id ORDER BY d.position) AS occurrence

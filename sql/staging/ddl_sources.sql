@@ -1,4 +1,5 @@
--- One row per (source content, processing options): what was read, kept and dropped. A row is written in the
+-- One row per (source content, processing options): what was read, kept and dropped by the source on its own
+-- (a snapshot may drop more of its documents as duplicates of another of its sources: see `snapshots.counts`). A row is written in the
 -- same transaction as the source's quarantine and doc_hashes rows, after its lake parts are in place.
 CREATE TABLE IF NOT EXISTS sources (
     path VARCHAR NOT NULL,

@@ -94,7 +94,7 @@ def test_views_follow_the_latest_snapshot(tmp_path):
         pq.write_table(pa.table(columns), lake / name)
     (lake / ".staging" / "x").mkdir(parents=True)  # an uncommitted part is never read
     pq.write_table(pa.table({"doc_id": ["staged"]}), lake / ".staging" / "x" / "part-00000.parquet")
-    con = duckdb.connect(str(tmp_path / "catalog.duckdb"), config={"file_search_path": str(tmp_path)})
+    con = duckdb.connect(str(tmp_path / "catalog.duckdb"))
     for name in DDL:
         sql.execute(con, name)
     for snap, files in [("s-old", ["old.parquet"]), ("s-new", ["new.parquet"])]:
@@ -103,7 +103,8 @@ def test_views_follow_the_latest_snapshot(tmp_path):
         sql.execute(con, "staging/ins_snapshot", snapshot_id=snap, options="o", counts="{}")
         sql.execute(con, "staging/ins_snapshot_files", snapshot_id=snap)
         con.commit()
-    sql.execute(con, "staging/view_documents")
+    lake_glob = str(lake / "*.parquet")
+    con.execute(sql.run(con, "staging/gen_view_documents", lake_glob=lake_glob, temporary=False).column("ddl")[0].as_py())
     sql.execute(con, "staging/view_sentences")
     assert con.execute("SELECT doc_id FROM documents").fetchall() == [("c",)]
     assert con.execute("SELECT doc_id, sent_idx, text FROM sentences ORDER BY sent_idx").fetchall() == [

@@ -47,3 +47,16 @@ def test_lower_is_better_metrics(session, tmp_path):
     register_version(session, uri, "lm", {}, "perplexity", 30.0, higher_is_better=False)
     assert not register_version(session, uri, "lm", {}, "perplexity", 35.0, higher_is_better=False)["promoted"]
     assert register_version(session, uri, "lm", {}, "perplexity", 20.0, higher_is_better=False)["promoted"]
+
+
+def test_a_nan_metric_is_never_promoted(session, tmp_path):
+    uri = _model_uri(session, tmp_path)
+    first = register_version(session, uri, "nan-task", {}, "val_mlm_accuracy", float("nan"))
+    assert not first["promoted"]  # was promoted: no champion yet, so anything went
+    client = session.client
+    assert str(client.get_model_version_by_alias("nan-task", CANDIDATE).version) == "1"
+    with pytest.raises(Exception, match="champion"):
+        client.get_model_version_by_alias("nan-task", CHAMPION)
+    assert register_version(session, uri, "nan-task", {}, "val_mlm_accuracy", 0.5)["promoted"]
+    assert not register_version(session, uri, "nan-task", {}, "val_mlm_accuracy", float("nan"))["promoted"]
+    assert str(client.get_model_version_by_alias("nan-task", CHAMPION).version) == "2"

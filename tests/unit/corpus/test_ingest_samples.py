@@ -66,3 +66,20 @@ def test_accounting_identity_on_hostile_input(tmp_path):
     assert len(result.sources) == len(files) and result.counts["rows_quarantined"] >= len(files) // 2
     quarantined = {r["path"] for r in result.sources if r["rows_quarantined"]}
     assert str(hostile / "empty.txt") in quarantined and str(hostile / "binary.txt") in quarantined
+
+
+GOPHER_REASONS = {"too_few_words", "too_many_words", "mean_word_length", "symbol_words", "alpha_words",
+                  "repeated_paragraphs", "top_ngram", "duplicate_ngrams"}
+
+
+@pytest.mark.parametrize(("paths", "unit"), [
+    (["sample:enwiki", "sample:ko-constitution", "sample:ko-bills"], "file"),  # the quickstart corpus
+    (["sample:ko-constitution"], "line"),   # Korean articles one per line: `제1조 ① 대한민국은 민주공화국이다.`
+    (["sample:lee", "sample:polarity"], "line"),  # news sentences and movie reviews, short ones (~10 words) included
+])
+def test_the_gopher_defaults_keep_every_prose_document_of_the_samples(tmp_path, paths, unit):
+    pytest.importorskip("gensim")
+    pytest.importorskip("konlpy")
+    result = ingest_corpus(CorpusSpec(paths=paths, text_unit=unit, korean_sentences="regex"), tmp_path)
+    assert not GOPHER_REASONS & set(result.reasons), result.reasons
+    assert result.counts["documents"] > 50

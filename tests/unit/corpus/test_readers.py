@@ -113,6 +113,25 @@ def test_other_legacy_encodings_via_the_detector(tmp_path, text, codec):
     assert sniff_encoding("plain ascii\n".encode()) == "utf-8"
 
 
+@pytest.mark.parametrize("lines", [
+    ["A plain line of the corpus.", "Une ligne en fran\u00e7ais : caf\u00e9, na\u00efve, d\u00e9j\u00e0 vu.", None,
+     "Another plain line."],  # was CP949 (mojibake Hangul)
+    ["A plain ASCII line of the corpus.", None, "Another plain line here."],  # was CP1250: "\u02d9\u0163\u00fd"
+])
+def test_a_utf8_file_with_one_invalid_line_stays_utf8(tmp_path, lines):
+    path = tmp_path / "mostly_utf8.txt"
+    path.write_bytes(b"\n".join(b"\xff\xfe\xfd" if line is None else line.encode() for line in lines) + b"\n")
+    assert detect_encoding(path, "txt") == "utf-8"
+    records = list(read_records(path, "txt", spec(text_unit="line")))
+    assert [r.raw for r in records] == [b"\xff\xfe\xfd" if line is None else line for line in lines]
+    assert [r.reason for r in records] == ["undecodable:utf-8" if line is None else None for line in lines]
+    # a real legacy file, even a small one, still decodes with its codec
+    legacy = tmp_path / "legacy.txt"
+    legacy.write_bytes("Un caf\u00e9 au lait, s'il vous pla\u00eet.\nPlain.\n".encode("cp1252"))
+    assert [r.raw for r in read_records(legacy, "txt", spec(text_unit="line"))] == [
+        "Un caf\u00e9 au lait, s'il vous pla\u00eet.", "Plain."]
+
+
 def _compressors():
     return {
         "gz": lambda b: gzip.compress(b, mtime=0),

@@ -41,6 +41,31 @@ def test_empty_or_missing_data_is_a_clear_error(tmp_path):
         read_labelled(FinetuneSpec(data=str(empty)))
 
 
+def test_finetune_data_is_checked_against_the_corpus_roots_before_it_is_opened(tmp_path):
+    from plm.config import PipelineSpec
+    from plm.finetune.tasks import data_path
+
+    with pytest.raises(PermissionError, match="finetune.data: /etc/passwd: resolves to .* outside corpus.allowed_roots"):
+        read_labelled(FinetuneSpec(data="/etc/passwd"))  # read (and skipped row by row) before
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "d.txt").write_text("__label__pos a fine film\n")
+    (tmp_path / "outside.txt").write_text("__label__neg secret\n")
+    (allowed / "link.txt").symlink_to(tmp_path / "outside.txt")
+    spec = PipelineSpec.model_validate({"corpus": {"allowed_roots": [str(allowed)]},
+                                        "finetune": {"data": str(allowed / "d.txt")}})
+    assert data_path(spec.finetune) == (allowed / "d.txt").resolve()
+    assert read_labelled(spec.finetune).labels == ["pos"]
+    escaped = PipelineSpec.model_validate({"corpus": {"allowed_roots": [str(allowed)]},
+                                           "finetune": {"data": str(allowed / "link.txt")}})
+    with pytest.raises(PermissionError, match="link.txt: resolves to .*outside.txt"):
+        data_path(escaped.finetune)  # a symlink is followed before the check
+    samples = PipelineSpec.model_validate({"corpus": {"allowed_roots": [str(allowed)]}})
+    assert samples.finetune.data.startswith("sample:")
+    pytest.importorskip("gensim")
+    assert data_path(samples.finetune).is_file()  # named samples stay allowed
+
+
 def test_split_is_deterministic_and_near_fraction():
     texts = [f"sentence number {i}" for i in range(2000)]
     train, test = split_by_hash(texts, 0.2)
