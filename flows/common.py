@@ -125,3 +125,28 @@ def publish_summary(p: Pipeline) -> None:
     if models:
         lines += ["", *(f"- `{m['uri']}`" for m in models.extra.get("models", {}).values())]
     create_markdown_artifact(key=artifact_key("summary", p.spec.name), markdown="\n".join(lines))
+    publish_headline(p)
+
+
+def publish_headline(p: Pipeline) -> None:
+    """Per budget the registered champion's strategy vs its scratch twin and the TF-IDF baselines (intervals, gains)."""
+    transfer = p.results.get("transfer")
+    if transfer is None or p.session is None:
+        return
+    import pandas as pd
+
+    from plm.cli import champion_of
+    from plm.finetune.report import headline
+
+    name = f"{p.spec.name}-{p.spec.finetune.task}"
+    champion = champion_of(p.session.uri, name)
+    if champion is None:
+        return
+    rows = headline(pd.read_csv(transfer.path / transfer.extra["report_path"]), transfer.extra.get("metric", "accuracy"),
+                    champion)  # fmt: skip
+    create_table_artifact(
+        key=artifact_key("headline", p.spec.name),
+        table=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        description=(f"**does pretraining pay?** `{name}@champion` = {champion['family']} {champion['strategy']}: "
+                     "test metric per labelled budget, mean and 95 % interval over seeds; gains are paired over seeds"),
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import ThrottledProgress, artifact_key
@@ -33,6 +33,15 @@ def transfer_task(
                      f"interval over seeds per cell) `{result.fingerprint}`: {result.path / 'report.png'}; "
                      f"MLflow run: {link}"),
     )  # fmt: skip
+    plot = result.path / "report.png"
+    if plot.is_file():  # the learning curves inline, so the Prefect UI shows the picture itself
+        import base64
+
+        data = base64.b64encode(plot.read_bytes()).decode()
+        create_markdown_artifact(
+            key=artifact_key("transfer-plot", p.spec.name),
+            markdown=f"**learning curves** (`{result.fingerprint}`)\n\n![learning curves](data:image/png;base64,{data})",
+        )
     gains = {k: v for k, v in result.metrics.items() if k.startswith("gain.")}
     if gains:
         create_table_artifact(

@@ -86,6 +86,8 @@ class Pipeline:
         self.run_name = run_name or spec.name
         self.session: Any = None
         self.results: dict[str, StageResult] = {}
+        self.memo: dict[tuple[str, ...], Any] = {}
+        """Objects stages share within this run (a parsed labelled task), never across runs."""
 
     def __enter__(self) -> Pipeline:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -718,11 +720,15 @@ def _task_data_digest(cfg: Any) -> str:
 
 
 def _labelled(p: Pipeline, tok: StageResult, pre: StageResult) -> Any:
-    """The labelled task of `finetune.task_type`, read, split and encoded for the pretrained model's family."""
+    """The labelled task of `finetune.task_type`, read, split and encoded for the pretrained model's family;
+    prepared once per pipeline run (the finetune and transfer stages share it, and its encodings)."""
     from plm.finetune.run import prepare_task
 
-    return prepare_task(p.spec.finetune, pre.path / pre.extra["model_dir"], tok.path / "tokenizer.json",
-                        p.spec.model.arch)  # fmt: skip
+    key = ("labelled", tok.fingerprint, pre.fingerprint)
+    if key not in p.memo:
+        p.memo[key] = prepare_task(p.spec.finetune, pre.path / pre.extra["model_dir"], tok.path / "tokenizer.json",
+                                   p.spec.model.arch)  # fmt: skip
+    return p.memo[key]
 
 
 def _families(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | None) -> list[tuple[str, Any]]:
@@ -730,7 +736,10 @@ def _families(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult |
     task = _labelled(p, tok, pre)
     families = [(str(pre.extra.get("arch", p.spec.model.label())), task)]
     if wv is not None:
-        families.append((str(wv.extra.get("arch", "word2vec")), task.for_family("word2vec", wv.path / wv.extra["model_dir"])))
+        key = ("word_vectors", wv.fingerprint, pre.fingerprint)
+        if key not in p.memo:
+            p.memo[key] = task.for_family("word2vec", wv.path / wv.extra["model_dir"])
+        families.append((str(wv.extra.get("arch", "word2vec")), p.memo[key]))
     return families
 
 

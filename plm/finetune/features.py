@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from plm.finetune.engine import FinetuneResult, accuracy_and_macro_f1
 from plm.finetune.heads import EmbeddingBagClassifier
 
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 """Inverse regularisation strengths tried by cross-validation (sklearn's `C`)."""
 CV_MAX = 2000
 """Above this many labelled examples, C is chosen by cross-validation on a seeded sample of this many, then refit on all."""

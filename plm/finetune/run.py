@@ -40,7 +40,8 @@ class PreparedTask:
     table: Any
     """The parsed task as a pyarrow Table with a `split` column (written beside the model: the task's lake copy)."""
     data: Any
-    encoded: dict[str, Any] = field(default_factory=dict)
+    encoded: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+    """BERT (ids, segment ids) per row, encoded on first use: a transfer report touches a few thousand of 50k rows."""
     features: Any = None
     """`WordVectorFeatures` of a word2vec task, built on the first `features` fit and reused by every later one."""
 
@@ -49,8 +50,21 @@ class PreparedTask:
         task = PreparedTask(self.ft, arch, pretrained_dir, self.tokenizer_path, self.train_idx, self.test_idx,
                             self.skipped, self.label_names, self.table, self.data)  # fmt: skip
         if arch == "bert":
-            task.encoded = self.encoded or _encode_bert(self.ft, self.tokenizer_path, self.data)
+            task.encoded = self.encoded
         return task
+
+    def bert_rows(self, rows: list[int]) -> tuple[list[list[int]], list[list[int]]]:
+        """Token and segment ids of `rows`, encoding (once) those not encoded yet."""
+        missing = [i for i in dict.fromkeys(rows) if i not in self.encoded]
+        if missing:
+            from plm.finetune.tasks import encode_pairs
+            from plm.tokenizer.train import load_tokenizer
+
+            pairs = None if self.data.pairs is None else [self.data.pairs[i] for i in missing]
+            ids, types = encode_pairs(load_tokenizer(self.tokenizer_path), [self.data.texts[i] for i in missing], pairs,
+                                      self.ft.seq_len)  # fmt: skip
+            self.encoded.update(zip(missing, zip(ids, types)))
+        return [self.encoded[i][0] for i in rows], [self.encoded[i][1] for i in rows]
 
     @property
     def kind(self) -> str:
@@ -131,13 +145,13 @@ class PreparedTask:
                 bert_cfg, ft, load_tokenizer(self.tokenizer_path), [ex[i] for i in train], [ex[i] for i in test],
                 out_dir, init_from, tracker=tracker, progress=progress, strategy=strategy,
             )  # fmt: skip
-        ids, types = self.encoded["ids"], self.encoded["types"]
+        train_ids, train_types = self.bert_rows(train)
+        test_ids, test_types = self.bert_rows(test)
         labels = self._labels()
         return finetune_classifier(
-            bert_cfg, ft, [ids[i] for i in train], [labels[i] for i in train],
-            [ids[i] for i in test], [labels[i] for i in test], dict(enumerate(self.label_names)), out_dir,
-            init_from, tracker=tracker, progress=progress, strategy=strategy,
-            train_types=[types[i] for i in train], test_types=[types[i] for i in test],
+            bert_cfg, ft, train_ids, [labels[i] for i in train], test_ids, [labels[i] for i in test],
+            dict(enumerate(self.label_names)), out_dir, init_from, tracker=tracker, progress=progress,
+            strategy=strategy, train_types=train_types, test_types=test_types,
         )  # fmt: skip
 
     def _labels(self) -> list[int] | list[float]:
@@ -184,19 +198,9 @@ def prepare_task(ft: FinetuneSpec, pretrained_dir: Path, tokenizer_path: Path, a
                    "label": data.labels, "split": _split_column(len(data.texts), test_idx)}  # fmt: skip
         task = PreparedTask(ft, arch, pretrained_dir, tokenizer_path, train_idx, test_idx, data.skipped, labels,
                             pa.table(columns), data)  # fmt: skip
-        if arch == "bert":
-            task.encoded = _encode_bert(ft, tokenizer_path, data)
     if not task.train_idx or not task.test_idx:
         raise ValueError("finetune: the split left an empty train or test set; adjust finetune.test_fraction")
     return task
-
-
-def _encode_bert(ft: FinetuneSpec, tokenizer_path: Path, data: Any) -> dict[str, Any]:
-    from plm.finetune.tasks import encode_pairs
-    from plm.tokenizer.train import load_tokenizer
-
-    ids, types = encode_pairs(load_tokenizer(tokenizer_path), data.texts, data.pairs, ft.seq_len)
-    return {"ids": ids, "types": types}
 
 
 def _split_column(n: int, test_idx: list[int]) -> list[str]:
