@@ -328,6 +328,8 @@ class GloveSpec(_Section):
     """Passes over the non-zero co-occurrence entries (GloVe's `-iter`, 25 in its demo)."""
     lr: float = Field(0.05, gt=0)
     """AdaGrad learning rate (GloVe's `-eta`)."""
+    initial_accumulator: float = Field(0.0, ge=0)
+    """AdaGrad's starting sum of squared gradients: 0 (AdaGrad, PyTorch); GloVe's C code uses 1, which barely trains on small corpora."""
     x_max: float = Field(100.0, gt=0)
     """Weighting cut-off: f(x) = min(1, (x / x_max)^alpha) (the paper's 100)."""
     alpha: float = Field(0.75, gt=0)

@@ -51,7 +51,7 @@ def train_glove(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        model = GloVe(len(vocab), cfg.dim)
+        model = GloVe(len(vocab), cfg.dim, cfg.initial_accumulator)
         model.reset_parameters(torch.Generator().manual_seed(seed))
         ti, tj, tx = torch.from_numpy(i), torch.from_numpy(j), torch.from_numpy(x.astype(np.float32))
         rng = np.random.default_rng([seed, 13])

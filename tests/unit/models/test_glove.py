@@ -6,12 +6,13 @@ import torch
 from plm.models.glove import GloVe
 
 
-def test_adagrad_step_equals_torch_adagrad():
+@pytest.mark.parametrize("g0", [0.0, 1.0])
+def test_adagrad_step_equals_torch_adagrad(g0):
     gen = torch.Generator().manual_seed(0)
-    ours, ref = GloVe(7, 5).double(), GloVe(7, 5).double()
+    ours, ref = GloVe(7, 5, initial_accumulator=g0).double(), GloVe(7, 5).double()
     ours.reset_parameters(torch.Generator().manual_seed(1))
     ref.load_state_dict(ours.state_dict())
-    opt = torch.optim.Adagrad(ref.parameters(), lr=0.05, initial_accumulator_value=1.0, eps=0.0)
+    opt = torch.optim.Adagrad(ref.parameters(), lr=0.05, initial_accumulator_value=g0, eps=1e-10)
     for _ in range(3):
         i, j = torch.randint(0, 7, (12,), generator=gen), torch.randint(0, 7, (12,), generator=gen)  # repeats
         x = torch.rand(12, generator=gen, dtype=torch.double) * 200 + 0.5  # some above x_max
