@@ -472,10 +472,8 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
 
     spec = p.spec
     arch = spec.model.arch
-    if arch in ("word2vec", "fasttext"):
-        return _pretrain_word2vec(p, tok, ex)
-    if arch == "glove":
-        return _pretrain_glove(p, tok, ex)
+    if arch in VECTOR_PRETRAIN:
+        return VECTOR_PRETRAIN[arch](p, tok, ex)
     vocab_size = load_tokenizer(tok.path / "tokenizer.json").get_vocab_size()
     common = dict(vocab_size=vocab_size, max_position=max(spec.model.max_position, spec.objectives.seq_len),
                   dropout=spec.model.dropout, attention_dropout=spec.model.attention_dropout, **spec.model.dims())  # fmt: skip
@@ -541,8 +539,7 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
 def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
     """Skip-gram (or CBOW) shards -> word vectors: plm folder `model/`, `vectors.bin` / `vectors.txt` (word2vec C
     formats), evaluated on held-out loss, WordSim-353 and the Google analogies. `pretrain` calls this for
-    `model.arch=word2vec` and `fasttext`. Epoch 1 replays the train shards; later epochs re-draw from the lake's
-    sentences. fastText writes `vectors.bin` in fastText's own format and `vectors.vec` instead."""
+    `model.arch=word2vec`. Epoch 1 replays the train shards; later epochs re-draw from the lake's sentences."""
     from plm.eval.wordsim import analogies, wordsim
     from plm.objectives.skipgram import VOCAB_FILE, Vocab, encode_sentences
     from plm.tokenizer.train import iter_sentences
@@ -550,9 +547,8 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
 
     spec = p.spec
     cfg, sg = spec.model, spec.objectives.skipgram
-    arch = cfg.arch
     if "skipgram" not in spec.objectives.kinds:
-        raise ValueError(f"pretrain: model.arch={arch} trains on skip-gram examples: "
+        raise ValueError("pretrain: model.arch=word2vec trains on skip-gram examples: "
                          "objectives.kinds must include skipgram")
 
     def work(w: StageWriter, tracker: Tracker) -> None:
@@ -567,27 +563,11 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
             extra = ingested.extra if isinstance(ingested, StageResult) else ingested.manifest["extra"]
             files = [p.home / f for f in extra["lake_files"]]
             sentences = encode_sentences(iter_sentences(files, "train"), vocab, sg.lowercase)
-        shards = _shards(ex, "skipgram", "train")
-        if arch == "fasttext":
-            from plm.train.fasttext import save_fasttext_bin, save_fasttext_folder, train_fasttext
-
-            result = train_fasttext(cfg, sg, vocab, sentences, shards, seed=spec.train.seed, tracker=tracker,
-                                    progress=p.progress)  # fmt: skip
-            save_fasttext_folder(w.path / "model", result.model, vocab, cfg, sg.lowercase)
-            save_fasttext_bin(w.path / "vectors.bin", vocab.words, vocab.counts,
-                              result.model.in_embed.weight.detach().numpy(),
-                              result.model.out_embed.weight.detach().numpy(), minn=cfg.minn,
-                              maxn=cfg.maxn if cfg.buckets else 0, buckets=cfg.buckets, window=sg.window,
-                              epochs=cfg.epochs, min_count=sg.min_count, negatives=sg.negatives,
-                              subsample=sg.subsample, cbow=sg.cbow)  # fmt: skip
-            text_path = "vectors.vec"
-        else:
-            result = train_word2vec(cfg, sg, vocab, sentences, shards, seed=spec.train.seed, tracker=tracker,
-                                    progress=p.progress)  # fmt: skip
-            save_word_vectors(w.path / "model", result.model, vocab, sg.lowercase)
-            save_word2vec(w.path / "vectors.bin", result.words, result.vectors, binary=True)
-            text_path = "vectors.txt"
-        save_word2vec(w.path / text_path, result.words, result.vectors, binary=False)
+        result = train_word2vec(cfg, sg, vocab, sentences, _shards(ex, "skipgram", "train"), seed=spec.train.seed,
+                                tracker=tracker, progress=p.progress)  # fmt: skip
+        save_word_vectors(w.path / "model", result.model, vocab, sg.lowercase)
+        save_word2vec(w.path / "vectors.bin", result.words, result.vectors, binary=True)
+        save_word2vec(w.path / "vectors.txt", result.words, result.vectors, binary=False)
         sim = wordsim(result.words, result.vectors, lowercase=sg.lowercase)
         analogy = analogies(result.words, result.vectors, restrict_vocab=cfg.analogy_vocab, lowercase=sg.lowercase)
         metrics = {**result.metrics, "val_loss": evaluate_loss(result.model, _shards(ex, "skipgram", "validation")),
@@ -599,13 +579,70 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
             counts={"vocab_size": float(len(vocab)), "words": result.metrics["words"],
                     "pairs": result.metrics["pairs"]},
             metrics=metrics,
-            extra={"model_dir": "model", "export_path": "vectors.bin", "export_text_path": text_path,
-                   "arch": arch, "kind": PRETRAINED[arch][0]},
+            extra={"model_dir": "model", "export_path": "vectors.bin", "export_text_path": "vectors.txt",
+                   "arch": "word2vec"},
         )  # fmt: skip
         if hasattr(tracker, "log_curves"):
-            tracker.log_curves(["loss", "lr", "words_per_s"], f"{arch} pretraining", "pretrain_curves.png")
+            tracker.log_curves(["loss", "lr", "words_per_s"], "word2vec pretraining", "pretrain_curves.png")
 
     # Only what changes the vectors: train.* other than the seed is the transformers' (log_every only logs).
+    slice_ = {"model": cfg.model_dump(mode="json", exclude={"log_every"}), "seed": spec.train.seed}
+    return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
+
+
+def _pretrain_fasttext(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
+    """Skip-gram (or CBOW) shards -> fastText vectors (words + hashed character n-grams): plm folder `model/`,
+    `vectors.bin` (fastText's binary model) and `vectors.vec`, evaluated as word2vec is (held-out loss,
+    WordSim-353, analogies). The same data path as `_pretrain_word2vec`: epoch 1 replays the train shards,
+    later epochs re-draw from the lake's sentences."""
+    from plm.eval.wordsim import analogies, wordsim
+    from plm.objectives.skipgram import VOCAB_FILE, Vocab, encode_sentences
+    from plm.tokenizer.train import iter_sentences
+    from plm.train.fasttext import save_fasttext_bin, save_fasttext_folder, train_fasttext
+    from plm.train.word2vec import evaluate_loss, save_word2vec
+
+    spec = p.spec
+    cfg, sg = spec.model, spec.objectives.skipgram
+    if "skipgram" not in spec.objectives.kinds:
+        raise ValueError("pretrain: model.arch=fasttext trains on skip-gram examples: "
+                         "objectives.kinds must include skipgram")
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        vocab = Vocab.load(ex.path / "skipgram" / "train" / VOCAB_FILE)
+        sentences = None
+        if cfg.regenerate and cfg.epochs > 1:
+            ingested = p.results.get("ingest") or lookup(p.home, "ingest", ex.inputs["ingest"])
+            if ingested is None:
+                raise ValueError(f"pretrain: the ingest output {ex.inputs['ingest']} of these examples is gone; "
+                                 "re-run ingest or set model.regenerate=false")  # fmt: skip
+            extra = ingested.extra if isinstance(ingested, StageResult) else ingested.manifest["extra"]
+            sentences = encode_sentences(iter_sentences([p.home / f for f in extra["lake_files"]], "train"), vocab,
+                                         sg.lowercase)  # fmt: skip
+        result = train_fasttext(cfg, sg, vocab, sentences, _shards(ex, "skipgram", "train"), seed=spec.train.seed,
+                                tracker=tracker, progress=p.progress)  # fmt: skip
+        model = result.model
+        save_fasttext_folder(w.path / "model", model, vocab, cfg, sg.lowercase)
+        save_fasttext_bin(w.path / "vectors.bin", vocab.words, vocab.counts, model.in_embed.weight.detach().numpy(),
+                          model.out_embed.weight.detach().numpy(), minn=cfg.minn, maxn=cfg.maxn if cfg.buckets else 0,
+                          buckets=cfg.buckets, window=sg.window, epochs=cfg.epochs, min_count=sg.min_count,
+                          negatives=sg.negatives, subsample=sg.subsample, cbow=sg.cbow)  # fmt: skip
+        save_word2vec(w.path / "vectors.vec", result.words, result.vectors, binary=False)
+        sim = wordsim(result.words, result.vectors, lowercase=sg.lowercase)
+        analogy = analogies(result.words, result.vectors, restrict_vocab=cfg.analogy_vocab, lowercase=sg.lowercase)
+        metrics = {**result.metrics, "val_loss": evaluate_loss(model, _shards(ex, "skipgram", "validation")),
+                   "wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs),
+                   "wordsim_coverage": sim.coverage, "analogy_accuracy": analogy.accuracy,
+                   "analogy_answered": float(analogy.answered), "analogy_coverage": analogy.coverage}  # fmt: skip
+        w.extra.update(
+            counts={"vocab_size": float(len(vocab)), "words": result.metrics["words"],
+                    "pairs": result.metrics["pairs"]},
+            metrics={k: v for k, v in metrics.items() if v == v},
+            extra={"model_dir": "model", "export_path": "vectors.bin", "export_text_path": "vectors.vec",
+                   "arch": cfg.label(), "kind": PRETRAINED["fasttext"][0]},
+        )  # fmt: skip
+        if hasattr(tracker, "log_curves"):
+            tracker.log_curves(["loss", "lr", "words_per_s"], "fasttext pretraining", "pretrain_curves.png")
+
     slice_ = {"model": cfg.model_dump(mode="json", exclude={"log_every"}), "seed": spec.train.seed}
     return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
 
@@ -638,13 +675,19 @@ def _pretrain_glove(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResu
         w.extra.update(
             counts={"vocab_size": float(len(vocab)), "entries": result.metrics["entries"]},
             metrics={k: v for k, v in metrics.items() if v == v},
-            extra={"model_dir": "model", "export_path": "vectors.txt", "arch": "glove", "kind": PRETRAINED["glove"][0]},
+            extra={"model_dir": "model", "export_path": "vectors.txt", "arch": cfg.label(), "kind": PRETRAINED["glove"][0]},
         )  # fmt: skip
         if hasattr(tracker, "log_curves"):
             tracker.log_curves(["loss", "entries_per_s"], "glove pretraining", "pretrain_curves.png")
 
     slice_ = {"model": cfg.model_dump(mode="json", exclude={"log_every"}), "seed": spec.train.seed}
     return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
+
+
+VECTOR_PRETRAIN: dict[str, Callable[[Pipeline, StageResult, StageResult], StageResult]] = {
+    "word2vec": _pretrain_word2vec, "fasttext": _pretrain_fasttext, "glove": _pretrain_glove,
+}
+"""model.arch -> the pretrain stage of a word-vector family (their registry kinds and gate metrics: PRETRAINED)."""
 
 
 def _dynamic_masker(p: Pipeline, tok: StageResult) -> Any:

@@ -30,7 +30,7 @@ def test_fasttext_pipeline_registers_and_serves_unseen_words(tmp_path, monkeypat
         ex = stages.examples(p, ing, tok)
         pre = stages.pretrain(p, tok, ex)
         reg = stages.register_pretrained(p)
-    assert pre.extra["arch"] == "fasttext" and pre.extra["kind"] == "fasttext"
+    assert pre.extra["arch"] == "fasttext-16d" and pre.extra["kind"] == "fasttext"
     ft = load_facebook_model(str(pre.path / pre.extra["export_path"]))
     text = gensim_models.KeyedVectors.load_word2vec_format(str(pre.path / pre.extra["export_text_path"]))
     np.testing.assert_allclose(ft.wv.vectors, text.vectors, atol=1e-6)
