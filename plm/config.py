@@ -139,7 +139,7 @@ class CooccurrenceSpec(_Section):
     distance_weighting: bool = True
     """A pair d words apart adds 1/d (GloVe's default); False adds 1."""
     symmetric: bool = True
-    """Count left and right contexts (X_ij = X_ji); False counts only contexts to the right of a word."""
+    """Count left and right contexts (X_ij = X_ji); False counts only the context to the left of each word (GloVe `-symmetric 0`)."""
     min_count: int = Field(5, ge=1)
     """Words rarer than this are dropped from the vocabulary (and from the sentences) before counting."""
     lowercase: bool = True
