@@ -225,7 +225,7 @@ ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupt
 
 @app.command(name="pretrain")
 def pretrain_command(spec_path: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False, json_: JsonOpt = False) -> None:
-    """Pretrain `model.arch` (bert | gpt | word2vec; upstream stages as needed), export it and register it."""
+    """Pretrain `model.arch` (bert | gpt | word2vec | fasttext | glove; upstream stages as needed), export it and register it."""
     from plm import stages
 
     spec = load_cli_spec(spec_path, [*(set_ or []), *(["train.resume=true"] if resume else [])])

@@ -161,14 +161,31 @@ class SkipgramSpec(_Section):
     """Write training pair shards (the torch engine replays them in epoch 1); False writes only the vocabulary and held-out shards (the compiled engine draws its own pairs, as gensim)."""
 
 
+class CooccurrenceSpec(_Section):
+    window: int = Field(10, ge=1)
+    """Context radius in words: pairs within `window` of each other in a sentence (GloVe's `-window-size`)."""
+    distance_weighting: bool = True
+    """A pair d words apart adds 1/d (GloVe's default); False adds 1."""
+    symmetric: bool = True
+    """Count left and right contexts (X_ij = X_ji); False counts only the context to the left of each word (GloVe `-symmetric 0`)."""
+    min_count: int = Field(5, ge=1)
+    """Words rarer than this are dropped from the vocabulary (and from the sentences) before counting."""
+    lowercase: bool = True
+    """Lowercase words before counting."""
+    shard_tokens: int = Field(2_000_000, ge=1)
+    """Corpus tokens per counting shard: bounds the memory of a shard's partial counts."""
+    merge_parts: int = Field(4, ge=1)
+    """Output Parquet parts of the merged counts (by word id modulo parts): each is aggregated on its own."""
+
+
 class ClmSpec(_Section):
     boundary_mask: bool = False
     """Also store per-token document indices so attention can be kept inside each packed document."""
 
 
 class ObjectivesSpec(_Section):
-    kinds: list[Literal["mlm", "nsp", "sop", "clm", "skipgram"]] = ["mlm", "nsp"]
-    """Objectives to generate examples for: mlm+nsp (BERT), mlm+sop (ALBERT-style), mlm alone, clm (GPT), skipgram (word2vec)."""
+    kinds: list[Literal["mlm", "nsp", "sop", "clm", "skipgram", "cooccurrence"]] = ["mlm", "nsp"]
+    """Objectives to generate examples for: mlm+nsp (BERT), mlm+sop (ALBERT-style), mlm alone, clm (GPT), skipgram (word2vec, fastText), cooccurrence (GloVe)."""
     mlm_mode: Literal["exact", "bernoulli"] = "exact"
     """`exact`: k = min(max_predictions, max(1, round(n*p))) positions (BERT); `bernoulli`: each token with probability p (HF collator)."""
     whole_word: Literal["none", "word", "morpheme"] = "none"
@@ -203,6 +220,8 @@ class ObjectivesSpec(_Section):
     """Skip-gram / CBOW pairs with negative sampling (word2vec)."""
     clm: ClmSpec = ClmSpec()
     """Causal-LM packing."""
+    cooccurrence: CooccurrenceSpec = CooccurrenceSpec()
+    """Word-word co-occurrence counts (GloVe)."""
 
     @model_validator(mode="after")
     def _fractions(self) -> ObjectivesSpec:
@@ -304,7 +323,66 @@ class Word2VecSpec(_Section):
         return f"word2vec-{self.dim}d"
 
 
-ModelSpec = Annotated[BertSpec | GptSpec | Word2VecSpec, Field(discriminator="arch")]
+class FastTextSpec(Word2VecSpec):
+    """fastText: word2vec's training (the same skip-gram / CBOW examples, loop and schedule) on words plus
+    hashed character n-grams of `<word>`; unseen words get the mean of their n-gram vectors."""
+
+    arch: Literal["fasttext"] = "fasttext"  # type: ignore[assignment]
+    """Model family: `bert`, `gpt`, `word2vec`, `fasttext` (subword skip-gram / CBOW) or `glove`."""
+    lr: float = Field(0.05, gt=0)
+    """Starting learning rate, decayed linearly to `min_lr` (fastText's skip-gram default 0.05)."""
+    minn: int = Field(3, ge=1)
+    """Shortest character n-gram (fastText `-minn`); Korean syllables count as one character each."""
+    maxn: int = Field(6, ge=0)
+    """Longest character n-gram (fastText `-maxn`); 0 = no n-grams (word2vec with fastText's files)."""
+    buckets: int = Field(2_000_000, ge=0)
+    """Hash buckets shared by all n-grams (fastText `-bucket`); each holds one `dim` vector (2M x 100 = 800 MB)."""
+
+    @model_validator(mode="after")
+    def _ngram_range(self) -> FastTextSpec:
+        if self.maxn and self.maxn < self.minn:
+            raise ValueError("model.maxn must be 0 (no n-grams) or >= model.minn")
+        if self.engine != "torch":
+            raise ValueError("model.engine: fastText trains with the torch engine (its n-gram updates are batched there)")
+        return self
+
+    def label(self) -> str:
+        """`fasttext-<dim>d`: names task runs and registered artefacts."""
+        return f"fasttext-{self.dim}d"
+
+
+class GloveSpec(_Section):
+    arch: Literal["glove"] = "glove"
+    """Model family: `bert`, `gpt`, `word2vec`, `fasttext` or `glove` (weighted least squares on co-occurrences)."""
+    dim: int = Field(100, ge=2)
+    """Vector size."""
+    epochs: int = Field(25, ge=1)
+    """Passes over the non-zero co-occurrence entries (GloVe's `-iter`, 25 in its demo)."""
+    lr: float = Field(0.05, gt=0)
+    """AdaGrad learning rate (GloVe's `-eta`)."""
+    initial_accumulator: float = Field(0.0, ge=0)
+    """AdaGrad's starting sum of squared gradients: 0 (AdaGrad, PyTorch); GloVe's C code uses 1, which barely trains on small corpora."""
+    x_max: float = Field(100.0, gt=0)
+    """Weighting cut-off: f(x) = min(1, (x / x_max)^alpha) (the paper's 100)."""
+    alpha: float = Field(0.75, gt=0)
+    """Weighting exponent (the paper's 3/4)."""
+    batch_size: int = Field(4096, ge=1)
+    """Co-occurrence entries per AdaGrad update."""
+    log_every: int = Field(50, ge=1)
+    """Log loss and entries/s every N updates."""
+    analogy_vocab: int = Field(30_000, ge=1)
+    """Analogy evaluation searches only the N most frequent words."""
+    threads: int = Field(1, ge=0)
+    """CPU threads for the updates (0 = torch's default)."""
+
+    def label(self) -> str:
+        """`glove-<dim>d`: names task runs and registered artefacts."""
+        return f"glove-{self.dim}d"
+
+
+ModelSpec = Annotated[BertSpec | GptSpec | Word2VecSpec | FastTextSpec | GloveSpec, Field(discriminator="arch")]
+WORD_VECTOR_ARCHS = ("word2vec", "fasttext", "glove")
+"""Families whose pretrained model is a table of word vectors (fine-tuned with the `embeddings` strategy)."""
 
 
 class TrainSpec(_Section):
@@ -520,7 +598,7 @@ class PipelineSpec(_Section):
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
-    if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in ("bert", "gpt", "word2vec"):
+    if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in ("bert", "gpt", *WORD_VECTOR_ARCHS):
         loc = loc[:1] + loc[2:]  # pydantic puts the union's tag into the location; users never write it
     return ".".join(str(part) for part in loc)
 
@@ -597,7 +675,7 @@ def load_spec(path: str | Path | None = None, overrides: list[str] | tuple[str, 
         apply_override(data, override)
     try:
         spec = PipelineSpec.model_validate(data)
-        if not isinstance(spec.model, Word2VecSpec):
+        if isinstance(spec.model, _TransformerSpec):
             spec.model.dims()
     except ValidationError as err:
         raise SpecError(_format_errors(err)) from None

@@ -303,6 +303,8 @@ def examples(p: Pipeline, ingested: StageResult, tok: StageResult) -> StageResul
             _clm_examples(p, cfg, docs, specials, w.path / "clm", counts, metrics)
         if "skipgram" in cfg.kinds:
             _skipgram_examples(p, cfg, files, w.path / "skipgram", counts, metrics)
+        if "cooccurrence" in cfg.kinds:
+            _cooccurrence_examples(p, cfg, files, w.path / "cooccurrence", counts, metrics)
         w.extra.update(counts=counts, metrics=metrics, extra={"objectives": sorted(cfg.kinds)})
 
     inputs = {"ingest": ingested.fingerprint, "tokenizer": tok.fingerprint}
@@ -417,6 +419,24 @@ def _skipgram_examples(
         raise ValueError("examples: skip-gram statistics outside tolerance: " + "; ".join(failures))
 
 
+def _cooccurrence_examples(
+    p: Pipeline, cfg: Any, files: list[Path], out: Path, counts: dict[str, float], metrics: dict[str, float]
+) -> None:
+    """GloVe's co-occurrence counts of the train split (`cooccurrence/train/part-*.parquet` + `vocab.parquet`)."""
+    from plm.objectives.cooccurrence import write_cooccurrence
+    from plm.objectives.skipgram import build_vocab, encode_sentences
+    from plm.tokenizer.train import iter_sentences, iter_units
+
+    co = cfg.cooccurrence
+    vocab = build_vocab(iter_sentences(files, "train"), co.min_count, co.lowercase)
+    if len(vocab.words) < 2:
+        raise ValueError(f"examples: fewer than 2 words occur {co.min_count} times (objectives.cooccurrence.min_count)")
+    sentences = encode_sentences(iter_sentences(files, "train"), vocab, co.lowercase)
+    stats = write_cooccurrence(sentences, vocab, co, out / "train", p.progress)
+    counts.update({"cooccurrence.vocab_size": float(len(vocab)), "cooccurrence.entries": float(stats.entries)})
+    metrics.update({f"cooccurrence.{k}": v for k, v in stats.summary().items()})
+
+
 def _log_histogram(tracker: Tracker, values: list[int], title: str, name: str) -> None:
     if not values or isinstance(tracker, NullTracker):
         return
@@ -443,7 +463,8 @@ def _shards(ex: StageResult, objective: str, split: str) -> list[Path]:
 
 
 PRETRAINED = {"bert": ("encoder", "val_mlm_accuracy"), "gpt": ("decoder", "val_perplexity"),
-              "word2vec": ("word2vec", "wordsim_spearman")}  # fmt: skip
+              "word2vec": ("word2vec", "wordsim_spearman"), "fasttext": ("fasttext", "wordsim_spearman"),
+              "glove": ("glove", "wordsim_spearman")}  # fmt: skip
 """model.arch -> (registered model kind `<pipeline>-<kind>`, the metric its promotion compares)."""
 LOWER_IS_BETTER = {"val_perplexity", "val_loss"}
 TRAIN_RUN_ONLY = {"resume", "prefetch", "keep_checkpoints", "checkpoint_every", "log_every"}
@@ -463,8 +484,8 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
 
     spec = p.spec
     arch = spec.model.arch
-    if arch == "word2vec":
-        return _pretrain_word2vec(p, tok, ex)
+    if arch in VECTOR_PRETRAIN:
+        return VECTOR_PRETRAIN[arch](p, tok, ex)
     vocab_size = load_tokenizer(tok.path / "tokenizer.json").get_vocab_size()
     common = dict(vocab_size=vocab_size, max_position=max(spec.model.max_position, spec.objectives.seq_len),
                   dropout=spec.model.dropout, attention_dropout=spec.model.attention_dropout, **spec.model.dims())  # fmt: skip
@@ -596,6 +617,106 @@ def word_vectors(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult 
     if p.spec.word_vectors is None:
         return None
     return _pretrain_word2vec(p, tok, ex, p.spec.word_vectors, stage="word_vectors")
+
+
+def _pretrain_fasttext(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
+    """Skip-gram (or CBOW) shards -> fastText vectors (words + hashed character n-grams): plm folder `model/`,
+    `vectors.bin` (fastText's binary model) and `vectors.vec`, evaluated as word2vec is (held-out loss,
+    WordSim-353, analogies). The same data path as `_pretrain_word2vec`: epoch 1 replays the train shards,
+    later epochs re-draw from the lake's sentences."""
+    from plm.eval.wordsim import analogies, wordsim
+    from plm.objectives.skipgram import VOCAB_FILE, Vocab, encode_sentences
+    from plm.tokenizer.train import iter_sentences, iter_units
+    from plm.train.fasttext import save_fasttext_bin, save_fasttext_folder, train_fasttext
+    from plm.train.word2vec import evaluate_loss, save_word2vec
+
+    spec = p.spec
+    cfg, sg = spec.model, spec.objectives.skipgram
+    if "skipgram" not in spec.objectives.kinds:
+        raise ValueError("pretrain: model.arch=fasttext trains on skip-gram examples: "
+                         "objectives.kinds must include skipgram")
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        vocab = Vocab.load(ex.path / "skipgram" / "train" / VOCAB_FILE)
+        sentences = None
+        if cfg.regenerate and cfg.epochs > 1:
+            ingested = p.results.get("ingest") or lookup(p.home, "ingest", ex.inputs["ingest"])
+            if ingested is None:
+                raise ValueError(f"pretrain: the ingest output {ex.inputs['ingest']} of these examples is gone; "
+                                 "re-run ingest or set model.regenerate=false")  # fmt: skip
+            extra = ingested.extra if isinstance(ingested, StageResult) else ingested.manifest["extra"]
+            sentences = encode_sentences(iter_units([p.home / f for f in extra["lake_files"]], "train", sg.unit), vocab,
+                                         sg.lowercase)  # fmt: skip
+        result = train_fasttext(cfg, sg, vocab, sentences, _shards(ex, "skipgram", "train"), seed=spec.train.seed,
+                                tracker=tracker, progress=p.progress)  # fmt: skip
+        model = result.model
+        save_fasttext_folder(w.path / "model", model, vocab, cfg, sg.lowercase)
+        save_fasttext_bin(w.path / "vectors.bin", vocab.words, vocab.counts, model.in_embed.weight.detach().numpy(),
+                          model.out_embed.weight.detach().numpy(), minn=cfg.minn, maxn=cfg.maxn if cfg.buckets else 0,
+                          buckets=cfg.buckets, window=sg.window, epochs=cfg.epochs, min_count=sg.min_count,
+                          negatives=sg.negatives, subsample=sg.subsample, cbow=sg.cbow)  # fmt: skip
+        save_word2vec(w.path / "vectors.vec", result.words, result.vectors, binary=False)
+        sim = wordsim(result.words, result.vectors, lowercase=sg.lowercase)
+        analogy = analogies(result.words, result.vectors, restrict_vocab=cfg.analogy_vocab, lowercase=sg.lowercase)
+        metrics = {**result.metrics, "val_loss": evaluate_loss(model, _shards(ex, "skipgram", "validation")),
+                   "wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs),
+                   "wordsim_coverage": sim.coverage, "analogy_accuracy": analogy.accuracy,
+                   "analogy_answered": float(analogy.answered), "analogy_coverage": analogy.coverage}  # fmt: skip
+        w.extra.update(
+            counts={"vocab_size": float(len(vocab)), "words": result.metrics["words"],
+                    "pairs": result.metrics["pairs"]},
+            metrics={k: v for k, v in metrics.items() if v == v},
+            extra={"model_dir": "model", "export_path": "vectors.bin", "export_text_path": "vectors.vec",
+                   "arch": cfg.label(), "kind": PRETRAINED["fasttext"][0]},
+        )  # fmt: skip
+        if hasattr(tracker, "log_curves"):
+            tracker.log_curves(["loss", "lr", "words_per_s"], "fasttext pretraining", "pretrain_curves.png")
+
+    slice_ = {"model": cfg.model_dump(mode="json", exclude={"log_every"}), "seed": spec.train.seed}
+    return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
+
+
+def _pretrain_glove(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
+    """Co-occurrence parts -> GloVe vectors (w + c): plm folder `model/` and `vectors.txt` (GloVe's text format, no
+    header), evaluated on WordSim-353 and the Google analogies. `pretrain` calls this for `model.arch=glove`."""
+    from plm.eval.wordsim import analogies, wordsim
+    from plm.objectives.cooccurrence import read_cooccurrence
+    from plm.objectives.skipgram import VOCAB_FILE, Vocab
+    from plm.train.glove import save_glove_folder, save_glove_text, train_glove
+
+    spec = p.spec
+    cfg, co = spec.model, spec.objectives.cooccurrence
+    if "cooccurrence" not in spec.objectives.kinds:
+        raise ValueError("pretrain: model.arch=glove trains on co-occurrence counts: "
+                         "objectives.kinds must include cooccurrence")
+
+    def work(w: StageWriter, tracker: Tracker) -> None:
+        vocab = Vocab.load(ex.path / "cooccurrence" / "train" / VOCAB_FILE)
+        i, j, x = read_cooccurrence(_shards(ex, "cooccurrence", "train"))
+        result = train_glove(cfg, vocab, i, j, x, seed=spec.train.seed, tracker=tracker, progress=p.progress)
+        save_glove_folder(w.path / "model", result.model, vocab, co.lowercase)
+        save_glove_text(w.path / "vectors.txt", result.words, result.vectors)
+        sim = wordsim(result.words, result.vectors, lowercase=co.lowercase)
+        analogy = analogies(result.words, result.vectors, restrict_vocab=cfg.analogy_vocab, lowercase=co.lowercase)
+        metrics = {**result.metrics, "wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs),
+                   "wordsim_coverage": sim.coverage, "analogy_accuracy": analogy.accuracy,
+                   "analogy_answered": float(analogy.answered), "analogy_coverage": analogy.coverage}  # fmt: skip
+        w.extra.update(
+            counts={"vocab_size": float(len(vocab)), "entries": result.metrics["entries"]},
+            metrics={k: v for k, v in metrics.items() if v == v},
+            extra={"model_dir": "model", "export_path": "vectors.txt", "arch": cfg.label(), "kind": PRETRAINED["glove"][0]},
+        )  # fmt: skip
+        if hasattr(tracker, "log_curves"):
+            tracker.log_curves(["loss", "entries_per_s"], "glove pretraining", "pretrain_curves.png")
+
+    slice_ = {"model": cfg.model_dump(mode="json", exclude={"log_every"}), "seed": spec.train.seed}
+    return p._run("pretrain", slice_, {"tokenizer": tok.fingerprint, "examples": ex.fingerprint}, work)
+
+
+VECTOR_PRETRAIN: dict[str, Callable[[Pipeline, StageResult, StageResult], StageResult]] = {
+    "word2vec": _pretrain_word2vec, "fasttext": _pretrain_fasttext, "glove": _pretrain_glove,
+}
+"""model.arch -> the pretrain stage of a word-vector family (their registry kinds and gate metrics: PRETRAINED)."""
 
 
 def _dynamic_masker(p: Pipeline, tok: StageResult) -> Any:

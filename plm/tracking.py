@@ -177,6 +177,8 @@ PREDICTORS: dict[str, str] = {
     "encoder": "plm.finetune.predict:EncoderPipeline",
     "decoder": "plm.train.predict:DecoderPipeline",
     "word2vec": "plm.train.word2vec:Word2VecPredictor",
+    "fasttext": "plm.train.fasttext:FastTextPredictor",
+    "glove": "plm.train.word2vec:Word2VecPredictor",
     "pair_classifier": "plm.finetune.predict:PairClassifierPipeline",
     "regressor": "plm.finetune.predict:RegressorPipeline",
     "qa": "plm.finetune.predict:QAPipeline",

@@ -170,10 +170,13 @@ def prepare_task(ft: FinetuneSpec, pretrained_dir: Path, tokenizer_path: Path, a
     """Read, split and encode the labelled data of `ft` for a pretrained model of family `arch`."""
     import pyarrow as pa
 
+    from plm.config import WORD_VECTOR_ARCHS
     from plm.finetune.tasks import read_labelled, split_rows, with_sample_defaults
 
     ft = with_sample_defaults(ft)
 
+    if arch in WORD_VECTOR_ARCHS:  # fastText and GloVe folders hold word vectors as word2vec's do
+        arch = "word2vec"
     if arch not in ("bert", "word2vec"):
         raise ValueError(f"finetune: model.arch={arch} has no fine-tuning heads (bert, or word2vec via embeddings)")
     if ft.task_type == "qa":

@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
 
-from plm.config import SkipgramSpec, Word2VecSpec
+from plm.config import WORD_VECTOR_ARCHS, SkipgramSpec, Word2VecSpec
 from plm.models.word2vec import Word2Vec
 from plm.objectives.skipgram import (
     OBJECTIVE_CODE, VOCAB_FILE, NegativeSampler, Vocab, flatten, keep_probability, noise_distribution, plan_shards,
@@ -83,11 +83,23 @@ class Word2VecResult:
 
 def _as_batches(
     center: np.ndarray, context: np.ndarray, negatives: np.ndarray, offsets: np.ndarray | None, words: int,
-    rng: np.random.Generator | None,
+    rng: np.random.Generator | None, grouped: bool = False,
 ) -> Batches:  # fmt: skip
-    """Skip-gram: inputs = centers, targets = contexts; CBOW: inputs = contexts, targets = centers. Shuffled by rng."""
+    """Skip-gram: inputs = centers, targets = contexts; CBOW: inputs = contexts, targets = centers. Shuffled by rng.
+
+    `grouped` (skip-gram): runs of pairs with the same center (a center's window, in generation order)
+    are shuffled as wholes and stay together, so a batch holds few distinct centers (fastText's
+    n-gram expansion is paid once per center, not once per pair).
+    """
     n = len(center)
-    order = rng.permutation(n) if rng is not None else np.arange(n)
+    if grouped and offsets is None and rng is not None and n:
+        starts = np.flatnonzero(np.r_[True, center[1:] != center[:-1]])
+        lengths = np.diff(np.r_[starts, n])
+        perm = rng.permutation(len(starts))
+        firsts = np.cumsum(lengths[perm]) - lengths[perm]
+        order = np.repeat(starts[perm] - firsts, lengths[perm]) + np.arange(n)
+    else:
+        order = rng.permutation(n) if rng is not None else np.arange(n)
     if offsets is None:
         inputs, targets, offs = center[order], context[order], None
     else:
@@ -101,7 +113,7 @@ def _as_batches(
     return Batches(to(inputs), to(targets), to(negatives[order]), None if offs is None else to(offs), words)
 
 
-def read_shard(path: Path, rng: np.random.Generator | None = None) -> Batches:
+def read_shard(path: Path, rng: np.random.Generator | None = None, grouped: bool = False) -> Batches:
     """One example shard of the examples stage (skip-gram or CBOW), its raw word count from its metadata."""
     table = pq.read_table(path)
     center = table.column("center").to_numpy()
@@ -112,11 +124,11 @@ def read_shard(path: Path, rng: np.random.Generator | None = None) -> Batches:
         context, offsets = ctx_col.flatten().to_numpy(), offsets - offsets[0]
     else:
         context, offsets = ctx_col.to_numpy(), None
-    return _as_batches(center, context, negatives, offsets, read_shard_stats(path).tokens, rng)
+    return _as_batches(center, context, negatives, offsets, read_shard_stats(path).tokens, rng, grouped)
 
 
 def generate_chunks(
-    sentences: Sequence[np.ndarray], vocab: Vocab, sg: SkipgramSpec, seed: int, epoch: int
+    sentences: Sequence[np.ndarray], vocab: Vocab, sg: SkipgramSpec, seed: int, epoch: int, grouped: bool = False
 ) -> Iterator[Batches]:
     """A fresh epoch of examples from encoded sentences, chunk by chunk (about `sg.shard_size` each)."""
     keep_prob = keep_probability(vocab.counts, sg.subsample)
@@ -132,7 +144,7 @@ def generate_chunks(
                             sampler, sg, rng)  # fmt: skip
         yield _as_batches(ex.center, ex.context, ex.negatives,
                           None if ex.context_offsets is None else ex.context_offsets.astype(np.int64),
-                          ex.stats.tokens, rng)  # fmt: skip
+                          ex.stats.tokens, rng, grouped)  # fmt: skip
 
 
 # ---- training -------------------------------------------------------------------------------------
@@ -147,47 +159,52 @@ def train_word2vec(
     seed: int = 1234,
     tracker: Tracker | None = None,
     progress: Progress = no_progress,
+    model: Any = None,
 ) -> Word2VecResult:
     """Train SGNS (or CBOW when `sg.cbow`) for `cfg.epochs` epochs; see the module docstring for the data.
 
     Epoch 1 uses `shards` when given, else examples generated from `sentences`; later epochs are
     generated from `sentences` (`cfg.regenerate`) or replay `shards`. Same seed, same vectors.
+    `model`: another model with the same `sgd_step` (fastText: `plm.models.fasttext.FastText`, whose
+    skip-gram batches keep each center's pairs together); its `word_vectors()` are the result's vectors.
     """
     tracker = tracker or NullTracker()
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(cfg, sg, vocab, sentences, shards, seed, tracker, progress)
+        return _train(cfg, sg, vocab, sentences, shards, seed, tracker, progress, model)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train(
     cfg: Word2VecSpec, sg: SkipgramSpec, vocab: Vocab, sentences: Sequence[np.ndarray] | None, shards: Sequence[Path],
-    seed: int, tracker: Tracker, progress: Progress,
+    seed: int, tracker: Tracker, progress: Progress, model: Any = None,
 ) -> Word2VecResult:  # fmt: skip
     if not shards and sentences is None:
         raise ValueError("train_word2vec needs example shards or encoded sentences")
     if cfg.epochs > 1 and cfg.regenerate and sentences is None:
         raise ValueError("model.regenerate=true needs the encoded sentences to draw fresh epochs from")
     generator = torch.Generator().manual_seed(seed)
-    model = Word2Vec(len(vocab), cfg.dim, cbow=sg.cbow)
+    grouped = model is not None and hasattr(model, "word_vectors")
+    name = "fasttext" if grouped else "word2vec"
+    model = model if model is not None else Word2Vec(len(vocab), cfg.dim, cbow=sg.cbow)
     model.reset_parameters(generator)
     corpus_words = int(sum(len(s) for s in sentences)) if sentences is not None else None
     shard_words = sum(read_shard_stats(p).tokens for p in shards)
     epoch_words = corpus_words if corpus_words is not None else shard_words
     total_words = max(epoch_words * cfg.epochs, 1)
-    tracker.log_params({"word2vec.vocab_size": len(vocab), "word2vec.epoch_words": epoch_words,
-                        "word2vec.mode": "cbow" if sg.cbow else "skipgram"})  # fmt: skip
+    tracker.log_params({f"{name}.vocab_size": len(vocab), f"{name}.epoch_words": epoch_words,
+                        f"{name}.mode": "cbow" if sg.cbow else "skipgram"})  # fmt: skip
 
     def epoch_chunks(epoch: int) -> Iterator[Batches]:
         shuffle = np.random.default_rng([seed, OBJECTIVE_CODE, EPOCH_SEED, epoch])
         if shards and (epoch == 1 or not cfg.regenerate):
             for path in shards:
-                yield read_shard(path, shuffle)
+                yield read_shard(path, shuffle, grouped)
         else:
-            yield from generate_chunks(sentences, vocab, sg, seed, epoch)  # type: ignore[arg-type]
+            yield from generate_chunks(sentences, vocab, sg, seed, epoch, grouped)  # type: ignore[arg-type]
 
     words_done, pairs_done, step = 0, 0, 0
     window_loss, window_examples, window_words, window_pairs = 0.0, 0, 0, 0
@@ -209,7 +226,7 @@ def _train(
             loss = model.sgd_step(inputs, targets, negatives, lr, offsets=offsets, with_loss=measure)
             if measure:
                 if not np.isfinite(loss):
-                    raise FloatingPointError(f"word2vec: non-finite loss at update {step} (model.lr too high?)")
+                    raise FloatingPointError(f"{name}: non-finite loss at update {step} (model.lr too high?)")
                 window_loss += loss
                 window_examples += hi - lo
             step += 1
@@ -225,14 +242,14 @@ def _train(
                 window_words, window_start = words_now, time.perf_counter()
         words_done += chunk.words
         pairs_done += n
-        progress("word2vec", words_done, total_words)
+        progress(name, words_done, total_words)
     seconds = time.perf_counter() - start
     if window_examples:
         last_loss = window_loss / window_examples
     metrics = {"train_loss": last_loss, "words": float(words_done), "pairs": float(pairs_done), "updates": float(step),
                "words_per_s": words_done / seconds, "pairs_per_s": pairs_done / seconds, "seconds": seconds,
                "epochs": float(cfg.epochs)}  # fmt: skip
-    vectors = model.in_embed.weight.detach().numpy().copy()
+    vectors = (model.word_vectors() if grouped else model.in_embed.weight).detach().numpy().copy()
     return Word2VecResult(list(vocab.words), vectors, model, metrics)
 
 
@@ -379,8 +396,8 @@ def load_word_vectors(model_dir: Path) -> tuple[list[str], np.ndarray]:
     """Words (most frequent first) and their vectors (V, D) float32 from a folder of `save_word_vectors`."""
     model_dir = Path(model_dir)
     config = json.loads((model_dir / CONFIG_FILE).read_text())
-    if config.get("arch") != "word2vec":
-        raise ValueError(f"{model_dir}: not a word2vec model (arch={config.get('arch')!r})")
+    if config.get("arch") not in WORD_VECTOR_ARCHS:  # fastText and GloVe folders hold their word vectors as in_embed
+        raise ValueError(f"{model_dir}: not a word-vector model (arch={config.get('arch')!r})")
     vectors = load_file(str(model_dir / VECTORS_FILE))["in_embed"].numpy()
     words = Vocab.load(model_dir / VOCAB_FILE).words
     if len(words) != len(vectors):
