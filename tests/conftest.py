@@ -23,15 +23,12 @@ def imdb_sample(tmp_path_factory):
     from plm.samples import fetch_imdb
 
     old = os.environ.get("PLM_SAMPLES_CACHE")
-    os.environ["PLM_SAMPLES_CACHE"] = str(tmp_path_factory.mktemp("samples"))
-    try:
-        folder = fetch_imdb(lambda msg: None)
-    finally:
-        if old is None:
-            os.environ.pop("PLM_SAMPLES_CACHE", None)
-        else:
-            os.environ["PLM_SAMPLES_CACHE"] = old
-    return folder
+    os.environ["PLM_SAMPLES_CACHE"] = str(tmp_path_factory.mktemp("samples"))  # for the session: specs naming sample:imdb
+    yield fetch_imdb(lambda msg: None)
+    if old is None:
+        os.environ.pop("PLM_SAMPLES_CACHE", None)
+    else:
+        os.environ["PLM_SAMPLES_CACHE"] = old
 
 
 @pytest.fixture(scope="session")

