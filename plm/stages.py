@@ -245,6 +245,8 @@ def ingest(p: Pipeline) -> StageResult:
                    "reason_table": table, "processed_sources": len(result.processed)},
         )
         tracker.set_tags({"plm.snapshot_id": result.snapshot_id, **sample_lineage(p.spec)})
+        for split_file in _fetched_split_files(p.spec):  # the fixed train/test split of a fetched sample, as recorded
+            tracker.log_artifact(split_file, "samples")
         tracker.log_artifact(w.path / "sources.json")
         tracker.log_artifact(w.path / "reasons.csv")
         if isinstance(tracker, MlflowTracker):
@@ -602,7 +604,7 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult, cfg: Any 
                     "pairs": result.metrics["pairs"]},
             metrics=metrics,
             extra={"model_dir": "model", "export_path": "vectors.bin", "export_text_path": "vectors.txt",
-                   "arch": cfg.label(), "kind": "word2vec"},
+                   "arch": "word2vec", "label": cfg.label(), "kind": "word2vec"},
         )  # fmt: skip
         if hasattr(tracker, "log_curves"):
             tracker.log_curves(["loss", "lr", "words_per_s"], "word2vec pretraining", "pretrain_curves.png")
@@ -855,12 +857,12 @@ def _labelled(p: Pipeline, tok: StageResult, pre: StageResult) -> Any:
 def _families(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | None) -> list[tuple[str, Any]]:
     """(family label, prepared task) per pretrained family of the pipeline: `model`, then its `word_vectors`."""
     task = _labelled(p, tok, pre)
-    families = [(str(pre.extra.get("arch", p.spec.model.label())), task)]
+    families = [(str(pre.extra.get("label", pre.extra.get("arch", p.spec.model.label()))), task)]
     if wv is not None:
         key = ("word_vectors", wv.fingerprint, pre.fingerprint)
         if key not in p.memo:
             p.memo[key] = task.for_family("word2vec", wv.path / wv.extra["model_dir"])
-        families.append((str(wv.extra.get("arch", "word2vec")), p.memo[key]))
+        families.append((str(wv.extra.get("label", "word2vec")), p.memo[key]))
     return families
 
 
@@ -1094,6 +1096,13 @@ def _register_targets(p: Pipeline, targets: list[tuple[Any, ...]]) -> StageResul
                          extra={"models": models})  # fmt: skip
     r["register"] = result
     return result
+
+
+def _fetched_split_files(spec: PipelineSpec) -> list[Path]:
+    from plm.samples import FETCHED, FETCHERS, PREFIX
+
+    keys = {e.removeprefix(PREFIX) for e in [*spec.corpus.paths, spec.finetune.data] if e.startswith(PREFIX)}
+    return [FETCHERS[k](lambda m: None) / "split.json" for k in sorted(keys & set(FETCHED))]
 
 
 def sample_lineage(spec: PipelineSpec) -> dict[str, str]:

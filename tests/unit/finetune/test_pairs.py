@@ -110,7 +110,8 @@ def test_prepare_task_encodes_pairs_for_bert(tokenizer_path, bert_dir):
     assert task.label_names == ["different", "same"] and task.skipped == 1
     assert len(task.train_idx) + len(task.test_idx) == 161 == task.table.num_rows
     assert set(task.table.column("split").to_pylist()) == {"train", "test"}
-    assert all(1 in t for t in task.encoded["types"])
+    _, types = task.bert_rows(task.train_idx + task.test_idx)  # encoded on first use
+    assert all(1 in t for t in types) and len(task.encoded) == len(task.train_idx) + len(task.test_idx)
     reg = prepare_task(REG_SPEC, bert_dir, tokenizer_path, "bert")
     assert reg.kind == "regressor" and reg.primary == "pearson" and reg.label_names == []
     with pytest.raises(ValueError, match="word2vec has no span head"):
