@@ -581,6 +581,9 @@ class PipelineSpec(_Section):
         if sg.contexts and (trained is None or trained.engine != "compiled"):
             raise ValueError("objectives.skipgram.contexts > 0 is drawn by the compiled engine only: set model.engine "
                              "(or word_vectors.engine) to compiled")
+        if sg.contexts and sg.cbow:
+            raise ValueError("objectives.skipgram.contexts > 0 samples skip-gram contexts: CBOW averages the whole window "
+                             "(set contexts=0 or cbow=false)")
         if not sg.train_shards and trained is not None and trained.engine != "compiled":
             raise ValueError("objectives.skipgram.train_shards=false leaves the torch engine nothing to replay: "
                              "set engine=compiled")

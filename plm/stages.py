@@ -427,7 +427,7 @@ def _cooccurrence_examples(
     """GloVe's co-occurrence counts of the train split (`cooccurrence/train/part-*.parquet` + `vocab.parquet`)."""
     from plm.objectives.cooccurrence import write_cooccurrence
     from plm.objectives.skipgram import build_vocab, encode_sentences
-    from plm.tokenizer.train import iter_sentences, iter_units
+    from plm.tokenizer.train import iter_sentences
 
     co = cfg.cooccurrence
     vocab = build_vocab(iter_sentences(files, "train"), co.min_count, co.lowercase)
@@ -550,6 +550,31 @@ def pretrain(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
     return p._run("pretrain", slice_, inputs, work, resumable=True)
 
 
+def _train_units(p: Pipeline, ex: StageResult, vocab: Any, sg: Any) -> list[Any]:
+    """The train split of the lake these examples came from, encoded against `vocab` (sentences or documents:
+    `objectives.skipgram.unit`), for engines and epochs that draw their own pairs."""
+    from plm.objectives.skipgram import encode_sentences
+    from plm.tokenizer.train import iter_units
+
+    ingested = p.results.get("ingest") or lookup(p.home, "ingest", ex.inputs["ingest"])
+    if ingested is None:
+        raise ValueError(f"pretrain: the ingest output {ex.inputs['ingest']} of these examples is gone; "
+                         "re-run ingest or set model.regenerate=false")  # fmt: skip
+    extra = ingested.extra if isinstance(ingested, StageResult) else ingested.manifest["extra"]
+    return encode_sentences(iter_units([p.home / f for f in extra["lake_files"]], "train", sg.unit), vocab, sg.lowercase)
+
+
+def _similarity_metrics(words: list[str], vectors: Any, analogy_vocab: int, lowercase: bool) -> dict[str, float]:
+    """WordSim-353 and Google-analogy figures of a word-vector table (every vector family reports the same)."""
+    from plm.eval.wordsim import analogies, wordsim
+
+    sim = wordsim(words, vectors, lowercase=lowercase)
+    analogy = analogies(words, vectors, restrict_vocab=analogy_vocab, lowercase=lowercase)
+    return {"wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs), "wordsim_coverage": sim.coverage,
+            "analogy_accuracy": analogy.accuracy, "analogy_answered": float(analogy.answered),
+            "analogy_coverage": analogy.coverage}  # fmt: skip
+
+
 def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult, cfg: Any = None,
                        stage: str = "pretrain") -> StageResult:  # fmt: skip
     """Skip-gram (or CBOW) shards -> word vectors: plm folder `model/`, `vectors.bin` / `vectors.txt` (word2vec C
@@ -559,9 +584,7 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult, cfg: Any 
     torch engine: epoch 1 replays the train shards; later epochs re-draw from the lake's sentences.
     compiled engine: every epoch is drawn from the lake's sentences (or documents) by the numba loop.
     """
-    from plm.eval.wordsim import analogies, wordsim
-    from plm.objectives.skipgram import VOCAB_FILE, Vocab, encode_sentences
-    from plm.tokenizer.train import iter_units
+    from plm.objectives.skipgram import VOCAB_FILE, Vocab
     from plm.train.word2vec import (evaluate_loss, save_word2vec, save_word_vectors, train_word2vec,
                                     train_word2vec_compiled)  # fmt: skip
 
@@ -576,13 +599,7 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult, cfg: Any 
         vocab = Vocab.load(train_dir / VOCAB_FILE)
         sentences = None
         if cfg.engine == "compiled" or (cfg.regenerate and cfg.epochs > 1):  # the sentences the pairs come from
-            ingested = p.results.get("ingest") or lookup(p.home, "ingest", ex.inputs["ingest"])
-            if ingested is None:
-                raise ValueError(f"pretrain: the ingest output {ex.inputs['ingest']} of these examples is gone; "
-                                 "re-run ingest or set model.regenerate=false")  # fmt: skip
-            extra = ingested.extra if isinstance(ingested, StageResult) else ingested.manifest["extra"]
-            files = [p.home / f for f in extra["lake_files"]]
-            sentences = encode_sentences(iter_units(files, "train", sg.unit), vocab, sg.lowercase)
+            sentences = _train_units(p, ex, vocab, sg)
         if cfg.engine == "compiled":
             result = train_word2vec_compiled(cfg, sg, vocab, sentences, seed=spec.train.seed, tracker=tracker,
                                              progress=p.progress)  # fmt: skip
@@ -592,12 +609,8 @@ def _pretrain_word2vec(p: Pipeline, tok: StageResult, ex: StageResult, cfg: Any 
         save_word_vectors(w.path / "model", result.model, vocab, sg.lowercase)
         save_word2vec(w.path / "vectors.bin", result.words, result.vectors, binary=True)
         save_word2vec(w.path / "vectors.txt", result.words, result.vectors, binary=False)
-        sim = wordsim(result.words, result.vectors, lowercase=sg.lowercase)
-        analogy = analogies(result.words, result.vectors, restrict_vocab=cfg.analogy_vocab, lowercase=sg.lowercase)
         metrics = {**result.metrics, "val_loss": evaluate_loss(result.model, _shards(ex, "skipgram", "validation")),
-                   "wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs),
-                   "wordsim_coverage": sim.coverage, "analogy_accuracy": analogy.accuracy,
-                   "analogy_answered": float(analogy.answered), "analogy_coverage": analogy.coverage}  # fmt: skip
+                   **_similarity_metrics(result.words, result.vectors, cfg.analogy_vocab, sg.lowercase)}
         metrics = {k: v for k, v in metrics.items() if v == v}  # nan (no held-out shards, nothing covered): left out
         w.extra.update(
             counts={"vocab_size": float(len(vocab)), "words": result.metrics["words"],
@@ -626,9 +639,7 @@ def _pretrain_fasttext(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
     `vectors.bin` (fastText's binary model) and `vectors.vec`, evaluated as word2vec is (held-out loss,
     WordSim-353, analogies). The same data path as `_pretrain_word2vec`: epoch 1 replays the train shards,
     later epochs re-draw from the lake's sentences."""
-    from plm.eval.wordsim import analogies, wordsim
-    from plm.objectives.skipgram import VOCAB_FILE, Vocab, encode_sentences
-    from plm.tokenizer.train import iter_sentences, iter_units
+    from plm.objectives.skipgram import VOCAB_FILE, Vocab
     from plm.train.fasttext import save_fasttext_bin, save_fasttext_folder, train_fasttext
     from plm.train.word2vec import evaluate_loss, save_word2vec
 
@@ -642,13 +653,7 @@ def _pretrain_fasttext(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
         vocab = Vocab.load(ex.path / "skipgram" / "train" / VOCAB_FILE)
         sentences = None
         if cfg.regenerate and cfg.epochs > 1:
-            ingested = p.results.get("ingest") or lookup(p.home, "ingest", ex.inputs["ingest"])
-            if ingested is None:
-                raise ValueError(f"pretrain: the ingest output {ex.inputs['ingest']} of these examples is gone; "
-                                 "re-run ingest or set model.regenerate=false")  # fmt: skip
-            extra = ingested.extra if isinstance(ingested, StageResult) else ingested.manifest["extra"]
-            sentences = encode_sentences(iter_units([p.home / f for f in extra["lake_files"]], "train", sg.unit), vocab,
-                                         sg.lowercase)  # fmt: skip
+            sentences = _train_units(p, ex, vocab, sg)
         result = train_fasttext(cfg, sg, vocab, sentences, _shards(ex, "skipgram", "train"), seed=spec.train.seed,
                                 tracker=tracker, progress=p.progress)  # fmt: skip
         model = result.model
@@ -658,12 +663,8 @@ def _pretrain_fasttext(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
                           buckets=cfg.buckets, window=sg.window, epochs=cfg.epochs, min_count=sg.min_count,
                           negatives=sg.negatives, subsample=sg.subsample, cbow=sg.cbow)  # fmt: skip
         save_word2vec(w.path / "vectors.vec", result.words, result.vectors, binary=False)
-        sim = wordsim(result.words, result.vectors, lowercase=sg.lowercase)
-        analogy = analogies(result.words, result.vectors, restrict_vocab=cfg.analogy_vocab, lowercase=sg.lowercase)
         metrics = {**result.metrics, "val_loss": evaluate_loss(model, _shards(ex, "skipgram", "validation")),
-                   "wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs),
-                   "wordsim_coverage": sim.coverage, "analogy_accuracy": analogy.accuracy,
-                   "analogy_answered": float(analogy.answered), "analogy_coverage": analogy.coverage}  # fmt: skip
+                   **_similarity_metrics(result.words, result.vectors, cfg.analogy_vocab, sg.lowercase)}
         w.extra.update(
             counts={"vocab_size": float(len(vocab)), "words": result.metrics["words"],
                     "pairs": result.metrics["pairs"]},
@@ -681,7 +682,6 @@ def _pretrain_fasttext(p: Pipeline, tok: StageResult, ex: StageResult) -> StageR
 def _pretrain_glove(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResult:
     """Co-occurrence parts -> GloVe vectors (w + c): plm folder `model/` and `vectors.txt` (GloVe's text format, no
     header), evaluated on WordSim-353 and the Google analogies. `pretrain` calls this for `model.arch=glove`."""
-    from plm.eval.wordsim import analogies, wordsim
     from plm.objectives.cooccurrence import read_cooccurrence
     from plm.objectives.skipgram import VOCAB_FILE, Vocab
     from plm.train.glove import save_glove_folder, save_glove_text, train_glove
@@ -698,11 +698,7 @@ def _pretrain_glove(p: Pipeline, tok: StageResult, ex: StageResult) -> StageResu
         result = train_glove(cfg, vocab, i, j, x, seed=spec.train.seed, tracker=tracker, progress=p.progress)
         save_glove_folder(w.path / "model", result.model, vocab, co.lowercase)
         save_glove_text(w.path / "vectors.txt", result.words, result.vectors)
-        sim = wordsim(result.words, result.vectors, lowercase=co.lowercase)
-        analogy = analogies(result.words, result.vectors, restrict_vocab=cfg.analogy_vocab, lowercase=co.lowercase)
-        metrics = {**result.metrics, "wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs),
-                   "wordsim_coverage": sim.coverage, "analogy_accuracy": analogy.accuracy,
-                   "analogy_answered": float(analogy.answered), "analogy_coverage": analogy.coverage}  # fmt: skip
+        metrics = {**result.metrics, **_similarity_metrics(result.words, result.vectors, cfg.analogy_vocab, co.lowercase)}
         w.extra.update(
             counts={"vocab_size": float(len(vocab)), "entries": result.metrics["entries"]},
             metrics={k: v for k, v in metrics.items() if v == v},

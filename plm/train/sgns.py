@@ -43,6 +43,28 @@ def _uniform(state: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
+def _pair_update(h: np.ndarray, out: np.ndarray, work: np.ndarray, label: float, lr: float) -> float:
+    """One (hidden, output row) logistic update, word2vec's: `work` += g * out, `out` += g * h, g = (label - sigma) * lr,
+    with the C tool's clipping of the score at +-MAX_EXP; returns the pair's loss."""
+    f = np.float32(0.0)
+    for d in range(h.shape[0]):
+        f += h[d] * out[d]
+    if f > MAX_EXP:
+        g, loss = (label - 1.0) * lr, 0.0 if label == 1.0 else f
+    elif f < -MAX_EXP:
+        g, loss = label * lr, -f if label == 1.0 else 0.0
+    else:
+        sig = 1.0 / (1.0 + np.exp(-f))
+        g, loss = (label - sig) * lr, -np.log(sig if label == 1.0 else 1.0 - sig)
+    g32 = np.float32(g)
+    for d in range(h.shape[0]):
+        work[d] += g32 * out[d]
+    for d in range(h.shape[0]):
+        out[d] += g32 * h[d]
+    return float(loss)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _train_part(
     ids: np.ndarray, offsets: np.ndarray, first: int, last: int, keep: np.ndarray, table: np.ndarray,
     syn0: np.ndarray, syn1: np.ndarray, window: int, negatives: int, cbow: bool, contexts: int,
@@ -107,22 +129,7 @@ def _train_part(
                         if target == center:
                             continue
                         label = 0.0
-                    f = 0.0
-                    for d in range(dim):
-                        f += neu1[d] * syn1[target, d]
-                    if f > MAX_EXP:
-                        g = (label - 1.0) * lr
-                        loss[slot * 2] += 0.0 if label == 1.0 else f
-                    elif f < -MAX_EXP:
-                        g = label * lr
-                        loss[slot * 2] += -f if label == 1.0 else 0.0
-                    else:
-                        sig = 1.0 / (1.0 + np.exp(-f))
-                        g = (label - sig) * lr
-                        loss[slot * 2] += -np.log(sig if label == 1.0 else 1.0 - sig)
-                    for d in range(dim):
-                        work[d] += g * syn1[target, d]
-                        syn1[target, d] += g * neu1[d]
+                    loss[slot * 2] += _pair_update(neu1, syn1[target], work, label, lr)
                 loss[slot * 2 + 1] += 1.0
                 for c in range(start, end):  # the C tool adds the mean's gradient to every context word
                     if c != pos:
@@ -155,25 +162,7 @@ def _train_part(
                         if target == center:
                             continue
                         label = 0.0
-                    out = syn1[target]
-                    f = np.float32(0.0)
-                    for d in range(dim):
-                        f += l1[d] * out[d]
-                    if f > MAX_EXP:
-                        g = (label - 1.0) * lr
-                        loss[slot * 2] += 0.0 if label == 1.0 else f
-                    elif f < -MAX_EXP:
-                        g = label * lr
-                        loss[slot * 2] += -f if label == 1.0 else 0.0
-                    else:
-                        sig = 1.0 / (1.0 + np.exp(-f))
-                        g = (label - sig) * lr
-                        loss[slot * 2] += -np.log(sig if label == 1.0 else 1.0 - sig)
-                    g32 = np.float32(g)
-                    for d in range(dim):
-                        work[d] += g32 * out[d]
-                    for d in range(dim):
-                        out[d] += g32 * l1[d]
+                    loss[slot * 2] += _pair_update(l1, syn1[target], work, label, lr)
                 for d in range(dim):
                     syn0[row, d] += work[d]
                 loss[slot * 2 + 1] += 1.0
