@@ -244,7 +244,7 @@ class BertForPreTraining(nn.Module):
             selected = labels != IGNORE_INDEX  # (B, T)
             targets = labels[selected]  # (N,)
             mlm_logits = self.cls.predictions(seq[selected])  # (N, V)
-            n_targets = torch.tensor(targets.numel(), device=labels.device)
+            n_targets = torch.full((), targets.numel(), device=labels.device)
             if targets.numel():
                 mlm_loss = F.cross_entropy(mlm_logits.float(), targets)
             else:  # a batch without predictions: zero loss that still reaches the graph
@@ -269,5 +269,6 @@ class BertForPreTraining(nn.Module):
             "mlm_correct": mlm_correct,
             "mlm_total": n_targets.detach(),
             "nsp_correct": nsp_correct,
-            "nsp_total": torch.tensor(nsp_label.numel(), device=labels.device),
+            # torch.full, not torch.tensor: a host scalar copied to the GPU would be a sync
+            "nsp_total": torch.full((), nsp_label.numel(), device=labels.device),
         }

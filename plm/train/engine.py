@@ -189,6 +189,8 @@ def _device_batch(batch: dict[str, torch.Tensor], kind: str, device: torch.devic
         if bool(batch["attention_mask"].all()):
             batch.pop("attention_mask")
             extra["unpadded"] = True
+    if device.type == "cuda":  # pinned, so that the copy is asynchronous (pageable memory can block the host)
+        batch = {k: v.pin_memory() for k, v in batch.items()}
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()} | extra, tokens
 
 
@@ -252,7 +254,7 @@ def pretrain(
 
     torch.manual_seed(train.seed)
     raw = build().to(device)
-    optimizer = build_optimizer(raw, train.lr, train.weight_decay, fused=device.type == "cuda")
+    optimizer = build_optimizer(raw, train.lr, train.weight_decay, fused=True)  # CPU too: ~2x the for-loop AdamW
     scheduler = build_scheduler(optimizer, train.warmup_steps, train.steps, train.schedule, train.min_lr_ratio)
     extra = {**(extra or {}), "config": config, "train": run_slice(train), "kind": kind, "world": ctx.world}
     tracker.log_params({"model_config." + k: v for k, v in config.items()} | {"world_size": ctx.world})
