@@ -1,11 +1,12 @@
 """One pretraining engine for masked (BERT) and causal (GPT) language models.
 
 `pretrain(build, train, train_loader, val_loader, out_dir, kind=...)` runs `train.steps` optimizer
-steps of `train.grad_accum` micro-batches each: AdamW (no decay on LayerNorm/bias), warmup then
+steps of `train.grad_accum` micro-batches each: fused AdamW (no decay on LayerNorm/bias), warmup then
 linear or cosine decay, gradient clipping, bf16 autocast and TF32 on CUDA (fp32 on CPU),
 `torch.compile` per `train.compile`, DDP when launched by torchrun (see `distributed.py`), a
 prefetching loader whose wait time is logged, and a NaN guard that fails the run before anything
-is written after the bad step.
+is written after the bad step. A step never waits for the device: its numbers stay there until a log
+line, a checkpoint or the end reads them.
 
 Outputs in `out_dir` (rank 0 only): `checkpoints/step-<N>.pt` every `train.checkpoint_every` steps
 (the last `train.keep_checkpoints` kept) and `checkpoints/best.pt` (lowest held-out loss among
