@@ -15,7 +15,7 @@ import typer
 
 from plm import stages
 from plm.cli import (
-    JsonOpt, SetOpt, SpecArg, app, error, load_cli_spec, log_line, main_guard, out, print_summary, progress_bars,
+    CREDENTIALS_FILE, JsonOpt, SetOpt, SpecArg, app, err, error, load_cli_spec, log_line, main_guard, out, print_summary, progress_bars,
 )
 
 
@@ -56,11 +56,30 @@ def serve(
     home = (home or Path(os.environ.get("PLM_HOME") or ".plm")).expanduser().resolve()
     os.environ["PLM_HOME"] = str(home)
     stack = ServerStack(home=home, host=host, prefect_port=prefect_port, mlflow_port=mlflow_port)
+    try:
+        creds, generated = stack.use_credentials()
+    except PermissionError as exc:
+        error(exc)
+        raise typer.Exit(2) from None
+    if not stack.loopback:
+        err.print(f"WARNING: binding {host} (not loopback): both servers and the worker that runs shell commands are "
+                  "reachable from the network; anyone with the credentials can run code here. Put TLS in front "
+                  "(basic auth is sent in clear) and keep the credentials file private.", style="bold red")  # fmt: skip
 
     def ready(s: ServerStack) -> None:
         out.print(f"healthy in {s.seconds_to_healthy:.1f}s   home: {s.home}")
         out.print(f"Prefect UI: {s.prefect_url}   (PREFECT_API_URL={s.prefect_api_url})")
         out.print(f"MLflow UI:  {s.mlflow_url}   (MLFLOW_TRACKING_URI={s.mlflow_url})")
+        where = s.home / CREDENTIALS_FILE
+        if generated:  # printed this once; afterwards they are only in the owner-only file
+            p_, m_ = creds["prefect"], creds["mlflow"]
+            out.print(f"credentials generated (shown once; kept in {where}, mode 600):", markup=False)
+            out.print(f"  Prefect UI/API: {p_['username']}:{p_['password']}   (the UI asks for this string)", markup=False)
+            out.print(f"  MLflow UI/API:  user {m_['username']}  password {m_['password']}", markup=False)
+        elif creds:
+            out.print(f"credentials: {where} (mode 600); `plm` commands on this home use them", markup=False)
+        else:
+            out.print("credentials: from the environment (PREFECT_SERVER_API_AUTH_STRING, MLFLOW_TRACKING_USERNAME/PASSWORD)")
         out.print(f"workers: {', '.join(c.name for c in s.children if c.name.startswith('worker'))}; "
                   f"logs in {s.home / 'logs'}; Ctrl-C stops everything")  # fmt: skip
 

@@ -6,10 +6,15 @@ same settings move unchanged to deploy/compose.yaml:
 - `PREFECT_API_DATABASE_CONNECTION_URL`: Prefect's database (default SQLite under `$PLM_HOME/prefect`).
 - `MLFLOW_BACKEND_STORE_URI`: MLflow's backend store (default `sqlite:///$PLM_HOME/mlflow.db`, the
   same store the embedded default writes, so runs made before `plm serve` stay visible).
-- `PREFECT_SERVER_API_AUTH_STRING="user:pass"` turns Prefect's basic auth on; the worker gets it as
+- `PREFECT_SERVER_API_AUTH_STRING="user:pass"`: Prefect's basic-auth credential; the worker gets it as
   `PREFECT_API_AUTH_STRING`.
-- `MLFLOW_TRACKING_USERNAME` + `MLFLOW_TRACKING_PASSWORD` turn MLflow's `basic-auth` app on with that
-  admin user (its user store lives in `$PLM_HOME/mlflow-auth.db`).
+- `MLFLOW_TRACKING_USERNAME` + `MLFLOW_TRACKING_PASSWORD`: the admin user of MLflow's `basic-auth` app
+  (its user store lives in `$PLM_HOME/mlflow-auth.db`).
+
+Both servers always require credentials: those not given in the environment are generated once into
+`$PLM_HOME/credentials.json` (mode 0600) and reused on every start; `plm` commands on the same home
+read them from there. CORS is limited to the UIs' own origins (`PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS`,
+`--cors-allowed-origins`), so a web page elsewhere cannot drive either API from a browser.
 
 Each child runs in its own process group; stopping sends SIGTERM to every group, waits, then SIGKILL,
 so uvicorn/gunicorn workers and flow-run subprocesses go with their parents. While the stack is up,
@@ -114,6 +119,8 @@ class ServerStack:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     children: list[Child] = field(default_factory=list)
     seconds_to_healthy: float | None = None
+    auth: dict[str, str] = field(default_factory=dict)
+    """server -> where its credentials come from: "env" (given) or "home" (credentials.json)."""
 
     @property
     def prefect_url(self) -> str:
@@ -137,7 +144,43 @@ class ServerStack:
             "home": str(self.home),
             "children": {c.name: c.proc.pid for c in self.children},
             "seconds_to_healthy": self.seconds_to_healthy,
+            "auth": self.auth,
         }
+
+    @property
+    def loopback(self) -> bool:
+        import ipaddress
+
+        try:
+            return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def origins(self, port: int) -> str:
+        """The browser origins of a UI on `port` (both loopback spellings on a loopback host)."""
+        hosts = ["127.0.0.1", "localhost"] if self.loopback else [self.host]
+        return ",".join(f"http://{h}:{port}" for h in hosts)
+
+    def use_credentials(self) -> tuple[dict[str, dict[str, str]], bool]:
+        """Credentials for both servers: the environment's, else the home's (generated on first use).
+
+        Returns the home's credentials (empty when the environment gave both) and whether they were
+        generated now (the caller prints them, once).
+        """
+        from plm.cli import server_credentials
+
+        need_prefect = not self.env.get("PREFECT_SERVER_API_AUTH_STRING")
+        need_mlflow = not (self.env.get("MLFLOW_TRACKING_USERNAME") and self.env.get("MLFLOW_TRACKING_PASSWORD"))
+        self.auth = {"prefect": "home" if need_prefect else "env", "mlflow": "home" if need_mlflow else "env"}
+        if not (need_prefect or need_mlflow):
+            return {}, False
+        creds, generated = server_credentials(self.home, create=True)
+        if need_prefect:
+            self.env["PREFECT_SERVER_API_AUTH_STRING"] = f"{creds['prefect']['username']}:{creds['prefect']['password']}"
+        if need_mlflow:
+            self.env["MLFLOW_TRACKING_USERNAME"] = creds["mlflow"]["username"]
+            self.env["MLFLOW_TRACKING_PASSWORD"] = creds["mlflow"]["password"]
+        return creds, generated
 
     # ---- start ---------------------------------------------------------------------------------
 
@@ -154,6 +197,9 @@ class ServerStack:
         env.pop("MLFLOW_TRACKING_URI", None)
         # The UI (a JS app in the browser) asks the server where its API is; on a non-default port it must be told.
         env.setdefault("PREFECT_UI_API_URL", self.prefect_api_url)
+        # Only the UI's own origin may call the API from a browser (Prefect's default is `*`).
+        env.setdefault("PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS", self.origins(self.prefect_port))
+        env.pop("PREFECT_API_AUTH_STRING", None)  # the servers' own credentials are the ones above
         return env
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
@@ -172,6 +218,10 @@ class ServerStack:
         argv = [_bin("mlflow"), "server", "--host", self.host, "--port", str(self.mlflow_port),
                 "--backend-store-uri", store, "--serve-artifacts",
                 "--artifacts-destination", str(self.home / "mlartifacts"), "--workers", "1"]  # fmt: skip
+        if not env.get("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"):  # MLflow's default: any localhost origin, any port
+            argv += ["--cors-allowed-origins", self.origins(self.mlflow_port)]
+        if not self.loopback and not env.get("MLFLOW_SERVER_ALLOWED_HOSTS"):  # its default: localhost + private IPs
+            argv += ["--allowed-hosts", f"{self.host},{self.host}:{self.mlflow_port}"]
         user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
         if user and password:
             ini = self.home / "mlflow-auth.ini"
@@ -203,6 +253,8 @@ class ServerStack:
 
     def start(self, gpus: int | None = None, query_seconds: float = 5.0) -> None:
         """Start both servers, wait until healthy, then the worker(s); raise ServeError on failure."""
+        if not self.auth:
+            self.use_credentials()
         self.check_env()
         self.home.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
