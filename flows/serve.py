@@ -119,6 +119,8 @@ class ServerStack:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     children: list[Child] = field(default_factory=list)
     seconds_to_healthy: float | None = None
+    workers: bool = True
+    """False for `plm ui`: both servers (same auth, same stores) and no worker, so nothing runs deployments."""
     auth: dict[str, str] = field(default_factory=dict)
     """server -> where its credentials come from: "env" (given) or "home" (credentials.json)."""
 
@@ -265,6 +267,9 @@ class ServerStack:
         self._spawn("mlflow-server", self._mlflow_argv(ml_env), ml_env)
         self.wait_healthy()
         self.seconds_to_healthy = round(time.perf_counter() - t0, 2)
+        if not self.workers:
+            (self.home / SERVERS_FILE).write_text(json.dumps(self.describe(), indent=2))
+            return
         worker_env = {**base, "PREFECT_API_URL": self.prefect_api_url, "MLFLOW_TRACKING_URI": self.mlflow_url,
                       "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds)}  # fmt: skip
         if base.get("PREFECT_SERVER_API_AUTH_STRING"):

@@ -115,7 +115,7 @@ def _use_running_servers(home: Path) -> None:
         pid = int(servers["pid"])
         os.kill(pid, 0)
         cmdline = Path(f"/proc/{pid}/cmdline")
-        if cmdline.exists() and b"serve" not in cmdline.read_bytes():
+        if cmdline.exists() and not ({b"serve", b"ui"} & set(cmdline.read_bytes().split(b"\0"))):
             return  # the pid was reused by something else
     except (OSError, ValueError, KeyError):
         return
@@ -212,7 +212,10 @@ def print_summary(spec: PipelineSpec, results: list[dict[str, Any]], run_id: str
             out.print(headline_table(report, transfer.get("metric", "accuracy"), champion, spec.finetune.task))
         out.print(f"transfer report: {report}   learning curves: {Path(transfer['path']) / 'report.png'}")
     if uri.startswith("sqlite:"):
-        out.print(f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1   Prefect UI: prefect server start")
+        home = spec.home_dir().resolve()
+        out.print(f"UIs: plm ui --home {home}   (by hand: mlflow ui --backend-store-uri {uri} --host 127.0.0.1; "
+                  f"PREFECT_HOME={home / 'prefect'} PREFECT_SERVER_ANALYTICS_ENABLED=false prefect server start "
+                  "--host 127.0.0.1)", markup=False)  # fmt: skip
 
 
 def _stage_command(stage: str) -> Any:

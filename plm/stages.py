@@ -1077,7 +1077,8 @@ def _register_targets(p: Pipeline, targets: list[tuple[Any, ...]]) -> StageResul
                     **({"plm.family": candidate["family"], "plm.strategy": candidate.get("strategy", "")}
                        if candidate.get("family") else {})}  # fmt: skip
             decision = register_version(p.session, uri, name, tags, metric, value,
-                                        higher_is_better=metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER)  # fmt: skip
+                                        higher_is_better=metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER,
+                                        source_run_id=res.run_id)  # fmt: skip
             tracker.log_metrics({f"{name}.{metric}": value})
             tracker.set_tags({f"{name}.promotion": json.dumps(decision)})
             p.log(f"register: {name} v{decision['version']} {metric}={value:.4f} "

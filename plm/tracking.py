@@ -23,6 +23,8 @@ __all__ = ["MlflowTracker", "NullTracker", "Progress", "Tracker", "TrackingSessi
 # ---------------------------------------------------------------------------------------------
 
 CANDIDATE, CHAMPION = "candidate", "champion"
+EXPERIMENT_KIND = "mlflow.experimentKind"
+"""Experiment tag the MLflow UI reads to choose its view (`custom_model_development`: runs, metrics, models)."""
 
 
 @contextmanager
@@ -156,6 +158,8 @@ class TrackingSession:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         else:
             self.experiment_id = exp.experiment_id
+        if exp is None or EXPERIMENT_KIND not in exp.tags:  # the UI opens it as model training, not GenAI traces
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, "custom_model_development")
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.parent = MlflowTracker(self.client, run.info.run_id, uri)
 
@@ -323,10 +327,13 @@ def register_version(
     metric: str,
     value: float,
     higher_is_better: bool = True,
+    source_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Register, alias `candidate`, and promote to `champion` only if it beats the current champion.
 
     A gate metric that is not a finite number (NaN when there was no held-out data) never promotes.
+    `source_run_id` is the version's Source Run: the stage run with the metrics (the model itself is
+    logged in the `register` run); without it, MLflow's default (the run the model was logged in).
     """
     import warnings
 
@@ -336,7 +343,16 @@ def register_version(
     client = session.client
     with warnings.catch_warnings(), _fluent(session.uri):
         warnings.simplefilter("ignore")
-        mv = mlflow.register_model(model_uri, name, tags={**tags, "plm.metric": metric, "plm.metric_value": str(value)})
+        version_tags = {**tags, "plm.metric": metric, "plm.metric_value": str(value)}
+        if source_run_id:
+            try:
+                client.get_registered_model(name)
+            except MlflowException:
+                client.create_registered_model(name)
+            model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+            mv = client.create_model_version(name, model_uri, run_id=source_run_id, tags=version_tags, model_id=model_id)
+        else:
+            mv = mlflow.register_model(model_uri, name, tags=version_tags)
     client.set_registered_model_alias(name, CANDIDATE, mv.version)
     try:
         current = client.get_model_version_by_alias(name, CHAMPION)

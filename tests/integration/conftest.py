@@ -254,15 +254,16 @@ class Served:
         return self.proc.returncode, sorted(set(left))
 
 
-def start_serve(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 300) -> Served:
-    """`plm serve --home H` on free ports; returns once it has written servers.json (= healthy)."""
+def start_serve(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 300, command: str = "serve") -> Served:
+    """`plm serve --home H` (or `plm ui`) on free ports; returns once it has written servers.json (= healthy)."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME", "PREFECT_API_AUTH_STRING"}}  # fmt: skip
     env.update(PLM_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                # scheduled runs show up within seconds instead of a minute
                PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5", **(extra_env or {}))  # fmt: skip
     home.mkdir(parents=True, exist_ok=True)
-    args = [PLM, "serve", "--home", str(home), "--prefect-port", str(free_port()), "--mlflow-port", str(free_port())]
+    args = [PLM, command, "--home", str(home), "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
+            *(["--no-open"] if command == "ui" else [])]  # fmt: skip
     log = open(home / "serve.out", "wb")  # noqa: SIM115 - the subprocess holds it
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)

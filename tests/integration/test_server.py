@@ -286,3 +286,21 @@ def test_stop_leaves_no_orphans(served):
         with pytest.raises(URLError):
             urlopen(url, timeout=2)
     assert os.environ.get("PREFECT_API_URL") is None
+
+
+def test_plm_ui_opens_both_uis_on_the_home_with_analytics_off(served, first_run, served_factory, http_fn):
+    """Issue 14 item 17: `plm ui` serves this home's stores (the runs above), authenticated, no worker."""
+    assert not (served.home / "servers.json").exists()  # `plm serve` was stopped by the test before
+    ui = served_factory(served.home, command="ui")
+    try:
+        assert set(ui.servers["children"]) == {"prefect-server", "mlflow-server"}
+        with ui.prefect() as client:
+            assert client.read_flow_run(first_run.id).name == "ci-fast[bert-debug]"
+        status, settings = http_fn(f"{ui.prefect_api_url}/admin/settings", ui.prefect_auth)
+        assert status == 200 and settings["server"]["analytics_enabled"] is False
+        assert ui.mlflow("registered-models/get", name="ci-fast-sentiment")[0] == 200
+        assert ui.mlflow("registered-models/get", auth=None, name="ci-fast-sentiment")[0] == 401
+        assert http_fn(f"{ui.prefect_api_url}/flow_runs/{first_run.id}")[0] == 401
+    finally:
+        rc, left = ui.stop()
+    assert rc == 0 and left == []

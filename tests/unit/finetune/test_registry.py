@@ -53,7 +53,14 @@ def test_promotion_gate_keeps_a_worse_model_as_candidate(tmp_path, qa_dir, token
     s = session(tmp_path)
     tracker = s.start_stage("register", {})
     uri = log_pyfunc_model(tracker, "qa", qa_dir, tokenizer_path, example_for("qa", qa_dir, []))
-    first = register_version(s, uri, "t-qa", {"plm.fingerprint": "a"}, "pretrained.test_f1", 0.50)
+    metrics_run = s.start_stage("finetune", {})
+    metrics_run.log_metrics({"pretrained.test_f1": 0.5})
+    first = register_version(s, uri, "t-qa", {"plm.fingerprint": "a"}, "pretrained.test_f1", 0.50,
+                             source_run_id=metrics_run.run_id)  # fmt: skip
+    # The version's Source Run is the run with the metric, not the `register` run that logged the model.
+    mv = s.client.get_model_version("t-qa", str(first["version"]))
+    assert mv.run_id == metrics_run.run_id != tracker.run_id
+    assert s.client.get_run(mv.run_id).data.metrics["pretrained.test_f1"] == 0.5
     worse = register_version(s, uri, "t-qa", {"plm.fingerprint": "b"}, "pretrained.test_f1", 0.30)
     assert first["promoted"] and not worse["promoted"]
     assert worse["champion_before"] == first["version"] and worse["champion_value_before"] == 0.50
