@@ -29,14 +29,25 @@ def run(
     """Run the whole pipeline: ingest, tokenizer, examples, pretrain, finetune, register."""
     spec = load_cli_spec(spec_path, set_)
     start = time.perf_counter()
-    if prefect:
-        from flows.pipeline import pipeline
+    try:
+        if prefect:
+            from flows.serve import detached_api_server
 
-        summary = pipeline(spec_path=str(spec_path), overrides=list(set_ or []))
-    else:
-        with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line) as p:
-            stages.run_all(p)
-        summary = {"run_id": p.run_id, "stages": [r.to_json() for r in p.results.values()]}
+            with detached_api_server():
+                from flows.pipeline import pipeline
+
+                summary = pipeline(spec_path=str(spec_path), overrides=list(set_ or []))
+        else:
+            with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line) as p:
+                stages.run_all(p)
+            summary = {"run_id": p.run_id, "stages": [r.to_json() for r in p.results.values()]}
+    except KeyboardInterrupt as exc:
+        stage = getattr(exc, "plm_stage", None)
+        again = " ".join(["plm run", str(spec_path), *(f"--set {o}" for o in set_ or [])])
+        error(f"interrupted{f' during {stage}' if stage else ''} after {time.perf_counter() - start:.0f}s; finished "
+              f"stages are kept: `{again}` resumes from the first unfinished one"
+              f"{' (--set train.resume=true continues pretraining from its last checkpoint)' if stage == 'pretrain' else ''}")  # fmt: skip
+        raise typer.Exit(130) from None
     wall = time.perf_counter() - start
     print_summary(spec, summary["stages"], summary["run_id"], wall)
     if json_:

@@ -33,7 +33,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -360,3 +361,73 @@ def serve_forever(stack: ServerStack, on_ready: Callable[[ServerStack], None], g
         stack.stop()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
+    """Prefect's ephemeral API for one `plm run`, in its own session; yields its API URL (None when one is set).
+
+    Prefect starts its ephemeral server as a plain child, in the terminal's process group, so Ctrl-C
+    killed it along with the run: the interrupted flow could not report its state (the run stayed
+    RUNNING) and its client retried into a dead server for minutes (a traceback per retry). This is the
+    same server (uvicorn on Prefect's app, ephemeral mode, no UI) started in a session of its own: a
+    Ctrl-C reaches only `plm run`, which reports the crash to a live API and then stops the server.
+    """
+    import socket
+
+    if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:  # a server, or too late (Prefect's own then)
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", timeout))
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Prefect's API server exited with {proc.returncode} while starting")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Prefect's API server did not answer within {timeout:.0f}s")
+            time.sleep(0.25)
+        # Set before Prefect is imported: its root settings (what its log and event service threads
+        # read) are taken from the environment at import; they would start a temporary server otherwise.
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            _drain_prefect_services()  # their last logs and events, while the server still answers
+            os.environ.pop("PREFECT_API_URL", None)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _drain_prefect_services(timeout: float = 10.0) -> None:
+    """Flush Prefect's log and event workers now (they would drain at exit, into a stopped server)."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=timeout)
+        except Exception:  # noqa: BLE001 - best effort; exiting matters more than the last log line
+            pass

@@ -88,6 +88,8 @@ class Pipeline:
         self.results: dict[str, StageResult] = {}
         self.memo: dict[tuple[str, ...], Any] = {}
         """Objects stages share within this run (a parsed labelled task), never across runs."""
+        self.current: str | None = None
+        """The stage running now (None between stages)."""
 
     def __enter__(self) -> Pipeline:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -108,8 +110,11 @@ class Pipeline:
             tags.update({f"plm.reused.{r.stage}": str(r.reused).lower() for r in self.results.values()})
             if exc is not None:
                 tags["plm.error"] = f"{exc_type.__name__}: {exc}"[:5000]
+        if isinstance(exc, KeyboardInterrupt) and self.current is not None:
+            exc.plm_stage = self.current  # type: ignore[attr-defined]  # `plm run` names it in its one line
+        if self.session is not None:
             self.session.parent.set_tags(tags)
-            self.session.end(exc is None)
+            self.session.end(exc is None, killed=isinstance(exc, KeyboardInterrupt))
 
     @property
     def run_id(self) -> str | None:
@@ -121,12 +126,15 @@ class Pipeline:
             yield NullTracker()
             return
         tracker = self.session.start_stage(stage, tags)
-        ok = False
+        ok = killed = False
         try:
             yield tracker
             ok = True
+        except KeyboardInterrupt:
+            killed = True
+            raise
         finally:
-            self.session.end_stage(tracker, ok)
+            self.session.end_stage(tracker, ok, killed=killed)
 
     def _run(
         self,
@@ -149,6 +157,7 @@ class Pipeline:
             result = self._result(stage, fp, ref.path, ref.manifest, True, time.perf_counter() - start, inputs)
         else:
             self.log(f"{stage}: running {fp}")
+            self.current = stage
             with self._stage_tracker(stage, tags) as tracker:
                 tracker.log_params(flatten(spec_slice))
                 self._log_inputs(tracker, stage, inputs)
@@ -160,6 +169,7 @@ class Pipeline:
             result = self._result(stage, fp, stage_dir(self.home, stage, fp), manifest, False,
                                   time.perf_counter() - start, inputs)  # fmt: skip
             self.log(f"{stage}: done in {result.seconds:.1f}s")
+            self.current = None
         self.results[stage] = result
         return result
 

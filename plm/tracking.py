@@ -177,11 +177,12 @@ class TrackingSession:
         )  # fmt: skip
         return MlflowTracker(self.client, run.info.run_id, self.uri)
 
-    def end_stage(self, tracker: MlflowTracker, ok: bool) -> None:
-        self.client.set_terminated(tracker.run_id, "FINISHED" if ok else "FAILED")
+    def end_stage(self, tracker: MlflowTracker, ok: bool, killed: bool = False) -> None:
+        self.client.set_terminated(tracker.run_id, "FINISHED" if ok else "KILLED" if killed else "FAILED")
 
-    def end(self, ok: bool) -> None:
-        self.client.set_terminated(self.run_id, "FINISHED" if ok else "FAILED")
+    def end(self, ok: bool, killed: bool = False) -> None:
+        """FINISHED, FAILED, or KILLED (interrupted: Ctrl-C)."""
+        self.client.set_terminated(self.run_id, "FINISHED" if ok else "KILLED" if killed else "FAILED")
 
     def run_url(self, run_id: str) -> str:
         if self.uri.startswith("http"):
