@@ -34,7 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -384,6 +384,12 @@ def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
     env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
     argv = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
             "--port", str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+    from plm.artifacts import waiting_lock
+
+    # Started one at a time per Prefect home: a server migrates its database on start, and two `plm run`
+    # on a fresh home would both run the migrations (an alembic traceback). The lock is held until healthy.
+    lock = ExitStack()
+    lock.enter_context(waiting_lock(Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect") / ".plm-start.lock"))
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
     try:
@@ -400,6 +406,7 @@ def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Prefect's API server did not answer within {timeout:.0f}s")
             time.sleep(0.25)
+        lock.close()
         # Set before Prefect is imported: its root settings (what its log and event service threads
         # read) are taken from the environment at import; they would start a temporary server otherwise.
         os.environ["PREFECT_API_URL"] = url
@@ -409,6 +416,7 @@ def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
             _drain_prefect_services()  # their last logs and events, while the server still answers
             os.environ.pop("PREFECT_API_URL", None)
     finally:
+        lock.close()  # (a second close is a no-op)
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=10)

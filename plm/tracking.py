@@ -66,6 +66,60 @@ def resolve_tracking_uri(uri: str | None, home: Path) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow.db'}"
 
 
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock beside a SQLite store (`mlflow.db.lock`) for one block; nothing for other stores."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from plm.artifacts import waiting_lock
+
+    with waiting_lock(Path(uri.removeprefix("sqlite:///") + ".lock")):
+        yield
+
+
+RELOCATE = [("experiments", "artifact_location"), ("runs", "artifact_uri"), ("logged_models", "artifact_location"),
+            ("model_versions", "storage_location"), ("model_versions", "source")]  # fmt: skip
+"""(table, column) of every artifact location a SQLite MLflow store holds."""
+
+
+def relocate_store(uri: str) -> list[str]:
+    """Point a moved or copied home's SQLite store at its own artifacts; returns the old roots it rewrote.
+
+    MLflow stores absolute artifact URIs (`file://<home>/mlartifacts/...`): a moved home could not load
+    its models ("No such artifact"), and a copied one kept writing into the original. A plm store is
+    `<home>/mlflow.db` with artifacts under `<home>/mlartifacts`; every plm experiment whose root is
+    another path has it, and every run, logged model and model version under it, rewritten to this
+    home's (parameterised statements in sql/mlflow/). Other stores are left alone.
+    """
+    if not uri.startswith("sqlite:///"):
+        return []
+    db = Path(uri.removeprefix("sqlite:///"))
+    if db.name != "mlflow.db" or not db.is_file():
+        return []
+    import sqlite3
+
+    from plm.sql import load
+
+    new = (db.parent.resolve() / "mlartifacts").as_uri()
+    con = sqlite3.connect(db, timeout=60)
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:
+            return []
+        olds = [r[0] for r in con.execute(load("mlflow/foreign_artifact_roots"), {"root": new})]
+        with con:
+            for old in olds:
+                old_path, new_path = old.removeprefix("file://"), new.removeprefix("file://")
+                for table, column in RELOCATE:
+                    if table in tables:
+                        for o, n in ((old, new), (old_path, new_path)):
+                            con.execute(load(f"mlflow/relocate_{table}_{column}"), {"old": o, "new": n})
+        return olds
+    finally:
+        con.close()
+
+
 class MlflowTracker:
     """A Tracker writing to one MLflow run through the client API (no global active run)."""
 
@@ -152,14 +206,18 @@ class TrackingSession:
 
         self.uri = uri
         self.client = MlflowClient(uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        if exp is None:
-            location = (home / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
-        else:
-            self.experiment_id = exp.experiment_id
-        if exp is None or EXPERIMENT_KIND not in exp.tags:  # the UI opens it as model training, not GenAI traces
-            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, "custom_model_development")
+        # One process at a time creates a fresh SQLite store's schema (two would both run its migrations:
+        # an alembic traceback) and the experiment (the second would find it instead of failing).
+        with _store_lock(uri):
+            relocate_store(uri)  # a moved or copied home writes into its own artifacts, not the original's
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None:
+                location = (home / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+            else:
+                self.experiment_id = exp.experiment_id
+            if exp is None or EXPERIMENT_KIND not in exp.tags:  # the UI opens it as model training, not GenAI traces
+                self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND, "custom_model_development")
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=tags)
         self.parent = MlflowTracker(self.client, run.info.run_id, uri)
 
@@ -406,6 +464,8 @@ def predict_texts(uri: str, model_uri: str, texts: list[str] | Any) -> list[dict
     import warnings
 
     frame = _frame(texts)
+    with _store_lock(uri):
+        relocate_store(uri)  # a moved or copied home reads its own artifacts
     quiet = {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     with _fluent(uri), _environ(quiet), warnings.catch_warnings(), \
             tempfile.TemporaryDirectory(prefix="plm-predict-") as tmp:  # fmt: skip

@@ -210,3 +210,29 @@ def test_predict_bad_input_is_one_line_error(registry, tmp_path, monkeypatch, ar
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_moved_or_copied_home_predicts_and_writes_into_itself(registry, tmp_path):
+    """Issue 14 item 12: MLflow's absolute artifact URIs are rewritten to the home the store is opened in."""
+    import shutil
+
+    home, _, _ = registry
+    copy = tmp_path / "copied-home"
+    shutil.copytree(home, copy)
+    away = home.with_name(home.name + "-away")
+    home.rename(away)  # the original is gone while the copy is used: a moved home; nothing may read it
+    try:
+        rows = predict_texts(f"sqlite:///{copy / 'mlflow.db'}", "models:/t-pair@champion",
+                             pd.DataFrame({"text": ["a fire"], "text_pair": ["a blaze"]}))  # fmt: skip
+        assert rows and rows[0]["label"] in ("same", "different")
+        s = TrackingSession(f"sqlite:///{copy / 'mlflow.db'}", "t", copy, "after-copy", tags={})
+        tracker = s.start_stage("probe", {})
+        (tmp_path / "probe.txt").write_text("x")
+        tracker.log_artifact(tmp_path / "probe.txt")
+        assert (copy / "mlartifacts" / tracker.run_id / "artifacts" / "probe.txt").is_file()
+        assert s.client.get_run(tracker.run_id).info.artifact_uri.startswith((copy / "mlartifacts").as_uri())
+    finally:
+        away.rename(home)
+    assert not (home / "mlartifacts" / tracker.run_id).exists()  # the original got nothing
+    # The original, opened again where it is, still reads its own artifacts.
+    assert predict_texts(f"sqlite:///{home / 'mlflow.db'}", "models:/t-enc@champion", ["a film"])
