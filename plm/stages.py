@@ -88,6 +88,8 @@ class Pipeline:
         self.results: dict[str, StageResult] = {}
         self.memo: dict[tuple[str, ...], Any] = {}
         """Objects stages share within this run (a parsed labelled task), never across runs."""
+        self.current: str | None = None
+        """The stage running now (None between stages)."""
 
     def __enter__(self) -> Pipeline:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -108,8 +110,11 @@ class Pipeline:
             tags.update({f"plm.reused.{r.stage}": str(r.reused).lower() for r in self.results.values()})
             if exc is not None:
                 tags["plm.error"] = f"{exc_type.__name__}: {exc}"[:5000]
+        if isinstance(exc, KeyboardInterrupt) and self.current is not None:
+            exc.plm_stage = self.current  # type: ignore[attr-defined]  # `plm run` names it in its one line
+        if self.session is not None:
             self.session.parent.set_tags(tags)
-            self.session.end(exc is None)
+            self.session.end(exc is None, killed=isinstance(exc, KeyboardInterrupt))
 
     @property
     def run_id(self) -> str | None:
@@ -121,12 +126,15 @@ class Pipeline:
             yield NullTracker()
             return
         tracker = self.session.start_stage(stage, tags)
-        ok = False
+        ok = killed = False
         try:
             yield tracker
             ok = True
+        except KeyboardInterrupt:
+            killed = True
+            raise
         finally:
-            self.session.end_stage(tracker, ok)
+            self.session.end_stage(tracker, ok, killed=killed)
 
     def _run(
         self,
@@ -149,6 +157,7 @@ class Pipeline:
             result = self._result(stage, fp, ref.path, ref.manifest, True, time.perf_counter() - start, inputs)
         else:
             self.log(f"{stage}: running {fp}")
+            self.current = stage
             with self._stage_tracker(stage, tags) as tracker:
                 tracker.log_params(flatten(spec_slice))
                 self._log_inputs(tracker, stage, inputs)
@@ -160,6 +169,7 @@ class Pipeline:
             result = self._result(stage, fp, stage_dir(self.home, stage, fp), manifest, False,
                                   time.perf_counter() - start, inputs)  # fmt: skip
             self.log(f"{stage}: done in {result.seconds:.1f}s")
+            self.current = None
         self.results[stage] = result
         return result
 
@@ -1077,7 +1087,8 @@ def _register_targets(p: Pipeline, targets: list[tuple[Any, ...]]) -> StageResul
                     **({"plm.family": candidate["family"], "plm.strategy": candidate.get("strategy", "")}
                        if candidate.get("family") else {})}  # fmt: skip
             decision = register_version(p.session, uri, name, tags, metric, value,
-                                        higher_is_better=metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER)  # fmt: skip
+                                        higher_is_better=metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER,
+                                        source_run_id=res.run_id)  # fmt: skip
             tracker.log_metrics({f"{name}.{metric}": value})
             tracker.set_tags({f"{name}.promotion": json.dumps(decision)})
             p.log(f"register: {name} v{decision['version']} {metric}={value:.4f} "
