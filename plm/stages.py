@@ -748,8 +748,10 @@ def finetune_positions(cfg: Any, n_train: int) -> list[int]:
 
 def _family_strategy(cfg: Any, task: Any) -> str:
     """The first of `finetune.strategy`, then `finetune.transfer_strategies`, that applies to the task's family."""
+    from plm.finetune.strategies import ALL_STRATEGIES
+
     wanted = [cfg.strategy, *cfg.transfer_strategies, "full", "embeddings"]
-    usable = set(task.strategies(["full", "frozen", "discriminative", "embeddings", "features", "scratch"]))
+    usable = set(task.strategies(list(ALL_STRATEGIES)))
     return next(s for s in wanted if s in usable)
 
 
@@ -781,13 +783,13 @@ def finetune(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
         for family, task in families:
             strategy = _family_strategy(cfg, task)
             main = "scratch" if strategy == "scratch" else "pretrained"
-            runs = [main] + (["scratch"] if cfg.compare_scratch and main == "pretrained" else [])
+            runs = [main] + (["scratch"] if cfg.compare_scratch and main == "pretrained" and strategy != "zero_shot" else [])
             prefix = "" if len(families) == 1 else f"{family}/"
             mprefix = "" if len(families) == 1 else f"{family}."
             for init in runs:
                 result = task.fit(positions, w.path / f"{prefix}{init}", init == "pretrained", strategy,
                                   tracker=_Prefixed(tracker, f"{mprefix}{init}."), progress=p.progress)  # fmt: skip
-                if task.arch == "bert":
+                if task.arch in ("bert", "gpt"):
                     shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
                 (result.model_dir / TASK_FILE).write_text(task.task_file())
                 metrics.update({f"{mprefix}{init}.{k}": v for k, v in result.metrics.items()})
@@ -895,14 +897,19 @@ def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
         budgets = transfer_budgets(cfg, n_train)
         seeds = [cfg.seed + i for i in range(cfg.transfer_seeds)]
         settings: list[tuple[str, Any, str, str]] = []
+        from plm.finetune.strategies import ALL_STRATEGIES
+
+        zero_shot: list[tuple[str, Any]] = []
         for family, task in families:
-            usable = [s for s in cfg.transfer_strategies if s in task.strategies(["full", "frozen", "discriminative",
-                      "embeddings", "features", "scratch"]) and s != "scratch"]  # fmt: skip
+            usable = [s for s in cfg.transfer_strategies if s in task.strategies(list(ALL_STRATEGIES))
+                      and s not in ("scratch", "zero_shot")]  # fmt: skip
+            if "zero_shot" in cfg.transfer_strategies and "zero_shot" in task.strategies(list(ALL_STRATEGIES)):
+                zero_shot.append((family, task))  # no labels, no training: one row at 0 labels, not per budget
             if not usable and "scratch" in cfg.transfer_strategies and family == families[0][0]:
                 usable = ["scratch"]
             settings += [(family, task, s, i) for s in usable for i in ("pretrained", "scratch")
                          if not (s == "scratch" and i == "pretrained")]  # fmt: skip
-        if not settings:
+        if not settings and not zero_shot:
             raise ValueError(f"transfer: none of finetune.transfer_strategies {cfg.transfer_strategies} applies to "
                              f"{[f for f, _ in families]}")  # fmt: skip
         baseline = None
@@ -920,6 +927,9 @@ def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
 
         total = len(seeds) * len(budgets) * (len(settings) + (len(BASELINES) if baseline is not None else 0))
         k = 0
+        for family, task in zero_shot:  # deterministic: scored once, reported under the first seed
+            metrics = task.fit([], Path("."), True, "zero_shot", save=False).metrics
+            rows += _report_rows(metrics, "zero_shot", "pretrained", 0, seeds[0], test_n, family)
         for seed in seeds:
             order = np.random.default_rng([seed, 11]).permutation(n_train)
             for n in budgets:
@@ -928,7 +938,7 @@ def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
                     k += 1
                     if capped(strategy, n):
                         continue
-                    bert_scratch = init == "scratch" and task.arch == "bert"
+                    bert_scratch = init == "scratch" and task.arch in ("bert", "gpt")  # one scratch run serves all
                     key = (family, n, seed)
                     if bert_scratch and key in done:
                         metrics = done[key]
@@ -1034,7 +1044,7 @@ def pretrained_target(p: Pipeline) -> tuple[str, str, StageResult, str]:
 
 
 def register_pretrained(p: Pipeline) -> StageResult:
-    """Register only the pretrained model (`plm pretrain`, and the whole chain for gpt, which has no fine-tuning)."""
+    """Register only the pretrained model (`plm pretrain`)."""
     return _register_targets(p, [pretrained_target(p)])
 
 
@@ -1128,13 +1138,10 @@ def run_all(p: Pipeline) -> list[StageResult]:
     ex = examples(p, ing, tok)
     pre = pretrain(p, tok, ex)
     wv = word_vectors(p, tok, ex)
-    if p.spec.model.arch != "gpt":  # bert: heads on the encoder; word2vec: the `embeddings` strategy; gpt stops here
-        finetune(p, tok, pre, wv)
-        if p.spec.finetune.report:
-            transfer(p, tok, pre, wv)
-        register(p)
-    else:
-        register_pretrained(p)
+    finetune(p, tok, pre, wv)  # bert: heads on the encoder; gpt: GPT-1 heads or zero-shot; word vectors: `embeddings`
+    if p.spec.finetune.report:
+        transfer(p, tok, pre, wv)
+    register(p)
     return list(p.results.values())
 
 

@@ -183,6 +183,7 @@ PREDICTORS: dict[str, str] = {
     "regressor": "plm.finetune.predict:RegressorPipeline",
     "qa": "plm.finetune.predict:QAPipeline",
     "embeddings_classifier": "plm.finetune.predict:EmbeddingsPipeline",
+    "gpt_classifier": "plm.finetune.gpt:GPTClassifierPipeline",
 }
 """Model kind -> predictor class (`module:Class`). A predictor has `load(model_dir, tokenizer_path)` and
 `predict_frame(DataFrame) -> DataFrame`; the one pyfunc wrapper below serves every kind, so MLflow,

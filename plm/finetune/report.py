@@ -60,7 +60,8 @@ def paired_gain(report: pd.DataFrame, metric: str, a: dict[str, str], b: dict[st
 
 def plot_learning_curves(summary: pd.DataFrame, out: Path, task: str, metric: str, champion: dict[str, str] | None) -> None:
     """`metric` vs labelled examples (log x) with 95 % bands: pretrained strategies solid, their scratch twins
-    dashed in the same colour, the TF-IDF baseline black dotted; the champion's line drawn thicker."""
+    dashed in the same colour, the TF-IDF baseline black dotted, a zero-shot score (0 labels) a horizontal
+    line; the champion's line drawn thicker."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,6 +72,9 @@ def plot_learning_curves(summary: pd.DataFrame, out: Path, task: str, metric: st
     lines = summary[summary.init != "baseline"].groupby(["family", "strategy"], sort=True)
     for i, ((family, strategy), part) in enumerate(lines):
         colour = colours[i % len(colours)]
+        if strategy == "zero_shot":  # no labels used: a horizontal line at its one score
+            ax.axhline(float(part["mean"].iloc[0]), linestyle=(0, (1, 1)), color=colour, label=f"{family} zero-shot (0 labels)")
+            continue
         for init, style in (("pretrained", "-"), ("scratch", "--")):
             rows = part[part.init == init].sort_values("labels")
             if rows.empty:
