@@ -35,7 +35,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from plm.config import FinetuneSpec
-from plm.finetune.engine import FinetuneResult, sequence_metrics, train_loop
+from plm.finetune.engine import FinetuneResult, load_head_if_same_labels, sequence_metrics, train_loop
 from plm.finetune.strategies import Strategy, build_strategy_optimizer, unfreeze_for_epoch
 from plm.models.gpt import GPTConfig, init_weights
 from plm.models.gpt import GPTModel
@@ -212,15 +212,17 @@ def finetune_gpt(
     device = resolve_device("auto")
     torch.manual_seed(ft.seed)  # same head, task tokens, dropout masks and order from pretrained and from scratch
     model = GPTForSequenceClassification(cfg, num_labels, ft.lm_aux_weight)
+    head = "new"
     if init_from is not None:
         load_decoder(model, init_from)
+        head = "kept" if load_head_if_same_labels(model, init_from, id2label, ("classifier.", "task_tokens.")) else "new"
     else:
         strategy = "full"
     model.to(device).train()
     # frozen: only the head and the task tokens learn, the decoder is a fixed feature extractor
     optimizer = build_strategy_optimizer(model, strategy, ft.lr, WEIGHT_DECAY, ft.layer_decay, cfg.num_layers)
     tracker.log_params({"init": "pretrained" if init_from else "scratch", "strategy": strategy,
-                        "num_labels": num_labels, "lm_aux_weight": ft.lm_aux_weight})  # fmt: skip
+                        "num_labels": num_labels, "lm_aux_weight": ft.lm_aux_weight, "head": head})  # fmt: skip
 
     def make_batch(idx: list[int]) -> dict[str, torch.Tensor]:
         return collate_gpt([train_ids[i] for i in idx], [train_labels[i] for i in idx])

@@ -75,13 +75,14 @@ def plot_learning_curves(summary: pd.DataFrame, out: Path, task: str, metric: st
         if strategy == "zero_shot":  # no labels used: a horizontal line at its one score
             ax.axhline(float(part["mean"].iloc[0]), linestyle=(0, (1, 1)), color=colour, label=f"{family} zero-shot (0 labels)")
             continue
-        for init, style in (("pretrained", "-"), ("scratch", "--")):
+        for init, style in (("pretrained", "-"), ("scratch", "--"), ("registered", "-.")):
             rows = part[part.init == init].sort_values("labels")
             if rows.empty:
                 continue
             is_champ = champion is not None and init == "pretrained" and champion.get("family") == family \
                 and champion.get("strategy") == strategy  # fmt: skip
-            label = f"{family} {strategy}" + (" (scratch)" if init == "scratch" else "") + (" = champion" if is_champ else "")
+            label = f"{family} {strategy}" + {"scratch": " (scratch)", "registered": " (from registered model)"}.get(init, "") \
+                + (" = champion" if is_champ else "")  # fmt: skip
             ax.plot(rows.labels, rows["mean"], style, marker="o" if init == "pretrained" else "s", color=colour,
                     label=label, linewidth=2.6 if is_champ else 1.4)  # fmt: skip
             if rows["low"].notna().any():

@@ -47,6 +47,8 @@ class PreparedTask:
     """BERT (ids, segment ids), or GPT (ids, []), per row, encoded on first use: a transfer report touches a few thousand of 50k rows."""
     features: Any = None
     """`WordVectorFeatures` of a word2vec task, built on the first `features` fit and reused by every later one."""
+    init_dir: Path | None = None
+    """A registered model's folder (`finetune.init`) that `fit(..., registered=True)` starts from."""
 
     def for_family(self, arch: str, pretrained_dir: Path) -> PreparedTask:
         """The same rows and split for another pretrained family (a BERT pipeline's companion word vectors)."""
@@ -107,6 +109,7 @@ class PreparedTask:
         seed: int | None = None,
         save: bool = True,
         eval_each_epoch: bool | None = None,
+        registered: bool = False,
     ) -> FinetuneResult:
         """Train on the training rows at `train_positions` (indices into `train_idx`), evaluate on the test split.
 
@@ -119,6 +122,10 @@ class PreparedTask:
         ft = self.ft.model_copy(update=update) if update else self.ft
         pretrained = pretrained and strategy != "scratch"
         init_from = self.pretrained_dir if pretrained else None
+        if registered:
+            if self.init_dir is None or strategy in ("scratch", "zero_shot") or self.arch == "word2vec":
+                raise ValueError(f"finetune: a registered init needs finetune.init and a training strategy, not {strategy}")
+            init_from = self.init_dir
         if self.arch == "word2vec" and strategy == "features":
             from plm.finetune.features import WordVectorFeatures
 
@@ -141,7 +148,7 @@ class PreparedTask:
                 dict(enumerate(self.label_names)), out_dir, pretrained, tracker, progress,
             )  # fmt: skip
         if self.arch == "gpt":
-            return self._fit_gpt(train, test, ft, pretrained, strategy, out_dir if save else None, tracker, progress)
+            return self._fit_gpt(train, test, ft, init_from, strategy, out_dir if save else None, tracker, progress)
         from plm.train.engine import load_pretrained
 
         _, bert_cfg = load_pretrained(self.pretrained_dir)
@@ -163,7 +170,7 @@ class PreparedTask:
             strategy=strategy, train_types=train_types, test_types=test_types,
         )  # fmt: skip
 
-    def _fit_gpt(self, train: list[int], test: list[int], ft: FinetuneSpec, pretrained: bool, strategy: Strategy,
+    def _fit_gpt(self, train: list[int], test: list[int], ft: FinetuneSpec, init_from: Path | None, strategy: Strategy,
                  out_dir: Path | None, tracker: Tracker, progress: Progress) -> FinetuneResult:  # fmt: skip
         """GPT-1 fine-tuning on the task-token inputs, or zero-shot verbaliser scoring (plm.finetune.gpt)."""
         from plm.finetune.gpt import finetune_gpt, zero_shot
@@ -180,8 +187,8 @@ class PreparedTask:
             raise ValueError(f"finetune.seq_len {ft.seq_len} exceeds the decoder's max_position {cfg.max_position}")
         ids = self.gpt_rows(train + test, cfg.vocab_size)
         return finetune_gpt(cfg, ft, ids[: len(train)], [labels[i] for i in train], ids[len(train) :],
-                            [labels[i] for i in test], dict(enumerate(self.label_names)), out_dir,
-                            self.pretrained_dir if pretrained else None, strategy, tracker, progress)  # fmt: skip
+                            [labels[i] for i in test], dict(enumerate(self.label_names)), out_dir, init_from,
+                            strategy, tracker, progress)  # fmt: skip
 
     def gpt_rows(self, rows: list[int], vocab_size: int) -> list[list[int]]:
         """GPT-1 inputs (`<start> A [<delim> B] <extract>`) of `rows`, encoding (once) those not encoded yet."""

@@ -234,3 +234,79 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
     scratch = acc[acc.init == "scratch"].pivot_table(index="labels", columns="strategy", values="value")
     assert (scratch["full"] == scratch["frozen"]).all()  # one decoder scratch run per budget, shared
     assert set(acc.labels) == {0, 20} and set(acc.strategy) == {"full", "frozen", "zero_shot"}
+
+
+def _write_jsonl(path, rows):
+    with path.open("w") as f:
+        for i, row in enumerate(rows):
+            f.write(json.dumps({**row, "split": "test" if i % 4 == 0 else "train"}) + "\n")
+    return path
+
+
+def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir):
+    """Sentiment champion -> registry -> `finetune.init` of a same-sentiment pair task: the pair candidate starts
+    from the registered weights (head replaced: other labels), its version names the parent, and the
+    transfer report has `registered` rows beside pretrained and scratch."""
+    from mlflow import MlflowClient
+
+    sent = _write_jsonl(tmp_path / "sent.jsonl", [{"text": t, "label": y} for t, y in _rows(80, 7)])
+    rows = _rows(160, 8)
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", [
+        {"text": a, "text_pair": b, "label": "same" if ya == yb else "different"}
+        for (a, ya), (b, yb) in zip(rows[0::2], rows[1::3] + rows[1::2])])  # fmt: skip
+    common = [f"home={tmp_path / 'home'}", "name=t", "model.arch=gpt", "tokenizer.family=gpt",
+              "tokenizer.kind=bytelevel_bpe", "objectives.kinds=[clm]", "finetune.format=jsonl",
+              "finetune.split_column=split", "finetune.seq_len=40", "finetune.epochs=1", "finetune.batch_size=16",
+              "finetune.lr=1e-2", "finetune.compare_scratch=false", f"corpus.allowed_roots=[{tmp_path}]"]  # fmt: skip
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    shutil.copy(gpt_tokenizer, tok_dir / "tokenizer.json")
+    tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
+    pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0, extra={"model_dir": gpt_dir.name})
+    ing = stages.StageResult("ingest", "i0", tmp_path / "ing", False, 0.0, extra={"snapshot_id": "s0"})
+    for stood_in in (tok, pre, ing):  # upstream outputs are logged as MLflow inputs by their manifest
+        stood_in.path.mkdir(exist_ok=True)
+        (stood_in.path / "manifest.json").write_text("{}")
+
+    def run(*extra, transfer=False):
+        spec = load_spec(None, [*common, *extra])
+        with stages.Pipeline(spec) as p:
+            p.results.update(ingest=ing, tokenizer=tok, pretrain=pre)
+            ft = stages.finetune(p, tok, pre)
+            tr = stages.transfer(p, tok, pre) if transfer else None
+            return ft, tr, stages.register(p)
+
+    _, _, reg = run("finetune.task=sentiment", f"finetune.data={sent}")
+    parent = reg.extra["models"]["t-sentiment"]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    ft, tr, reg = run("finetune.task=samesent", "finetune.task_type=pair_classification", f"finetune.data={pairs}",
+                      "finetune.init=models:/t-sentiment@champion", "finetune.transfer_strategies=[full]",
+                      "finetune.transfer_labels=[20]", "finetune.baseline=false", transfer=True)  # fmt: skip
+    assert ft.extra["metric"] == "registered.test_accuracy" and ft.inputs["init"].startswith(f"t-sentiment/{parent['version']}:")
+    assert (ft.path / "registered" / "model" / "task.json").is_file()
+    child = reg.extra["models"]["t-samesent"]
+    tags = client.get_model_version("t-samesent", str(child["version"])).tags
+    assert tags["plm.parent.model"] == "t-sentiment" and tags["plm.parent.version"] == str(parent["version"])
+    assert tags["plm.parent.uri"] == f"models:/t-sentiment/{parent['version']}"
+    report = pd.read_csv(tr.path / "report.csv")
+    assert set(report.init) == {"registered", "pretrained", "scratch"}
+    # the registered weights were used: the decoder of the child differs from both the pretrained one's start
+    run_params = client.get_run(json.loads((ft.path / "manifest.json").read_text())["run_id"]).data.params
+    assert run_params["registered.head"] == "new"  # labels same/different != negative/positive: head replaced
+    with pytest.raises(Exception, match="not models:/|pattern"):
+        load_spec(None, [*common, "finetune.init=runs:/abc/model"])
+
+
+def test_a_head_is_kept_only_for_the_same_labels(tmp_path, gpt_tokenizer, gpt_dir):
+    from plm.finetune.engine import load_head_if_same_labels
+
+    cfg = GPTConfig.from_dict(json.loads((gpt_dir / "config.json").read_text()))
+    torch.manual_seed(3)
+    src = GPTForSequenceClassification(cfg, 2)
+    save_model_dir(src, cfg.to_dict() | {"num_labels": 2, "id2label": {"0": "negative", "1": "positive"}}, tmp_path / "m")
+    for labels, kept in (({0: "negative", 1: "positive"}, True), ({0: "different", 1: "same"}, False)):
+        torch.manual_seed(4)
+        dst = GPTForSequenceClassification(cfg, 2)
+        assert load_head_if_same_labels(dst, tmp_path / "m", labels, ("classifier.", "task_tokens.")) is kept
+        assert torch.equal(dst.classifier.weight, src.classifier.weight) is kept
+        assert torch.equal(dst.task_tokens.weight, src.task_tokens.weight) is kept
