@@ -208,7 +208,7 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
     with data.open("w") as f:
         for i, (t, y) in enumerate(_rows(120, 6)):
             f.write(json.dumps({"text": t, "label": y, "split": "test" if i % 4 == 0 else "train"}) + "\n")
-    spec = load_spec(None, [
+    spec_overrides = [
         f"home={tmp_path / 'home'}", "model.arch=gpt", "tokenizer.family=gpt", "tokenizer.kind=bytelevel_bpe",
         "objectives.kinds=[clm]", f"finetune.data={data}", "finetune.format=jsonl", "finetune.split_column=split",
         "finetune.seq_len=32", "finetune.epochs=2", "finetune.batch_size=16", "finetune.lr=1e-2",
@@ -216,7 +216,8 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
         "finetune.verbalizers={negative: ' bad', positive: ' great'}", f"corpus.allowed_roots=[{tmp_path}]",
         "finetune.transfer_strategies=[full, frozen, zero_shot]", "finetune.transfer_labels=[20]",
         "finetune.baseline=false",
-    ])  # fmt: skip
+    ]  # fmt: skip
+    spec = load_spec(None, spec_overrides)
     tok_dir = tmp_path / "tok"
     tok_dir.mkdir()
     shutil.copy(gpt_tokenizer, tok_dir / "tokenizer.json")
@@ -234,6 +235,19 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
     scratch = acc[acc.init == "scratch"].pivot_table(index="labels", columns="strategy", values="value")
     assert (scratch["full"] == scratch["frozen"]).all()  # one decoder scratch run per budget, shared
     assert set(acc.labels) == {0, 20} and set(acc.strategy) == {"full", "frozen", "zero_shot"}
+
+    # zero_shot as the finetune stage's candidate: the pretrained weights unchanged, served by the same predictor
+    from plm.tracking import load_predictor
+
+    zspec = load_spec(None, [f"{o}" for o in spec_overrides] + ["finetune.strategy=zero_shot"])
+    with stages.Pipeline(zspec, tracking=False) as p:
+        zft = stages.finetune(p, tok, pre)
+    assert zft.extra["strategy"] == "zero_shot" and zft.metrics["pretrained.test_accuracy"] >= 0.9
+    model_dir = zft.path / zft.extra["model_dir"]
+    assert load_file(str(model_dir / "model.safetensors")).keys() == load_file(str(gpt_dir / "model.safetensors")).keys()
+    pipe = load_predictor("gpt_classifier", model_dir, model_dir / "tokenizer.json")
+    out = pipe.predict_frame(pd.DataFrame({"text": ["the film was superb and moving .", "the plot was dull and boring ."]}))
+    assert list(out.label) == ["positive", "negative"]
 
 
 def _write_jsonl(path, rows):
