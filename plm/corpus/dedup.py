@@ -203,8 +203,9 @@ def shingle_hashes(texts: Texts, shingle: int = 5) -> tuple[np.ndarray, np.ndarr
     acc = wh * mul[0]
     shifted = np.empty(n, np.uint64)
     for t in range(1, shingle):
-        shifted[: n - t] = wh[t:]
-        shifted[n - t :] = 0
+        k = max(n - t, 0)  # a batch with fewer words than a shingle has nothing to shift in
+        shifted[:k] = wh[t:]
+        shifted[k:] = 0
         shifted[j + t >= doc_end] = 0  # words of the next document do not belong to this shingle
         acc += shifted * mul[t]
     first = (j + shingle - 1 < doc_end) | ((j == wstart[:-1][wdoc]) & (nwords[wdoc] < shingle))

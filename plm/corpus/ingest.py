@@ -52,6 +52,7 @@ from plm.config import CorpusSpec
 from plm.corpus.dedup import NearDupIndex
 from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
+from plm.corpus.ngram import ngram_repetition_reasons
 from plm.corpus.sentences import split_sentences_many
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
@@ -367,6 +368,16 @@ def _drop(
     return out.filter(pc.is_null(dropped)).drop_columns(["drop_reason"]), out.num_rows - dropped.null_count
 
 
+def _drop_ngram_repetition(
+    docs: pa.Table, reasons: Counter[str], ngram_min_words: int, rules: list[dict[str, Any]]
+) -> tuple[pa.Table, int]:
+    """`quality/flt_ngram_repetition` without DuckDB: same decisions (tests/unit/corpus/test_ngram.py), ~100x faster."""
+    dropped = ngram_repetition_reasons(docs.column("text"), ngram_min_words, rules)
+    reasons.update(r for r in dropped if r is not None)
+    n = sum(r is not None for r in dropped)
+    return (docs.filter(pa.array([r is None for r in dropped], pa.bool_())) if n else docs), n
+
+
 def _filter_param(cfg: CorpusSpec, key: str) -> Any:
     if key == "rules":  # the n-gram rules as one list of {kind, n, max_fraction}
         return [{"kind": "top", "n": n, "max_fraction": f} for n, f in sorted(cfg.max_top_ngram_fraction.items())] + [
@@ -405,7 +416,10 @@ def _process_batch(
     for name, keys in FILTERS:
         if name == "quality/flt_ngram_repetition" and not (cfg.max_top_ngram_fraction or cfg.max_duplicate_ngram_fraction):
             continue
-        docs, n = _drop(con, docs, name, reasons, **{k: _filter_param(cfg, k) for k in keys})
+        if name == "quality/flt_ngram_repetition":  # the SQL's decisions, compiled (plm/corpus/ngram.py)
+            docs, n = _drop_ngram_repetition(docs, reasons, cfg.ngram_min_words, _filter_param(cfg, "rules"))
+        else:
+            docs, n = _drop(con, docs, name, reasons, **{k: _filter_param(cfg, k) for k in keys})
         counts["rows_filtered"] += n
     # Exact dedup before language detection: the model is the costliest step left, duplicates need no label.
     docs, n = _drop(con, docs, "quality/dedup_exact", reasons, options=optsfp, source_sha256=source.sha256)

@@ -23,8 +23,15 @@ user+system CPU time, steadier on a shared machine (a run includes interpreter s
 about 2 s). Targets (2-core machine, English text): plm >= 30 MB/s exact, >= 10 MB/s near-dup, each
 >= 3x the baseline. Timings on a shared machine are inflated.
 
+Prints `BENCH ingest_exact`, `BENCH ingest_near_dup` (English) and `BENCH ingest_korean` (exact dedup,
+Kiwi sentences) lines: MB/s of plm and of the baseline in the same run, their ratio, peak RSS.
+`test_sentence_splitters` and `test_minhash_engines` measure the compiled alternatives against plm's
+own code on the same documents (speed and agreement): `BENCH sentence_split_blingfire`,
+`BENCH sentence_split_kiwi`, `BENCH minhash_rensa`.
+
 Run: .venv/bin/pytest -s tests/benchmarks/bench_ingest.py -o addopts= -o 'python_files=bench_*.py' -p no:cacheprovider
-     (PLM_BENCH_MB=N caps the English corpus at about N MB for a quick run.)
+     (PLM_BENCH_MB=N caps the English corpus at about N MB; PLM_BENCH_QUICK=1: 3 MB English, 5 Korean
+     copies, under two minutes.)
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ from pathlib import Path
 GCIDE = Path("/usr/share/dictd/gcide.dict.dz")
 WORDNET = [Path(f"/usr/share/wordnet/data.{pos}") for pos in ("noun", "verb", "adj", "adv")]
 MIN_MB = 60
-KO_COPIES = 20
+QUICK = os.environ.get("PLM_BENCH_QUICK") == "1"
+KO_COPIES = 5 if QUICK else 20
 TARGETS = {"exact": 30.0, "near_dup": 10.0}
 TARGET_RATIO = 3.0
 LANGID = os.environ.get("PLM_BENCH_LANGID") == "1"
@@ -117,7 +125,7 @@ def prepare_korean() -> list[Path]:
         sources = resolve_sample("sample:ko-constitution") + resolve_sample("sample:ko-bills")
     except SampleNotFound:
         return []
-    root = _data_dir() / "ko"
+    root = _data_dir() / f"ko-{KO_COPIES}"
     if not (root / ".done").is_file():
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
@@ -357,25 +365,189 @@ def _bench(name: str, files: list[Path], tmp: Path) -> tuple[float, dict[tuple[s
     return mb, results
 
 
+def bench_line(name: str, mb: float, results: dict[tuple[str, str], dict], mode: str, **extra) -> str:
+    """The issue's `BENCH <name> {json}` line for one mode: MB/s (wall) of plm and the baseline, same run."""
+    plm, base = results[(mode, "plm")], results[(mode, "baseline")]
+    line = {"unit": "MB/s", "plm": round(mb / plm["seconds"], 3), "peer": round(mb / base["seconds"], 3),
+            "ratio": round(base["seconds"] / plm["seconds"], 3),
+            "peak_rss_mb": {"plm": round(plm["peak_rss_mb"]), "peer": round(base["peak_rss_mb"])},
+            "mb_per_cpu_s": {"plm": round(mb / plm["cpu_s"], 3), "peer": round(mb / base["cpu_s"], 3)},
+            "input_mb": round(mb, 2), "peer_name": "plain-Python ingester", "kept": {"plm": plm["counts"]["kept"],
+            "peer": base["counts"]["kept"]}, **extra}  # fmt: skip
+    return f"BENCH {name} " + json.dumps(line)
+
+
 def test_ingest_speed(tmp_path):
     import pytest
 
     pytest.importorskip("datasketch")
-    limit = float(os.environ["PLM_BENCH_MB"]) if os.environ.get("PLM_BENCH_MB") else None
+    limit = float(os.environ["PLM_BENCH_MB"]) if os.environ.get("PLM_BENCH_MB") else (3.0 if QUICK else None)
     files = prepare_english(limit)
     if not files:
         pytest.skip("English corpus missing: apt-get install dict-gcide wordnet-base (and the samples extra)")
     mb, results = _bench("english text (GCIDE, WordNet, Lee)", files, tmp_path)
     if limit is None:
         assert mb >= MIN_MB
-    for name, extra in [("enwiki XML dump", prepare_enwiki()), ("korean (konlpy, varied copies)", prepare_korean())]:
+    print(bench_line("ingest_exact", mb, results, "exact", target_mb_s=TARGETS["exact"]))
+    print(bench_line("ingest_near_dup", mb, results, "near_dup", target_mb_s=TARGETS["near_dup"]))
+    extras = [("korean (konlpy, varied copies)", prepare_korean())] + ([] if QUICK else [("enwiki XML dump", prepare_enwiki())])
+    for name, extra in extras:
         if extra:
-            _bench(name, extra, tmp_path)
+            kmb, kres = _bench(name, extra, tmp_path)
+            if name.startswith("korean"):
+                print(bench_line("ingest_korean", kmb, kres, "exact", sentences="kiwi (both)",
+                                 near_dup={"plm": round(kmb / kres[("near_dup", "plm")]["seconds"], 3),
+                                           "peer": round(kmb / kres[("near_dup", "baseline")]["seconds"], 3)}))
     print("(timings on a shared machine are inflated; targets on the English text: plm >= 30 MB/s exact, "
           f">= 10 MB/s near-dup, >= {TARGET_RATIO:g}x the baseline)")
     for mode in ("exact", "near_dup"):  # about the same documents come out of both ingesters
         plm, base = results[(mode, "plm")]["counts"], results[(mode, "baseline")]["counts"]
         assert abs(plm["kept"] - base["kept"]) <= 0.02 * base["kept"], (mode, plm, base)
+
+
+
+# ---------------------------------------------------------------- compiled alternatives, same documents
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _english_docs(limit_chars: int) -> list[str]:
+    """Normalised English documents: the shipped Lee sample, then the bench corpus (as ingest sees them)."""
+    from plm.corpus.normalize import normalize_many
+    from plm.samples import resolve_sample
+
+    raw = [line for line in resolve_sample("sample:lee")[0].read_text(encoding="utf-8").splitlines() if line.strip()]
+    for f in prepare_english(3.0 if QUICK else 20.0):
+        raw += [p.decode("utf-8", "replace") for p in _PARAGRAPH.split(f.read_bytes()) if p.strip()]
+    docs, size = [], 0
+    for t in normalize_many(raw, "NFC"):
+        docs.append(t)
+        size += len(t)
+        if size >= limit_chars:
+            break
+    return docs
+
+
+def test_sentence_splitters():
+    """plm's regex splitter vs blingfire (per line: newlines end sentences in both) on the same documents."""
+    import pytest
+
+    blingfire = pytest.importorskip("blingfire")
+    from plm.corpus.sentences import _lines, split_sentences_many
+
+    docs = _english_docs(int(2e6 if QUICK else 10e6))
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    t0 = time.perf_counter()
+    ours = split_sentences_many(docs, ["en"] * len(docs))
+    t1 = time.perf_counter()
+    theirs = [[s for line in _lines(d) for s in (x.strip() for x in blingfire.text_to_sentences(line).split("\n")) if s]
+              for d in docs]
+    t2 = time.perf_counter()
+    same_docs = sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(docs)
+    def ends(doc_sents: list[list[str]]) -> set[tuple[int, int]]:  # (doc, offset where a sentence ends)
+        out, cursor = set(), 0
+        for i, (doc, sents) in enumerate(zip(docs, doc_sents, strict=True)):
+            cursor = 0
+            for sent in sents:
+                cursor = doc.find(sent, cursor) + len(sent)
+                out.add((i, cursor))
+        return out
+
+    a, b = ends(ours), ends(theirs)  # boundary agreement: Jaccard of the two sets of sentence ends
+    agreement = len(a & b) / len(a | b)
+    line = {"unit": "MB/s", "plm": round(mb / (t1 - t0), 2), "peer": round(mb / (t2 - t1), 2),
+            "ratio": round((t2 - t1) / (t1 - t0), 3), "peak_rss_mb": {"plm": round(_rss_mb()), "peer": round(_rss_mb())},
+            "peer_name": f"blingfire {blingfire.__version__ if hasattr(blingfire, '__version__') else ''}".strip(),
+            "docs": len(docs), "input_mb": round(mb, 2), "identical_docs": round(same_docs, 4),
+            "boundary_jaccard": round(agreement, 4), "sentences": {"plm": len(a), "peer": len(b)}}  # fmt: skip
+    print("\nBENCH sentence_split_blingfire " + json.dumps(line) + "  (peak RSS: one process, both sides)")
+    diffs = [(x, y) for x, y in zip(ours, theirs, strict=True) if x != y][:3]
+    for x, y in diffs:
+        print("  plm:      ", x[:4], "\n  blingfire:", y[:4])
+    assert agreement > 0.5  # the same task: most boundaries agree
+
+
+def test_korean_sentences_kiwi():
+    """Kiwi as plm calls it (every Korean line of a batch in one call) vs one call per line (the baseline)."""
+    import pytest
+
+    pytest.importorskip("kiwipiepy")
+    from plm.corpus.sentences import _kiwi, _lines, split_sentences_many
+
+    files = prepare_korean()
+    if not files:
+        pytest.skip("Korean samples missing")
+    docs = [p.strip() for p in re.split(r"\n\s*\n", files[0].read_text(encoding="utf-8")) if p.strip()]
+    docs = docs[: len(docs) // KO_COPIES]  # one copy (Kiwi analyses morphemes: about 10-20 KB/s here)
+    if QUICK:
+        docs = docs[:150]
+    mb = sum(len(d.encode()) for d in docs) / 1e6
+    _kiwi()  # model load outside both timings
+    t0 = time.perf_counter()
+    ours = split_sentences_many(docs, ["ko"] * len(docs))
+    t1 = time.perf_counter()
+    theirs = [[s.text.strip() for line in _lines(d) for s in _kiwi().split_into_sents(line) if s.text.strip()] for d in docs]
+    t2 = time.perf_counter()
+    t3 = time.perf_counter()
+    regex = split_sentences_many(docs, ["ko"] * len(docs), korean="regex")
+    t4 = time.perf_counter()
+    line = {"unit": "MB/s", "plm": round(mb / (t1 - t0), 3), "peer": round(mb / (t2 - t1), 3),
+            "ratio": round((t2 - t1) / (t1 - t0), 3), "peak_rss_mb": {"plm": round(_rss_mb()), "peer": round(_rss_mb())},
+            "peer_name": "kiwipiepy, one call per line", "docs": len(docs), "input_mb": round(mb, 3),
+            "identical_docs": round(sum(a == b for a, b in zip(ours, theirs, strict=True)) / len(docs), 4),
+            "regex_mb_s": round(mb / (t4 - t3), 2),
+            "regex_identical_docs": round(sum(a == b for a, b in zip(ours, regex, strict=True)) / len(docs), 4)}  # fmt: skip
+    print("\nBENCH sentence_split_kiwi " + json.dumps(line))
+    assert line["identical_docs"] == 1.0  # batching must not change Kiwi's answer
+
+
+def test_minhash_engines():
+    """plm's numpy MinHash vs rensa on the same shingles: speed, and error of the Jaccard estimate on near-duplicates."""
+    import numpy as np
+    import pytest
+
+    rensa = pytest.importorskip("rensa")
+    from plm.corpus.dedup import _PUNCT, exact_jaccard, minhash_signatures, shingle_hashes
+
+    files = prepare_korean()
+    docs = _english_docs(int(1e6 if QUICK else 5e6))
+    pairs = []  # (a, b) near-duplicate pairs with a known exact Jaccard: the varied Korean copies
+    if files:
+        ko = [p.strip() for p in re.split(r"\n\s*\n", files[0].read_text(encoding="utf-8")) if p.strip()]
+        per_copy = len(ko) // KO_COPIES
+        pairs = [(ko[i], ko[i + per_copy]) for i in range(min(per_copy, 400))]
+    texts = docs + [t for pair in pairs for t in pair]
+    mb = sum(len(t.encode()) for t in texts) / 1e6
+    t0 = time.perf_counter()
+    sigs, _ = minhash_signatures(texts, num_perm=128, shingle=5)
+    t1 = time.perf_counter()
+    shingles = [_baseline_shingles(t, 5, _PUNCT) for t in texts]
+    t2 = time.perf_counter()
+    digests = np.asarray(rensa.RMinHash.digests_from_token_sets(shingles, 128, 42), dtype=np.uint64)
+    t3 = time.perf_counter()
+    hashes, counts = shingle_hashes(texts, 5)  # rensa on plm's own shingle hashes: the MinHash step alone
+    t4 = time.perf_counter()
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.uint64)
+    flat = rensa.RMinHash.digest_matrix_from_flat_token_hashes(hashes.astype(np.uint64), offsets, 128, 42)
+    t5 = time.perf_counter()
+    n_docs = len(docs)
+    exact = np.array([exact_jaccard(a, b, 5) for a, b in pairs])
+    est_plm = np.array([(sigs[n_docs + 2 * i] == sigs[n_docs + 2 * i + 1]).mean() for i in range(len(pairs))])
+    est_rensa = np.array([(digests[n_docs + 2 * i] == digests[n_docs + 2 * i + 1]).mean() for i in range(len(pairs))])
+    line = {"unit": "MB/s", "plm": round(mb / (t1 - t0), 2), "peer": round(mb / (t3 - t1), 2),
+            "ratio": round((t3 - t1) / (t1 - t0), 3), "peak_rss_mb": {"plm": round(_rss_mb()), "peer": round(_rss_mb())},
+            "peer_name": "rensa RMinHash (shingle strings built in Python)",
+            "peer_on_plm_shingle_hashes_mb_s": round(mb / (t4 - t3 + t5 - t4), 2) if flat is not None else None,
+            "input_mb": round(mb, 2), "pairs": len(pairs),
+            "jaccard_mae": {"plm": round(float(np.abs(est_plm - exact).mean()), 4),
+                            "peer": round(float(np.abs(est_rensa - exact).mean()), 4)}}  # fmt: skip
+    print("\nBENCH minhash_rensa " + json.dumps(line))
+    if pairs:
+        assert line["jaccard_mae"]["plm"] < 0.1
 
 
 if __name__ == "__main__":

@@ -82,6 +82,14 @@ def test_shingle_hashing_matches_the_plain_definition():
         assert exact_jaccard(a, b) == pytest.approx(python_jaccard(a, b), abs=1e-12)
 
 
+def test_a_batch_with_fewer_words_than_a_shingle_is_hashed():
+    # two to four words in the whole batch used to fail to broadcast (shingle of 5)
+    for texts in (["a b"], ["one two three four"], ["a", "b c"]):
+        sigs, _ = minhash_signatures(texts, num_perm=16, shingle=5)
+        assert sigs.shape == (len(texts), 16)
+    assert exact_jaccard("a b c", "a b c") == 1.0 and exact_jaccard("a b", "a c") == 0.0
+
+
 def test_signatures_are_deterministic_and_independent_of_the_batch():
     docs = lee()[:40]
     sigs, counts = minhash_signatures(docs)

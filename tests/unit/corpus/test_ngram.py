@@ -1,0 +1,45 @@
+"""The compiled n-gram repetition filter decides exactly as `sql/quality/flt_ngram_repetition.sql`."""
+
+import random
+
+import duckdb
+import pyarrow as pa
+
+from plm import sql
+from plm.config import CorpusSpec
+from plm.corpus.ingest import _filter_param
+from plm.corpus.ngram import ngram_repetition_reasons
+
+SEPARATORS = [" ", " ", " ", "  ", "\n", "\t", "\r\n", "\f", "\u00a0", "\u2003", "\x0b"]
+WORDS = ["the", "of", "a", "cat", "sat", "on", "mat", "naïve", "café", "한국어", "문장", "x", "\u0301e", "🙂", "--", "Über"]
+
+
+def _corpus(seed: int, n: int) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        vocab = rng.sample(WORDS, rng.randint(2, len(WORDS))) + [f"w{i}" for i in range(rng.choice([0, 5, 200]))]
+        words = [rng.choice(vocab) for _ in range(rng.randint(0, 160))]
+        if words and rng.random() < 0.4:  # a repeated run: what the rules look for
+            i = rng.randrange(len(words))
+            words[i:i] = words[i:i + rng.randint(2, 12)] * rng.randint(1, 4)
+        out.append("".join(w + rng.choice(SEPARATORS) for w in words).strip(rng.choice(["", " "])))
+    return out
+
+
+def test_compiled_ngram_filter_matches_the_sql_on_random_documents():
+    con = duckdb.connect()
+    texts = _corpus(7, 80) + ["", " ", "a " * 60, "of the " * 30]
+    cfg = CorpusSpec()
+    rule_sets = [_filter_param(cfg, "rules"),
+                 [{"kind": "dup", "n": n, "max_fraction": 0.1} for n in (10, 5, 1)],
+                 [{"kind": "top", "n": n, "max_fraction": f} for n, f in ((1, 0.3), (3, 0.05), (7, 0.01))]]
+    con.register("docs", pa.table({"position": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts)}))
+    checked = 0
+    for rules in rule_sets:
+        for min_words in ((1, 50) if rules is rule_sets[0] else (1,)):
+            want = sql.run(con, "quality/flt_ngram_repetition", ngram_min_words=min_words, rules=rules)
+            got = ngram_repetition_reasons(pa.array(texts), min_words, rules)
+            assert got == want.column("drop_reason").to_pylist(), (rules, min_words)
+            checked += sum(r is not None for r in got)
+    assert checked > 25  # the rules fire, in both kinds
