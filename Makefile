@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install demo serve test lint bench clean
+.PHONY: install demo serve test lint bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,13 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
+# Every benchmark, each printing `BENCH <name> {json}` lines (README: Benchmarks); PLM_BENCH_QUICK=1 (or
+# `make bench-quick`) runs each on a small input in under two minutes.
 bench: install
 	$(BIN)/python -m pytest -q -s tests/benchmarks -p no:cacheprovider -o addopts= -o 'python_files=bench_*.py'
+
+bench-quick:
+	PLM_BENCH_QUICK=1 $(MAKE) bench
 
 clean:
 	rm -rf $(VENV) .plm

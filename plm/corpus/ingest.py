@@ -54,6 +54,7 @@ from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
 from plm.corpus.ngram import ngram_repetition_reasons
 from plm.corpus.sentences import split_sentences_many
+from plm.corpus.wordstats import word_stats_reasons
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
 
@@ -368,11 +369,9 @@ def _drop(
     return out.filter(pc.is_null(dropped)).drop_columns(["drop_reason"]), out.num_rows - dropped.null_count
 
 
-def _drop_ngram_repetition(
-    docs: pa.Table, reasons: Counter[str], ngram_min_words: int, rules: list[dict[str, Any]]
-) -> tuple[pa.Table, int]:
-    """`quality/flt_ngram_repetition` without DuckDB: same decisions (tests/unit/corpus/test_ngram.py), ~100x faster."""
-    dropped = ngram_repetition_reasons(docs.column("text"), ngram_min_words, rules)
+def _drop_where(docs: pa.Table, reasons: Counter[str], dropped: list[str | None]) -> tuple[pa.Table, int]:
+    """`_drop` for a filter computed in Python over the batch (the same decisions as its SQL statement, which
+    stays the specification: tests/unit/corpus/test_ngram.py compares them); much faster than the SQL."""
     reasons.update(r for r in dropped if r is not None)
     n = sum(r is not None for r in dropped)
     return (docs.filter(pa.array([r is None for r in dropped], pa.bool_())) if n else docs), n
@@ -417,7 +416,11 @@ def _process_batch(
         if name == "quality/flt_ngram_repetition" and not (cfg.max_top_ngram_fraction or cfg.max_duplicate_ngram_fraction):
             continue
         if name == "quality/flt_ngram_repetition":  # the SQL's decisions, compiled (plm/corpus/ngram.py)
-            docs, n = _drop_ngram_repetition(docs, reasons, cfg.ngram_min_words, _filter_param(cfg, "rules"))
+            docs, n = _drop_where(docs, reasons, ngram_repetition_reasons(
+                docs.column("text"), cfg.ngram_min_words, _filter_param(cfg, "rules")))
+        elif name == "quality/flt_word_stats":  # the SQL's decisions over flat Arrow words (plm/corpus/wordstats.py)
+            docs, n = _drop_where(docs, reasons, word_stats_reasons(
+                docs.column("text"), **{k: _filter_param(cfg, k) for k in keys}))
         else:
             docs, n = _drop(con, docs, name, reasons, **{k: _filter_param(cfg, k) for k in keys})
         counts["rows_filtered"] += n

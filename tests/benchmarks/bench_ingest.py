@@ -400,9 +400,12 @@ def test_ingest_speed(tmp_path):
                                            "peer": round(kmb / kres[("near_dup", "baseline")]["seconds"], 3)}))
     print("(timings on a shared machine are inflated; targets on the English text: plm >= 30 MB/s exact, "
           f">= 10 MB/s near-dup, >= {TARGET_RATIO:g}x the baseline)")
-    for mode in ("exact", "near_dup"):  # about the same documents come out of both ingesters
+    for mode in ("exact", "near_dup"):  # the same records read and about the same duplicates found by both;
+        # plm keeps fewer: its Gopher word and n-gram rules (on by default) drop dictionary entries the baseline keeps
         plm, base = results[(mode, "plm")]["counts"], results[(mode, "baseline")]["counts"]
-        assert abs(plm["kept"] - base["kept"]) <= 0.02 * base["kept"], (mode, plm, base)
+        assert plm["read"] == base["read"], (mode, plm, base)
+        dups = lambda c: c["duplicate"] + c["near_duplicate"]  # noqa: E731
+        assert abs(dups(plm) - dups(base)) <= max(3, 0.05 * dups(base)), (mode, plm, base)
 
 
 

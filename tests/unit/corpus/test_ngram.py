@@ -43,3 +43,24 @@ def test_compiled_ngram_filter_matches_the_sql_on_random_documents():
             assert got == want.column("drop_reason").to_pylist(), (rules, min_words)
             checked += sum(r is not None for r in got)
     assert checked > 25  # the rules fire, in both kinds
+
+
+def test_arrow_word_stats_match_the_sql_on_random_documents():
+    from plm.corpus.wordstats import word_stats_reasons
+
+    rng = random.Random(11)
+    extra = ["#", "...", "…", ",", ".", "123", "これは", "東京に住んでいます", "aaaaaaaaaaaaaaaaaaaaaa", "ok!", "$5", "—"]
+    texts = _corpus(3, 60) + [" ".join(rng.choice(WORDS + extra) for _ in range(rng.randint(0, 30))) for _ in range(120)]
+    texts += ["", "   ", ". , ; ! ?", "これは日本語の文章です。", "# # # # ## hello world", "\u2174" * 500]
+    con = duckdb.connect()
+    con.register("docs", pa.table({"position": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts)}))
+    cfg = CorpusSpec()
+    keys = ("min_words", "max_words", "min_mean_word_length", "max_mean_word_length", "max_symbol_word_ratio",
+            "min_alpha_word_fraction")
+    fired = set()
+    for params in ({k: getattr(cfg, k) for k in keys}, {**{k: getattr(cfg, k) for k in keys}, "max_words": 12, "min_words": 0}):
+        want = sql.run(con, "quality/flt_word_stats", **params).column("drop_reason").to_pylist()
+        got = word_stats_reasons(pa.array(texts), **params)
+        assert got == want, [(t, g, w) for t, g, w in zip(texts, got, want) if g != w][:3]
+        fired.update(want)
+    assert fired >= {None, "too_few_words", "too_many_words", "mean_word_length", "symbol_words", "alpha_words"}
