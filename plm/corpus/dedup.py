@@ -8,9 +8,9 @@ from their edges). Everything runs vectorised over a batch of documents, no Pyth
 2. shingles: n consecutive word hashes of a document combined with fixed odd multipliers;
 3. signatures: `num_perm` hash functions h_i(x) = a_i*x + b_i (mod 2^32), bijections of the 32-bit
    shingle hash, so each slot is a min-wise sample and two signatures agree in a slot with
-   probability = Jaccard similarity. The minimum per document is taken on documents padded (with
-   their own shingles, which leaves a minimum unchanged) to a few bucket lengths, so one
-   `min(axis=1)` serves many documents: about 10x faster than `np.minimum.reduceat`;
+   probability = Jaccard similarity. The minima are taken by a compiled loop (numba) over each
+   document's shingles; rensa (Rust) computes the same kind of signature at about the same speed
+   (tests/benchmarks/bench_ingest.py `minhash_rensa`) but with other permutations;
 4. LSH: `bands` x `rows` slots hashed per band; documents sharing a band hash are candidates,
    confirmed when their signatures agree in >= `threshold` of the slots.
 
@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Union
 
 import duckdb
+import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -49,9 +50,6 @@ _PUNCT = (
     "\u3001\u3002\u300c\u300d\u300e\u300f\u300a\u300b\u3008\u3009\uff08\uff09\uff0c\uff0e"  # CJK
 )
 # Documents are padded to the next of these shingle counts (steps of ~1.25x: < 25 % padding).
-_BUCKETS = np.unique(np.ceil(1.25 ** np.arange(0, 38)).astype(np.int64))
-_LONG = int(_BUCKETS[-1])  # documents with more shingles go through a running minimum instead
-_CHUNK_ELEMS = 1 << 19  # 2 MiB of uint32 per hashing step: stays in cache
 # LSH parameters are chosen with false negatives weighted 9:1 over false positives: candidates are
 # verified on the whole signature, so a spurious candidate costs a comparison, a missed one a duplicate.
 _FP_WEIGHT, _FN_WEIGHT = 0.1, 0.9
@@ -212,40 +210,32 @@ def shingle_hashes(texts: Texts, shingle: int = 5) -> tuple[np.ndarray, np.ndarr
     return _mix(acc[first]), np.bincount(wdoc[first], minlength=n_docs).astype(np.int64)
 
 
+@numba.njit(cache=True, nogil=True)
+def _signature_kernel(x: np.ndarray, starts: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray,
+                      sig: np.ndarray) -> None:
+    mask = np.uint64(0xFFFFFFFF)
+    for d in range(counts.size):
+        row = sig[d]
+        for k in range(starts[d], starts[d] + counts[d]):
+            xv = np.uint64(x[k])
+            for p in range(a.size):  # (a*x + b) mod 2^32: < 2^64 before the mask, no overflow
+                h = np.uint32((xv * np.uint64(a[p]) + np.uint64(b[p])) & mask)
+                if h < row[p]:
+                    row[p] = h
+
+
 def _signatures_from_hashes(hashes: np.ndarray, counts: np.ndarray, num_perm: int) -> np.ndarray:
-    """(docs, num_perm) uint32 minima of a_i*x + b_i over each document's shingle hashes x (top 32 bits)."""
+    """(docs, num_perm) uint32 minima of a_i*x + b_i (mod 2^32) over each document's shingle hashes x (top 32 bits).
+
+    A compiled loop (numba): the same minima as the numpy broadcast it replaced, about 6x faster and without
+    its (shingles x num_perm) temporaries; documents without shingles keep 2^32 - 1 in every slot."""
     x = (hashes >> _U64(32)).astype(np.uint32)
     a, b = _C["perm_a"][:num_perm], _C["perm_b"][:num_perm]
     n = len(counts)
     sig = np.full((n, num_perm), _MAX32, np.uint32)
     starts = np.zeros(n, np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
-    buf = np.empty(_CHUNK_ELEMS + num_perm * _LONG, np.uint32)
-
-    for d in np.flatnonzero(counts > _LONG):  # long documents: running minimum over row chunks
-        step = max(1, _CHUNK_ELEMS // num_perm)
-        for lo in range(starts[d], starts[d] + counts[d], step):
-            hi = min(lo + step, starts[d] + counts[d])
-            h = buf[: (hi - lo) * num_perm].reshape(hi - lo, num_perm)
-            np.multiply(x[lo:hi, None], a[None, :], out=h)
-            h += b
-            np.minimum(sig[d], h.min(axis=0), out=sig[d])
-
-    short = np.flatnonzero((counts > 0) & (counts <= _LONG))
-    bucket = np.searchsorted(_BUCKETS, counts[short])
-    for bi in np.unique(bucket):
-        docs = short[bucket == bi]
-        length = int(_BUCKETS[bi])
-        per_step = max(1, _CHUNK_ELEMS // (length * num_perm))
-        cols = np.arange(length, dtype=np.int64)
-        for lo in range(0, len(docs), per_step):
-            chunk = docs[lo : lo + per_step]
-            # Pad each document by cycling its own shingles: the minimum is unchanged.
-            idx = starts[chunk, None] + cols[None, :] % counts[chunk, None]
-            h = buf[: len(chunk) * length * num_perm].reshape(len(chunk), length, num_perm)
-            np.multiply(x[idx][:, :, None], a, out=h)
-            h += b
-            sig[chunk] = h.min(axis=1)
+    _signature_kernel(x, starts, counts.astype(np.int64), np.ascontiguousarray(a), np.ascontiguousarray(b), sig)
     return sig
 
 

@@ -82,6 +82,23 @@ def test_shingle_hashing_matches_the_plain_definition():
         assert exact_jaccard(a, b) == pytest.approx(python_jaccard(a, b), abs=1e-12)
 
 
+def test_compiled_signatures_are_the_min_of_the_permutations():
+    from plm.corpus.dedup import _C, _signatures_from_hashes
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 50, 40)
+    counts[[3, 7]] = [0, 3000]
+    hashes = rng.integers(0, 2**63, counts.sum(), dtype=np.uint64) * np.uint64(2)
+    sig = _signatures_from_hashes(hashes, counts, 64)
+    x = (hashes >> np.uint64(32)).astype(np.uint64)
+    a, b = _C["perm_a"][:64].astype(np.uint64), _C["perm_b"][:64].astype(np.uint64)
+    start = 0
+    for d, c in enumerate(counts):  # the definition: min over shingles of (a*x + b) mod 2^32, per slot
+        want = ((x[start:start + c, None] * a + b) & np.uint64(0xFFFFFFFF)).min(axis=0) if c else np.full(64, 2**32 - 1)
+        assert np.array_equal(sig[d], want.astype(np.uint32)), d
+        start += c
+
+
 def test_a_batch_with_fewer_words_than_a_shingle_is_hashed():
     # two to four words in the whole batch used to fail to broadcast (shingle of 5)
     for texts in (["a b"], ["one two three four"], ["a", "b c"]):
