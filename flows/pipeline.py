@@ -10,7 +10,7 @@ from flows.common import ThrottledProgress, pipeline_run_name, publish_summary, 
 from flows.examples import examples_task
 from flows.finetune import finetune_task, register_task
 from flows.ingest import ingest_task
-from flows.pretrain import pretrain_task, register_pretrained_task, word_vectors_task
+from flows.pretrain import pretrain_task, word_vectors_task
 from flows.transfer import transfer_task
 from flows.tokenizer import tokenizer_task
 from plm.config import load_spec
@@ -32,12 +32,10 @@ def pipeline(spec_path: str, overrides: list[str] | None = None) -> dict[str, An
         wv = None
         if spec.word_vectors is not None:
             wv = word_vectors_task.with_options(task_run_name=f"word_vectors[{spec.word_vectors.label()}]")(p, tok, ex)
-        if spec.model.arch != "gpt":  # bert: heads on the encoder; word2vec: `embeddings`; gpt stops at pretraining
-            finetune_task.with_options(task_run_name=f"finetune[{spec.finetune.task}]")(p, tok, pre, wv)
-            if spec.finetune.report:
-                transfer_task.with_options(task_run_name=f"transfer[{spec.finetune.task}]")(p, tok, pre, wv)
-            register_task.with_options(task_run_name=f"register[{name}]", retry_condition_fn=retry_on_io)(p)
-        else:
-            register_pretrained_task.with_options(task_run_name=f"register[{name}]", retry_condition_fn=retry_on_io)(p)
+        # bert: heads on the encoder; gpt: GPT-1 heads or zero-shot; word vectors: `embeddings` / `features`
+        finetune_task.with_options(task_run_name=f"finetune[{spec.finetune.task}]")(p, tok, pre, wv)
+        if spec.finetune.report:
+            transfer_task.with_options(task_run_name=f"transfer[{spec.finetune.task}]")(p, tok, pre, wv)
+        register_task.with_options(task_run_name=f"register[{name}]", retry_condition_fn=retry_on_io)(p)
         publish_summary(p)
     return {"run_id": p.run_id, "stages": [r.to_json() for r in p.results.values()]}

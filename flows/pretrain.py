@@ -19,10 +19,3 @@ def word_vectors_task(p: stages.Pipeline, tok: stages.StageResult, ex: stages.St
     if result is not None:
         publish(p, result)
     return result
-
-
-# Registry writes go over the network to an MLflow server in server mode: retry those.
-@task(name="register-pretrained", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def register_pretrained_task(p: stages.Pipeline) -> stages.StageResult:
-    """Register only the pretrained model (gpt pipelines, which have no fine-tuning stage)."""
-    return stages.register_pretrained(p)

@@ -395,15 +395,17 @@ def _transfer_table(report: Path, task: str, metric: str = "accuracy") -> Table:
     from plm.finetune.report import summarise
 
     summary = summarise(pd.read_csv(report), metric)
+    registered = bool((summary.init == "registered").any())  # finetune.init: a column for the registered start
     table = Table(title=f"{task}: test {metric}, mean [95 % interval over seeds]", title_justify="left")
-    for col in ("family", "strategy", "labels", "pretrained", "scratch", "gain", "seeds"):
+    for col in ("family", "strategy", "labels", *(["registered"] if registered else []), "pretrained", "scratch",
+                "gain", "seeds"):  # fmt: skip
         table.add_column(col)
     for (family, strategy, labels), cell in summary.groupby(["family", "strategy", "labels"], sort=True):
         by = {r.init: r for r in cell.itertuples()}
         pre, scr = by.get("pretrained") or by.get("baseline"), by.get("scratch")  # a baseline row has no scratch twin
         gain = f"{pre.mean - scr.mean:+.3f}" if pre is not None and scr is not None else ""
-        table.add_row(str(family), str(strategy), str(labels), _cell(pre), _cell(scr), gain,
-                      str(max(r.seeds for r in by.values())))  # fmt: skip
+        table.add_row(str(family), str(strategy), str(labels), *([_cell(by.get("registered"))] if registered else []),
+                      _cell(pre), _cell(scr), gain, str(max(r.seeds for r in by.values())))  # fmt: skip
     return table
 
 

@@ -21,7 +21,7 @@ from plm.artifacts import StageWriter, fingerprint, lookup, stage_dir, write_sta
 from plm.config import PipelineSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
-STAGE_VERSIONS = {"ingest": 3, "tokenizer": 3, "examples": 3, "pretrain": 2, "word_vectors": 1, "finetune": 4,
+STAGE_VERSIONS = {"ingest": 3, "tokenizer": 3, "examples": 3, "pretrain": 3, "word_vectors": 1, "finetune": 4,
                   "transfer": 3}
 """Bump a stage's version whenever its code changes what it writes: the fingerprint must change with it."""
 STAGES = ("ingest", "tokenizer", "examples", "pretrain", "finetune", "register")
@@ -760,8 +760,10 @@ def finetune_positions(cfg: Any, n_train: int) -> list[int]:
 
 def _family_strategy(cfg: Any, task: Any) -> str:
     """The first of `finetune.strategy`, then `finetune.transfer_strategies`, that applies to the task's family."""
+    from plm.finetune.strategies import ALL_STRATEGIES
+
     wanted = [cfg.strategy, *cfg.transfer_strategies, "full", "embeddings"]
-    usable = set(task.strategies(["full", "frozen", "discriminative", "embeddings", "features", "scratch"]))
+    usable = set(task.strategies(list(ALL_STRATEGIES)))
     return next(s for s in wanted if s in usable)
 
 
@@ -793,21 +795,25 @@ def finetune(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
         for family, task in families:
             strategy = _family_strategy(cfg, task)
             main = "scratch" if strategy == "scratch" else "pretrained"
-            runs = [main] + (["scratch"] if cfg.compare_scratch and main == "pretrained" else [])
+            if task.init_dir is not None and family == families[0][0] and strategy not in ("scratch", "zero_shot"):
+                main = "registered"  # finetune.init: the candidate starts from the registered parent
+            runs = [main] + (["scratch"] if cfg.compare_scratch and main != "scratch" and strategy != "zero_shot" else [])
             prefix = "" if len(families) == 1 else f"{family}/"
             mprefix = "" if len(families) == 1 else f"{family}."
             for init in runs:
                 result = task.fit(positions, w.path / f"{prefix}{init}", init == "pretrained", strategy,
-                                  tracker=_Prefixed(tracker, f"{mprefix}{init}."), progress=p.progress)  # fmt: skip
-                if task.arch == "bert":
+                                  tracker=_Prefixed(tracker, f"{mprefix}{init}."), progress=p.progress,
+                                  registered=init == "registered")  # fmt: skip
+                if task.arch in ("bert", "gpt"):
                     shutil.copy(tok.path / "tokenizer.json", result.model_dir / "tokenizer.json")
                 (result.model_dir / TASK_FILE).write_text(task.task_file())
                 metrics.update({f"{mprefix}{init}.{k}": v for k, v in result.metrics.items()})
                 curves += [f"{mprefix}{init}.{k}" for k in ("train_loss", key)]
-            if "scratch" in runs and main == "pretrained":
-                metrics[f"{mprefix}gain.{key}"] = metrics[f"{mprefix}pretrained.{key}"] - metrics[f"{mprefix}scratch.{key}"]
+            if "scratch" in runs and main != "scratch":
+                metrics[f"{mprefix}gain.{key}"] = metrics[f"{mprefix}{main}.{key}"] - metrics[f"{mprefix}scratch.{key}"]
             candidates.append({"family": family, "strategy": strategy, "kind": task.kind,
-                               "model_dir": f"{prefix}{main}/model", "metric": f"{mprefix}{main}.{key}"})  # fmt: skip
+                               "model_dir": f"{prefix}{main}/model", "metric": f"{mprefix}{main}.{key}",
+                               **({"parent": _parent_tags(p, tok)} if main == "registered" else {})})  # fmt: skip
         if cfg.task_type in ("classification", "pair_classification") and len(positions) > 0:
             counts_by_label = task0._labels()
             metrics["majority_baseline"] = _majority(counts_by_label, task0.train_idx, task0.test_idx, positions)
@@ -827,8 +833,17 @@ def finetune(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
             tracker.log_curves(curves, f"fine-tuning {cfg.task}: pretrained vs scratch", "finetune_curves.png")
 
     inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint, "task_data": _task_data_digest(cfg),
-              **({"word_vectors": wv.fingerprint} if wv is not None else {})}  # fmt: skip
+              **({"word_vectors": wv.fingerprint} if wv is not None else {}), **_init_input(p, tok)}  # fmt: skip
     return p._run("finetune", cfg.model_dump(mode="json"), inputs, work)
+
+
+def _parent_tags(p: Pipeline, tok: StageResult) -> dict[str, str]:
+    """Lineage of a version fine-tuned from `finetune.init`: the parent's name, version, URI and fingerprint."""
+    got = _registered_init(p, tok)
+    assert got is not None
+    return {"plm.parent.model": got["name"], "plm.parent.version": str(got["version"]),
+            "plm.parent.uri": f"models:/{got['name']}/{got['version']}", "plm.parent.init": str(p.spec.finetune.init),
+            "plm.parent.fingerprint": got["fingerprint"]}  # fmt: skip
 
 
 def _majority(labels: list[Any], train_idx: list[int], test_idx: list[int], positions: list[int]) -> float:
@@ -862,9 +877,42 @@ def _labelled(p: Pipeline, tok: StageResult, pre: StageResult) -> Any:
     return p.memo[key]
 
 
+def _registered_init(p: Pipeline, tok: StageResult) -> dict[str, Any] | None:
+    """The registered model of `finetune.init`, downloaded once per run (plm.tracking.fetch_registered), its
+    tokenizer checked against this pipeline's (the ids must mean the same tokens); None when unset."""
+    init = p.spec.finetune.init
+    if not init:
+        return None
+    key = ("init", init)
+    if key not in p.memo:
+        from plm.artifacts import sha256_file
+        from plm.tracking import fetch_registered, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(p.spec.tracking.uri, p.home)
+        dest = p.home / "registered" / hashlib.sha256(init.encode()).hexdigest()[:16]
+        shutil.rmtree(dest, ignore_errors=True)  # an alias may point at a newer version than last time
+        got = fetch_registered(uri, init, dest)
+        if sha256_file(got["tokenizer_path"]) != sha256_file(tok.path / "tokenizer.json"):
+            raise ValueError(f"finetune.init {init}: its tokenizer differs from this pipeline's (train both on the same "
+                             "tokenizer stage: same corpus and tokenizer spec)")  # fmt: skip
+        arch = json.loads((got["model_dir"] / "config.json").read_text()).get("arch", "bert")
+        if arch != p.spec.model.arch:
+            raise ValueError(f"finetune.init {init} is a {arch} model; this pipeline's model.arch is {p.spec.model.arch}")
+        p.memo[key] = got
+    return p.memo[key]
+
+
+def _init_input(p: Pipeline, tok: StageResult) -> dict[str, str]:
+    """The fingerprint input naming the registered parent: a re-pointed alias is new input."""
+    got = _registered_init(p, tok)
+    return {} if got is None else {"init": f"{got['name']}/{got['version']}:{got['fingerprint']}"}
+
+
 def _families(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | None) -> list[tuple[str, Any]]:
     """(family label, prepared task) per pretrained family of the pipeline: `model`, then its `word_vectors`."""
     task = _labelled(p, tok, pre)
+    got = _registered_init(p, tok)
+    task.init_dir = None if got is None else got["model_dir"]
     families = [(str(pre.extra.get("label", pre.extra.get("arch", p.spec.model.label()))), task)]
     if wv is not None:
         key = ("word_vectors", wv.fingerprint, pre.fingerprint)
@@ -907,14 +955,21 @@ def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
         budgets = transfer_budgets(cfg, n_train)
         seeds = [cfg.seed + i for i in range(cfg.transfer_seeds)]
         settings: list[tuple[str, Any, str, str]] = []
+        from plm.finetune.strategies import ALL_STRATEGIES
+
+        zero_shot: list[tuple[str, Any]] = []
         for family, task in families:
-            usable = [s for s in cfg.transfer_strategies if s in task.strategies(["full", "frozen", "discriminative",
-                      "embeddings", "features", "scratch"]) and s != "scratch"]  # fmt: skip
+            usable = [s for s in cfg.transfer_strategies if s in task.strategies(list(ALL_STRATEGIES))
+                      and s not in ("scratch", "zero_shot")]  # fmt: skip
+            if "zero_shot" in cfg.transfer_strategies and "zero_shot" in task.strategies(list(ALL_STRATEGIES)):
+                zero_shot.append((family, task))  # no labels, no training: one row at 0 labels, not per budget
             if not usable and "scratch" in cfg.transfer_strategies and family == families[0][0]:
                 usable = ["scratch"]
-            settings += [(family, task, s, i) for s in usable for i in ("pretrained", "scratch")
-                         if not (s == "scratch" and i == "pretrained")]  # fmt: skip
-        if not settings:
+            inits = ("registered", "pretrained", "scratch") if task.init_dir is not None and family == families[0][0] \
+                else ("pretrained", "scratch")  # fmt: skip
+            settings += [(family, task, s, i) for s in usable for i in inits
+                         if not (s == "scratch" and i != "scratch")]  # fmt: skip
+        if not settings and not zero_shot:
             raise ValueError(f"transfer: none of finetune.transfer_strategies {cfg.transfer_strategies} applies to "
                              f"{[f for f, _ in families]}")  # fmt: skip
         baseline = None
@@ -932,6 +987,9 @@ def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
 
         total = len(seeds) * len(budgets) * (len(settings) + (len(BASELINES) if baseline is not None else 0))
         k = 0
+        for family, task in zero_shot:  # deterministic: scored once, reported under the first seed
+            metrics = task.fit([], Path("."), True, "zero_shot", save=False).metrics
+            rows += _report_rows(metrics, "zero_shot", "pretrained", 0, seeds[0], test_n, family)
         for seed in seeds:
             order = np.random.default_rng([seed, 11]).permutation(n_train)
             for n in budgets:
@@ -940,14 +998,15 @@ def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
                     k += 1
                     if capped(strategy, n):
                         continue
-                    bert_scratch = init == "scratch" and task.arch == "bert"
+                    bert_scratch = init == "scratch" and task.arch in ("bert", "gpt")  # one scratch run serves all
                     key = (family, n, seed)
                     if bert_scratch and key in done:
                         metrics = done[key]
                     else:
                         with tempfile.TemporaryDirectory() as tmp:
                             metrics = task.fit(subset, Path(tmp), init == "pretrained", strategy, seed=seed,
-                                               save=False, eval_each_epoch=False).metrics  # fmt: skip
+                                               save=False, eval_each_epoch=False,
+                                               registered=init == "registered").metrics  # fmt: skip
                         if bert_scratch:
                             done[key] = metrics
                     rows += _report_rows(metrics, strategy, init, n, seed, test_n, family)
@@ -974,6 +1033,10 @@ def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
                 for n, r in table.iterrows():
                     if r["pretrained"] == r["pretrained"] and r["scratch"] == r["scratch"]:
                         metrics_out[f"gain.{family}.{strategy}.{n}"] = float(r["pretrained"] - r["scratch"])
+            if {"registered", "pretrained"} <= set(table.columns):  # task-to-task transfer over the pretrained model
+                for n, r in table.iterrows():
+                    if r["registered"] == r["registered"] and r["pretrained"] == r["pretrained"]:
+                        metrics_out[f"gain_registered.{family}.{strategy}.{n}"] = float(r["registered"] - r["pretrained"])
         plot_learning_curves(summary, w.path / "report.png", cfg.task, task0.primary, None)
         tracker.log_artifact(w.path / "report.csv")
         tracker.log_artifact(w.path / "summary.csv")
@@ -987,7 +1050,7 @@ def transfer(p: Pipeline, tok: StageResult, pre: StageResult, wv: StageResult | 
                               "families": [f for f, _ in families]})  # fmt: skip
 
     inputs = {"pretrain": pre.fingerprint, "tokenizer": tok.fingerprint, "task_data": _task_data_digest(cfg),
-              **({"word_vectors": wv.fingerprint} if wv is not None else {})}  # fmt: skip
+              **({"word_vectors": wv.fingerprint} if wv is not None else {}), **_init_input(p, tok)}  # fmt: skip
     return p._run("transfer", cfg.model_dump(mode="json"), inputs, work)
 
 
@@ -1046,7 +1109,7 @@ def pretrained_target(p: Pipeline) -> tuple[str, str, StageResult, str]:
 
 
 def register_pretrained(p: Pipeline) -> StageResult:
-    """Register only the pretrained model (`plm pretrain`, and the whole chain for gpt, which has no fine-tuning)."""
+    """Register only the pretrained model (`plm pretrain`)."""
     return _register_targets(p, [pretrained_target(p)])
 
 
@@ -1085,7 +1148,9 @@ def _register_targets(p: Pipeline, targets: list[tuple[Any, ...]]) -> StageResul
 
             uri = log_pyfunc_model(tracker, kind, model_dir, tok_path, example_for(kind, model_dir, PREVIEW_TEXTS))
             value = float(res.metrics.get(metric, float("nan")))
-            tags = {**lineage, "plm.fingerprint": target_fp, "plm.stage_fingerprint": res.fingerprint,
+            parent = candidate.get("parent") if candidate else next(
+                (c.get("parent") for c in res.extra.get("candidates") or [] if c.get("parent")), None)  # fmt: skip
+            tags = {**lineage, **(parent or {}), "plm.fingerprint": target_fp, "plm.stage_fingerprint": res.fingerprint,
                     **({"plm.family": candidate["family"], "plm.strategy": candidate.get("strategy", "")}
                        if candidate.get("family") else {})}  # fmt: skip
             decision = register_version(p.session, uri, name, tags, metric, value,
@@ -1141,13 +1206,10 @@ def run_all(p: Pipeline) -> list[StageResult]:
     ex = examples(p, ing, tok)
     pre = pretrain(p, tok, ex)
     wv = word_vectors(p, tok, ex)
-    if p.spec.model.arch != "gpt":  # bert: heads on the encoder; word2vec: the `embeddings` strategy; gpt stops here
-        finetune(p, tok, pre, wv)
-        if p.spec.finetune.report:
-            transfer(p, tok, pre, wv)
-        register(p)
-    else:
-        register_pretrained(p)
+    finetune(p, tok, pre, wv)  # bert: heads on the encoder; gpt: GPT-1 heads or zero-shot; word vectors: `embeddings`
+    if p.spec.finetune.report:
+        transfer(p, tok, pre, wv)
+    register(p)
     return list(p.results.values())
 
 

@@ -262,6 +262,7 @@ PREDICTORS: dict[str, str] = {
     "regressor": "plm.finetune.predict:RegressorPipeline",
     "qa": "plm.finetune.predict:QAPipeline",
     "embeddings_classifier": "plm.finetune.predict:EmbeddingsPipeline",
+    "gpt_classifier": "plm.finetune.gpt:GPTClassifierPipeline",
 }
 """Model kind -> predictor class (`module:Class`). A predictor has `load(model_dir, tokenizer_path)` and
 `predict_frame(DataFrame) -> DataFrame`; the one pyfunc wrapper below serves every kind, so MLflow,
@@ -558,3 +559,44 @@ def _describe(client: Any, name: str | None) -> list[dict[str, Any]]:
                 }
             )
     return out
+
+
+# ---- a registered model as the start of a fine-tune (`finetune.init`) --------------------------
+
+REGISTERED_URI = r"^models:/([A-Za-z0-9][A-Za-z0-9_.-]*)(?:@([A-Za-z0-9_-]+)|/([0-9]+))$"
+"""`models:/<name>@<alias>` or `models:/<name>/<version>`."""
+
+
+def fetch_registered(uri: str, model_uri: str, dest: Path) -> dict[str, Any]:
+    """Download the registered `model_uri` (alias or version) from the store at `uri` into `dest`.
+
+    Returns `name`, `version`, `model_dir` (the plm model folder the version was logged from),
+    `tokenizer_path`, `fingerprint` (its `plm.fingerprint` tag) and `tags`. One-line RegistryError for
+    a malformed URI, an unknown model, alias or version, or a version without a plm model folder.
+    """
+    import re
+
+    import yaml
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
+    match = re.match(REGISTERED_URI, model_uri)
+    if match is None:
+        raise RegistryError(f"finetune.init {model_uri!r} is not models:/<name>@<alias> or models:/<name>/<version>")
+    name, alias, version = match.groups()
+    client = MlflowClient(uri)
+    try:
+        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
+    except MlflowException as exc:
+        raise RegistryError(f"finetune.init {model_uri}: {exc.message.splitlines()[0]}") from None
+    dest = Path(dest)
+    with _fluent(uri):  # models:/ resolves through the registry URI, which follows the fluent tracking URI
+        local = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest)))
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))
+    arts = (mlmodel.get("flavors", {}).get("python_function", {}) or {}).get("artifacts") or {}
+    if "model" not in arts or "tokenizer" not in arts:
+        raise RegistryError(f"finetune.init {model_uri}: version {mv.version} holds no plm model folder and tokenizer")
+    return {"name": name, "version": int(mv.version), "model_dir": local / arts["model"]["path"],
+            "tokenizer_path": local / arts["tokenizer"]["path"], "fingerprint": mv.tags.get("plm.fingerprint", ""),
+            "tags": dict(mv.tags)}  # fmt: skip
