@@ -62,13 +62,17 @@ MlflowPortOpt = Annotated[int, typer.Option(help="MLflow tracking server (API + 
 
 def _serve_stack(home: Path | None, host: str, prefect_port: int, mlflow_port: int, workers: bool,
                  open_browser: bool = False) -> None:  # fmt: skip
-    from flows.serve import ServerStack, serve_forever
+    from flows.serve import ServeError, ServerStack, serve_forever
 
     home = (home or Path(os.environ.get("PLM_HOME") or ".plm")).expanduser().resolve()
     os.environ["PLM_HOME"] = str(home)
     stack = ServerStack(home=home, host=host, prefect_port=prefect_port, mlflow_port=mlflow_port, workers=workers)
     try:
+        stack.check_env()  # before anything is generated or started
         creds, generated = stack.use_credentials()
+    except ServeError as exc:
+        error(exc)
+        raise typer.Exit(1) from None
     except PermissionError as exc:
         error(exc)
         raise typer.Exit(2) from None

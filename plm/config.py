@@ -123,7 +123,7 @@ class CorpusSpec(_Section):
 
 class TokenizerSpec(_Section):
     kind: Literal["wordpiece", "bpe", "bytelevel_bpe", "unigram"] = "wordpiece"
-    """Tokenizer model trained with HF `tokenizers`: WordPiece (BERT), BPE, byte-level BPE (GPT-2), Unigram (SentencePiece)."""
+    """Tokenizer model trained with HF `tokenizers`: WordPiece (BERT), BPE, byte-level BPE (GPT-2), Unigram (SentencePiece; not byte-reproducible across processes, the stage warns)."""
     family: Literal["bert", "gpt"] = "bert"
     """Special tokens: `bert` = [PAD] [UNK] [CLS] [SEP] [MASK]; `gpt` = <|endoftext|> (+ <pad>, <unk>, <mask>)."""
     vocab_size: int = Field(8000, ge=64)

@@ -273,13 +273,15 @@ def lake_files(p: Pipeline, ingest_result: StageResult) -> list[Path]:
 
 def tokenizer(p: Pipeline, ingested: StageResult) -> StageResult:
     """Lake sentences -> a trained `tokenizer.json`, evaluated on the validation split."""
-    from plm.tokenizer.train import evaluate_tokenizer, fit_tokenizer
+    from plm.tokenizer.train import NOT_REPRODUCIBLE, evaluate_tokenizer, fit_tokenizer
 
     cfg = p.spec.tokenizer
 
     def work(w: StageWriter, tracker: Tracker) -> None:
         files = lake_files(p, ingested)
         tok, stats = fit_tokenizer(cfg, files, w.path / "tokenizer.json", progress=p.progress)
+        if cfg.kind in NOT_REPRODUCIBLE:
+            p.log(f"tokenizer: warning: {NOT_REPRODUCIBLE[cfg.kind]}")
         if stats.sampled_fraction < 1:
             p.log(f"tokenizer: train split over tokenizer.max_train_bytes, trained on a "
                   f"{stats.sampled_fraction:.1%} hash sample of documents")  # fmt: skip

@@ -591,6 +591,8 @@ def fetch_registered(uri: str, model_uri: str, dest: Path) -> dict[str, Any]:
     except MlflowException as exc:
         raise RegistryError(f"finetune.init {model_uri}: {exc.message.splitlines()[0]}") from None
     dest = Path(dest)
+    with _store_lock(uri):
+        relocate_store(uri)  # a moved or copied home reads its own artifacts
     with _fluent(uri):  # models:/ resolves through the registry URI, which follows the fluent tracking URI
         local = Path(download_artifacts(artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest)))
     mlmodel = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8"))

@@ -69,6 +69,16 @@ def _normalizer(cfg: TokenizerSpec, bert_style: bool) -> normalizers.Normalizer:
     return normalizers.Sequence(steps)
 
 
+NOT_REPRODUCIBLE = {
+    "unigram": "Unigram training in `tokenizers` is not byte-reproducible across processes: its EM sums float "
+               "scores in Rust hash-map order (seeded per process; PYTHONHASHSEED, TOKENIZERS_PARALLELISM=false "
+               "and RAYON_NUM_THREADS=1 do not fix it), so scores differ in the last bits and near-tied pieces "
+               "swap ids; two fresh homes get different tokenizer.json and example shards (wordpiece and bpe "
+               "are reproducible)",
+}
+"""Tokenizer kinds whose training gives different bytes in two fresh processes, and why (the stage warns)."""
+
+
 def build_tokenizer(cfg: TokenizerSpec, pinned: Sequence[str] = ()) -> tuple[Tokenizer, trainers.Trainer]:
     """An untrained tokenizer and its trainer for `cfg.kind` and `cfg.family`.
 
