@@ -81,8 +81,9 @@ class PreparedTask:
 
     def strategies(self, wanted: list[str]) -> list[Strategy]:
         """The strategies that apply to this model family, in the given order."""
-        usable = ({"embeddings", "features", "scratch"} if self.arch == "word2vec"
-                  else {"full", "frozen", "discriminative", "scratch"})  # fmt: skip
+        from plm.families import FAMILIES
+
+        usable = set(FAMILIES[self.arch].strategies)
         chosen = [s for s in wanted if s in usable]
         if not chosen:
             raise ValueError(f"finetune strategies {wanted} do not apply to model.arch={self.arch} "

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from plm.config import TrainSpec
+from plm.config import TrainSpec, run_only_fields
 from plm.eval.lm import autocast, evaluate_lm
 from plm.models.bert import BertConfig, BertForPreTraining
 from plm.models.gpt import GPTConfig, GPTLMHeadModel
@@ -61,7 +61,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TIED = ("cls.predictions.decoder.weight",)  # == bert.embeddings.word_embeddings.weight
 CHECKPOINTS = "checkpoints"
-RUN_ONLY = ("resume", "prefetch", "keep_checkpoints", "checkpoint_every", "log_every")
+RUN_ONLY = tuple(sorted(run_only_fields(TrainSpec)))
 """TrainSpec fields that change how a run is executed or recorded, never the weights it ends with."""
 
 # Dense bf16 peak FLOP/s by device-name substring (first match wins); MFU is omitted for others.
