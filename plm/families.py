@@ -69,6 +69,8 @@ class Family:
         if self.objective not in spec.objectives.kinds:
             raise ValueError(f"pretrain: model.arch={self.arch} trains on {self.reads}: "
                              f"objectives.kinds must include {self.objective}")  # fmt: skip
+        if spec.train.nproc > 1 and not self.uses_train_spec:
+            raise ValueError(f"train.nproc: model.arch={self.arch} trains in one process (its threads: model.threads)")
         if self.tokenizer_family and spec.tokenizer.family != self.tokenizer_family:
             raise ValueError(f"pretrain: model.arch={self.arch} needs tokenizer.family={self.tokenizer_family} "
                              "(<|endoftext|> ends documents)")  # fmt: skip

@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from plm.config import TrainSpec, run_only_fields
+from plm.config import TrainSpec, output_slice, run_only_fields
 from plm.eval.lm import autocast, evaluate_lm
 from plm.models.bert import BertConfig, BertForPreTraining
 from plm.models.gpt import GPTConfig, GPTLMHeadModel
@@ -102,7 +102,7 @@ def peak_flops(device: torch.device) -> float | None:
 
 def run_slice(train: TrainSpec) -> dict[str, Any]:
     """The part of the train spec that determines the weights (what a resumed checkpoint must match)."""
-    return train.model_dump(mode="json", exclude=set(RUN_ONLY))
+    return output_slice(train)
 
 
 def load_pretrained(model_dir: Path) -> tuple[BertForPreTraining, BertConfig]:

@@ -77,20 +77,27 @@ class PretrainJob:
 
 def train_bert(job: PretrainJob) -> Trained:
     """A BERT encoder on MLM + NSP/SOP shards (masks from the shards, or the loader's with dynamic masking)."""
-    from plm.train.engine import pretrain_bert
-
-    return _train_transformer(job, "mlm", lambda *a, **kw: pretrain_bert(job.model_config, job.spec.train, *a,
-                                                                         masker=dynamic_masker(job), **kw))  # fmt: skip
+    return _train_transformer(job, "mlm")
 
 
 def train_gpt(job: PretrainJob) -> Trained:
     """A GPT decoder on packed CLM shards."""
-    from plm.train.engine import pretrain_gpt
-
-    return _train_transformer(job, "clm", lambda *a, **kw: pretrain_gpt(job.model_config, job.spec.train, *a, **kw))
+    return _train_transformer(job, "clm")
 
 
-def _train_transformer(job: PretrainJob, objective: str, run: Callable[..., Any]) -> Trained:
+def _fit(job: PretrainJob, objective: str, resume_from: Path | None, dist: Any = None) -> Any:
+    """One process's (or one rank's) training run: the engine on this job's shards."""
+    from plm.train.engine import pretrain_bert, pretrain_gpt
+
+    shards = (job.shards(objective, "train"), job.shards(objective, "validation"))
+    kw = dict(tracker=job.tracker, progress=job.progress, resume_from=resume_from, extra={"fingerprints": job.inputs},
+              dist=dist)  # fmt: skip
+    if objective == "mlm":
+        return pretrain_bert(job.model_config, job.spec.train, *shards, job.out, masker=dynamic_masker(job), **kw)
+    return pretrain_gpt(job.model_config, job.spec.train, *shards, job.out, **kw)
+
+
+def _train_transformer(job: PretrainJob, objective: str) -> Trained:
     """`checkpoint.pt` (final state), `checkpoints/` (last `train.keep_checkpoints` + `best.pt`), `model/` (plm
     folder + tokenizer.json) and `hf/` (a `transformers` folder). With `train.resume` a killed run continues
     from its latest checkpoint in the (resumable) output directory."""
@@ -108,11 +115,12 @@ def _train_transformer(job: PretrainJob, objective: str, run: Callable[..., Any]
         job.log(f"pretrain: resuming from {resume_from}")
     elif spec.train.resume:
         job.log("pretrain: train.resume is set but no checkpoint exists yet: starting from step 1")
-    shards = (job.shards(objective, "train"), job.shards(objective, "validation"))
-    if not shards[0]:
+    if not job.shards(objective, "train"):
         raise ValueError(f"pretrain: no {objective} training shards in {job.examples / objective / 'train'}")
-    result = run(*shards, job.out, tracker=job.tracker, progress=job.progress, resume_from=resume_from,
-                 extra={"fingerprints": job.inputs})  # fmt: skip
+    if spec.train.nproc > 1:
+        result = launch_ranks(job, objective, resume_from)
+    else:
+        result = _fit(job, objective, resume_from)
     shutil.copy(job.tokenizer, result.model_dir / "tokenizer.json")
     export_dir: str | None = "hf"
     try:
@@ -125,6 +133,82 @@ def _train_transformer(job: PretrainJob, objective: str, run: Callable[..., Any]
                             checkpoint="checkpoint.pt", arch=spec.model.label(), kind=job.kind)  # fmt: skip
     counts = {"steps": float(spec.train.steps), "tokens": result.metrics.get("tokens", 0.0)}
     return Trained(counts, result.metrics, output)
+
+
+# ---- data parallel: `train.nproc` ranks under torch.distributed.run ------------------------------------
+
+_RANK_DIR = ".ranks"
+"""Inside the stage directory while ranks run: the job, and rank 0's metrics and metric history (removed after)."""
+
+
+def launch_ranks(job: PretrainJob, objective: str, resume_from: Path | None) -> Any:
+    """Train with `train.nproc` DDP processes launched by `torch.distributed.run` (this process waits), then
+    load the model rank 0 wrote and replay rank 0's parameters and metric history into this job's tracker.
+
+    `--standalone` on one node; with torchrun's `PET_NNODES` / `PET_RDZV_ENDPOINT` (and `PET_NODE_RANK`) in the
+    environment, its rendezvous joins the other nodes instead.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from plm.train.engine import PretrainResult
+    from plm.train.export import load_model_dir
+
+    n = job.spec.train.nproc
+    ranks = job.out / _RANK_DIR
+    ranks.mkdir(parents=True, exist_ok=True)
+    (ranks / "job.json").write_text(json.dumps({
+        "objective": objective, "spec": job.spec.model_dump(mode="json"), "model_config": job.model_config.to_dict(),
+        "kind": job.kind, "out": str(job.out), "tokenizer": str(job.tokenizer), "examples": str(job.examples),
+        "inputs": job.inputs, "resume_from": str(resume_from) if resume_from else None,
+    }))  # fmt: skip
+    rdzv = [] if os.environ.get("PET_NNODES") or os.environ.get("PET_RDZV_ENDPOINT") else ["--standalone"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *rdzv, "--nproc_per_node", str(n), "-m", "plm.train.pretrain",
+           str(ranks / "job.json")]  # fmt: skip
+    job.log(f"pretrain: launching {n} processes: {' '.join(cmd[1:])}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"pretrain: torch.distributed.run with {n} processes failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-4000:]}")  # fmt: skip
+    record = json.loads((ranks / "rank0.json").read_text())
+    job.tracker.log_params(record["params"])
+    for key, points in record["history"].items():
+        for step, value in points:
+            job.tracker.log_metrics({key: value}, step)
+    import shutil as _shutil
+
+    _shutil.rmtree(ranks)
+    model, _ = load_model_dir(job.out / "model")
+    return PretrainResult(metrics=record["metrics"], checkpoint=job.out / "checkpoint.pt", model_dir=job.out / "model",
+                          model=model)  # fmt: skip
+
+
+def _rank_main(job_file: str) -> None:
+    """One torchrun rank: rebuild the job from `job.json`, join the process group, train; rank 0 records."""
+    import json
+
+    from plm.models.bert import BertConfig
+    from plm.models.gpt import GPTConfig
+    from plm.tracker import NullTracker, no_progress
+    from plm.train.distributed import init_distributed, shutdown
+
+    d = json.loads(Path(job_file).read_text())
+    spec = PipelineSpec.model_validate(d["spec"])
+    config_cls = BertConfig if d["objective"] == "mlm" else GPTConfig
+    tracker = NullTracker()
+    job = PretrainJob(spec, spec.model, d["kind"], Path(d["out"]), Path(d["tokenizer"]), Path(d["examples"]),
+                      lambda: [], tracker, no_progress, print, d["inputs"], config_cls.from_dict(d["model_config"]))  # fmt: skip
+    ctx = init_distributed(spec.train.device)
+    try:
+        result = _fit(job, d["objective"], Path(d["resume_from"]) if d["resume_from"] else None, dist=ctx)
+        if ctx.is_main:
+            record = {"metrics": result.metrics, "params": {k: str(v) for k, v in tracker.params.items()},
+                      "history": tracker.history}  # fmt: skip
+            (Path(job_file).parent / "rank0.json").write_text(json.dumps(record))
+    finally:
+        shutdown(ctx)
 
 
 def dynamic_masker(job: PretrainJob) -> Any:
@@ -247,3 +331,9 @@ def train_glove(job: PretrainJob) -> Trained:
     counts = {"vocab_size": float(len(vocab)), "entries": result.metrics["entries"]}
     output = PretrainOutput(model_dir="model", export_path="vectors.txt", arch=cfg.label(), kind=job.kind)
     return Trained(counts, _found(metrics), output)
+
+
+if __name__ == "__main__":  # one rank of `launch_ranks`
+    import sys
+
+    _rank_main(sys.argv[1])
