@@ -577,6 +577,18 @@ class TrackingSpec(_Section):
     """Register the pretrained encoder and the fine-tuned model in the MLflow registry."""
 
 
+class RunnerSpec(_Section):
+    kind: Literal["local", "dask"] = run_only("local")
+    """Where the data stages run their shards: `local` (this process, or an `objectives.workers` fork pool) or `dask` (a Dask cluster: `address`, else a LocalCluster of `workers` processes). Outputs are byte-identical either way."""
+    workers: int = run_only(2, ge=1)
+    """`kind: dask` without an address: worker processes of the LocalCluster started for the run (one thread each)."""
+    address: str | None = run_only(None)
+    """`kind: dask`: the scheduler of an existing cluster (`tcp://host:8786`); default `$PLM_DASK_ADDRESS`, else a LocalCluster. Workers must see the home directory at the same path."""
+
+    def resolved_address(self) -> str | None:
+        return self.address or os.environ.get("PLM_DASK_ADDRESS") or None
+
+
 class ScheduleSpec(_Section):
     cron: str | None = None
     """Cron expression for a scheduled deployment (none: run on demand)."""
@@ -607,6 +619,8 @@ class PipelineSpec(_Section):
     """MLflow tracking and registry."""
     schedule: ScheduleSpec = ScheduleSpec()
     """When a deployment runs."""
+    runner: RunnerSpec = RunnerSpec()
+    """Where shard work runs (never part of a fingerprint)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -15,7 +15,9 @@ from pydantic import BaseModel
 
 from plm.artifacts import StageWriter
 from plm.config import PipelineSpec, output_slice
-from plm.stages.runtime import Done, Pipeline, Stage, StageResult
+from plm.objectives.shardio import remove_partial
+from plm.objectives.shardrun import on_cluster
+from plm.stages.runtime import Done, Pipeline, Stage, StageResult, data_cluster
 from plm.stages.tokenizer import path_of
 from plm.tracker import Progress, Tracker
 
@@ -49,14 +51,18 @@ def run(p: Pipeline, ingest: StageResult, tokenizer: StageResult) -> StageResult
         counts: dict[str, float] = {}
         metrics: dict[str, float] = {}
         docs = _EncodedSplits(tokenizer_, files, cfg.whole_word != "none", p.progress, out=w.path / "encoded")
-        if "mlm" in cfg.kinds:
-            _bert_examples(p, cfg, docs, tokenizer_.get_vocab_size(), specials, w.path / "mlm", counts, metrics, tracker)
-        if "clm" in cfg.kinds:
-            _clm_examples(p, cfg, docs, specials, w.path / "clm", counts, metrics)
-        if "skipgram" in cfg.kinds:
-            _skipgram_examples(p, cfg, files, w.path / "skipgram", counts, metrics)
-        if "cooccurrence" in cfg.kinds:
-            _cooccurrence_examples(p, cfg, files, w.path / "cooccurrence", counts, metrics)
+        remove_partial(w.path)  # a shard whose writer was killed: regenerated below
+        with data_cluster(p.spec.runner, p.log) as client, on_cluster(client):
+            if "mlm" in cfg.kinds:
+                _bert_examples(p, cfg, docs, tokenizer_.get_vocab_size(), specials, w.path / "mlm", counts, metrics,
+                               tracker)  # fmt: skip
+            if "clm" in cfg.kinds:
+                _clm_examples(p, cfg, docs, specials, w.path / "clm", counts, metrics)
+            if "skipgram" in cfg.kinds:
+                _skipgram_examples(p, cfg, files, w.path / "skipgram", counts, metrics)
+            if "cooccurrence" in cfg.kinds:
+                _cooccurrence_examples(p, cfg, files, w.path / "cooccurrence", counts, metrics)
+        remove_partial(w.path)  # left by a worker that died mid-shard (its shard was redone elsewhere)
         return Done(counts, metrics, Output(objectives=sorted(cfg.kinds)))
 
     inputs = {"ingest": ingest.fingerprint, "tokenizer": tokenizer.fingerprint}

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel
 
 from plm.artifacts import ArtifactRef, StageWriter, fingerprint, lookup, sha256_file, stage_dir, write_stage
-from plm.config import PipelineSpec
+from plm.config import PipelineSpec, RunnerSpec
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
 
@@ -230,3 +230,24 @@ class Pipeline:
             # MLflow caps dataset digests at 36 characters: the full sha256 goes into a tag beside it.
             tracker.log_input(upstream.path, f"{name}-{upstream.fingerprint}", digest[:32], context=stage)
             tracker.set_tags({f"plm.input_digest.{name}": digest})
+
+
+@contextmanager
+def data_cluster(runner: RunnerSpec, log: Callable[[str], None] = lambda msg: None) -> Iterator[Any]:
+    """A Dask client for `runner.kind: dask` (the cluster at its address, or a LocalCluster of `runner.workers`
+    processes, closed afterwards), None for `local`: what the shard runner maps the data stages' shards over."""
+    if runner.kind != "dask":
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    address = runner.resolved_address()
+    if address:
+        log(f"runner: Dask cluster at {address}")
+        with Client(address) as client:
+            yield client
+        return
+    log(f"runner: local Dask cluster of {runner.workers} processes")
+    with LocalCluster(n_workers=runner.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            yield client
