@@ -134,3 +134,22 @@ def test_transfer_report_through_the_cli(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.get_run(payload["run_id"])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"report.csv", "summary.csv", "plots"}
+
+def test_one_dag_plans_every_entry_point():
+    from plm.config import RUN_ONLY, TrainSpec, output_slice
+
+    def plan(target, *extra, skip=()):
+        return [s.name for s in stages.plan(stages.Pipeline(load_spec(None, list(extra)), tracking=False), target, skip)]
+
+    assert plan("register") == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
+    assert plan("register", "finetune.report=true", "word_vectors={}", "objectives.kinds=[mlm, nsp, skipgram]") == [
+        "ingest", "tokenizer", "examples", "pretrain", "word_vectors", "finetune", "transfer", "register"]
+    gpt = ["model.arch=gpt", "tokenizer.family=gpt", "objectives.kinds=[clm]"]
+    assert plan("register", *gpt) == ["ingest", "tokenizer", "examples", "pretrain", "register"]  # gpt: no fine-tuning
+    assert plan("register", "finetune.report=true", skip=stages.PRETRAIN_ONLY)[-2:] == ["pretrain", "register"]
+    assert plan("transfer") == ["ingest", "tokenizer", "examples", "pretrain", "transfer"]  # asked for: runs
+    with pytest.raises(ValueError, match="unknown stage 'eval'"):
+        plan("eval")
+    marked = {n for n, f in TrainSpec.model_fields.items() if f.json_schema_extra == RUN_ONLY}
+    assert marked == {"resume", "prefetch", "keep_checkpoints", "checkpoint_every", "log_every"}
+    assert not marked & set(output_slice(TrainSpec())) and "lr" in output_slice(TrainSpec())
