@@ -185,8 +185,16 @@ def _stage_command(stage: str) -> Any:
     return command
 
 
-for _stage in ("tokenizer", "examples", "finetune"):
-    app.command(name=_stage)(_stage_command(_stage))
+def _stage_commands() -> None:
+    """`plm <stage>` for every stage of the DAG that asks for one (plm.stages.Stage.command)."""
+    from plm.stages import DAG
+
+    for stage in DAG:
+        if stage.command:
+            app.command(name=stage.name)(_stage_command(stage.name))
+
+
+_stage_commands()
 
 
 @app.command()

@@ -15,8 +15,6 @@ from pydantic import BaseModel
 
 from plm.artifacts import StageWriter
 from plm.config import PipelineSpec, output_slice
-from plm.objectives.shardio import remove_partial
-from plm.objectives.shardrun import on_cluster
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult, data_cluster
 from plm.stages.tokenizer import path_of
 from plm.tracker import Progress, Tracker
@@ -39,6 +37,8 @@ def shards(result: StageResult, objective: str, split: str) -> list[Path]:
 
 
 def run(p: Pipeline, ingest: StageResult, tokenizer: StageResult) -> StageResult:
+    from plm.objectives.shardio import remove_partial
+    from plm.objectives.shardrun import on_cluster
     from plm.tokenizer.specials import SpecialIds
     from plm.tokenizer.train import load_tokenizer
 
@@ -196,5 +196,5 @@ def _cooccurrence_examples(
 
 
 
-STAGE = Stage(NAME, VERSION, needs=("ingest", "tokenizer"), output=Output, run=run,
+STAGE = Stage(NAME, VERSION, needs=("ingest", "tokenizer"), output=Output, run=run, command=True,
               label=lambda p: f"{'+'.join(p.spec.objectives.kinds)}-{p.results['ingest'].output.snapshot_id}")  # fmt: skip

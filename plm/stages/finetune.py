@@ -169,5 +169,5 @@ def pretrained_families(p: Pipeline, tokenizer: StageResult, pretrain: StageResu
     return families
 
 
-STAGE = Stage(NAME, VERSION, needs=("tokenizer", "pretrain"), uses=("word_vectors",), output=Output, run=run,
+STAGE = Stage(NAME, VERSION, needs=("tokenizer", "pretrain"), uses=("word_vectors",), output=Output, run=run, command=True,
               label=lambda p: p.spec.finetune.task, applies=lambda spec: family_of(spec).finetunes)  # fmt: skip

@@ -47,6 +47,8 @@ class Stage:
     """Upstream stages read when the pipeline has them: they run first when they apply to the spec."""
     applies: Callable[[PipelineSpec], bool] = _always
     """Whether the whole pipeline includes it (a stage asked for by name always runs)."""
+    command: bool = False
+    """Exposed as `plm <name> SPEC` (runs it and whatever it needs); stages with a command of their own say False."""
 
 
 class Done(NamedTuple):

@@ -63,5 +63,5 @@ def compare(specs: dict[str, PipelineSpec], progress: Any = None) -> list[dict[s
     return compare_tokenizers(paths, files, "validation")
 
 
-STAGE = Stage(NAME, VERSION, needs=("ingest",), output=Output, run=run,
+STAGE = Stage(NAME, VERSION, needs=("ingest",), output=Output, run=run, command=True,
               label=lambda p: f"{p.spec.tokenizer.kind}-{p.results['ingest'].output.snapshot_id}")  # fmt: skip
