@@ -585,7 +585,14 @@ class RunnerSpec(_Section):
     address: str | None = run_only(None)
     """`kind: dask`: the scheduler of an existing cluster (`tcp://host:8786`); default `$PLM_DASK_ADDRESS`, else a LocalCluster. Workers must see the home directory at the same path."""
 
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RunnerSpec:
+        if self.address and self.kind != "dask":
+            raise ValueError("runner.address is the scheduler of a Dask cluster: set runner.kind=dask")
+        return self
+
     def resolved_address(self) -> str | None:
+        """`address`, else `$PLM_DASK_ADDRESS` (None: start a LocalCluster)."""
         return self.address or os.environ.get("PLM_DASK_ADDRESS") or None
 
 
