@@ -39,6 +39,11 @@ def on_cluster(client: Any) -> Iterator[None]:
         _CLIENT.reset(token)
 
 
+def cluster() -> Any:
+    """The Dask client of the enclosing `on_cluster` block, or None."""
+    return _CLIENT.get()
+
+
 def _forked(fn: Callable[[Any, dict[str, Any]], Any], job: Any) -> Any:
     return fn(job, _FORKED)
 

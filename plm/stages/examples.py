@@ -80,10 +80,16 @@ class _EncodedSplits:
         self.cache: dict[str, list[Any]] = {}
 
     def __getitem__(self, split: str) -> list[Any]:
-        from plm.tokenizer.encode import encode_documents, write_encoded
+        from plm.objectives.shardrun import cluster, run_shards
+        from plm.tokenizer.encode import encode_documents, encode_file, write_encoded
 
         if split not in self.cache:
-            docs = encode_documents(self.tokenizer, self.files, split, progress=self.progress, with_words=self.with_words)
+            if cluster() is not None:  # one job per lake file, concatenated in lake order (the same documents)
+                work = {"tokenizer": self.tokenizer.to_str(), "split": split, "with_words": self.with_words}
+                docs = [d for part in run_shards(encode_file, self.files, work) for d in part]
+            else:
+                docs = encode_documents(self.tokenizer, self.files, split, progress=self.progress,
+                                        with_words=self.with_words)  # fmt: skip
             if docs and self.out is not None:  # token ids (and word/offset info) kept as Parquet beside the examples
                 write_encoded(docs, self.out / split)
             self.cache[split] = docs
