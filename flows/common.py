@@ -149,3 +149,4 @@ def publish_headline(p: Pipeline) -> None:
         description=(f"**does pretraining pay?** `{name}@champion` = {champion['family']} {champion['strategy']}: "
                      "test metric per labelled budget, mean and 95 % interval over seeds; gains are paired over seeds"),
     )
+

@@ -6,10 +6,15 @@ same settings move unchanged to deploy/compose.yaml:
 - `PREFECT_API_DATABASE_CONNECTION_URL`: Prefect's database (default SQLite under `$PLM_HOME/prefect`).
 - `MLFLOW_BACKEND_STORE_URI`: MLflow's backend store (default `sqlite:///$PLM_HOME/mlflow.db`, the
   same store the embedded default writes, so runs made before `plm serve` stay visible).
-- `PREFECT_SERVER_API_AUTH_STRING="user:pass"` turns Prefect's basic auth on; the worker gets it as
+- `PREFECT_SERVER_API_AUTH_STRING="user:pass"`: Prefect's basic-auth credential; the worker gets it as
   `PREFECT_API_AUTH_STRING`.
-- `MLFLOW_TRACKING_USERNAME` + `MLFLOW_TRACKING_PASSWORD` turn MLflow's `basic-auth` app on with that
-  admin user (its user store lives in `$PLM_HOME/mlflow-auth.db`).
+- `MLFLOW_TRACKING_USERNAME` + `MLFLOW_TRACKING_PASSWORD`: the admin user of MLflow's `basic-auth` app
+  (its user store lives in `$PLM_HOME/mlflow-auth.db`).
+
+Both servers always require credentials: those not given in the environment are generated once into
+`$PLM_HOME/credentials.json` (mode 0600) and reused on every start; `plm` commands on the same home
+read them from there. CORS is limited to the UIs' own origins (`PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS`,
+`--cors-allowed-origins`), so a web page elsewhere cannot drive either API from a browser.
 
 Each child runs in its own process group; stopping sends SIGTERM to every group, waits, then SIGKILL,
 so uvicorn/gunicorn workers and flow-run subprocesses go with their parents. While the stack is up,
@@ -28,7 +33,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -114,6 +120,10 @@ class ServerStack:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     children: list[Child] = field(default_factory=list)
     seconds_to_healthy: float | None = None
+    workers: bool = True
+    """False for `plm ui`: both servers (same auth, same stores) and no worker, so nothing runs deployments."""
+    auth: dict[str, str] = field(default_factory=dict)
+    """server -> where its credentials come from: "env" (given) or "home" (credentials.json)."""
 
     @property
     def prefect_url(self) -> str:
@@ -137,7 +147,43 @@ class ServerStack:
             "home": str(self.home),
             "children": {c.name: c.proc.pid for c in self.children},
             "seconds_to_healthy": self.seconds_to_healthy,
+            "auth": self.auth,
         }
+
+    @property
+    def loopback(self) -> bool:
+        import ipaddress
+
+        try:
+            return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def origins(self, port: int) -> str:
+        """The browser origins of a UI on `port` (both loopback spellings on a loopback host)."""
+        hosts = ["127.0.0.1", "localhost"] if self.loopback else [self.host]
+        return ",".join(f"http://{h}:{port}" for h in hosts)
+
+    def use_credentials(self) -> tuple[dict[str, dict[str, str]], bool]:
+        """Credentials for both servers: the environment's, else the home's (generated on first use).
+
+        Returns the home's credentials (empty when the environment gave both) and whether they were
+        generated now (the caller prints them, once).
+        """
+        from plm.cli import server_credentials
+
+        need_prefect = not self.env.get("PREFECT_SERVER_API_AUTH_STRING")
+        need_mlflow = not (self.env.get("MLFLOW_TRACKING_USERNAME") and self.env.get("MLFLOW_TRACKING_PASSWORD"))
+        self.auth = {"prefect": "home" if need_prefect else "env", "mlflow": "home" if need_mlflow else "env"}
+        if not (need_prefect or need_mlflow):
+            return {}, False
+        creds, generated = server_credentials(self.home, create=True)
+        if need_prefect:
+            self.env["PREFECT_SERVER_API_AUTH_STRING"] = f"{creds['prefect']['username']}:{creds['prefect']['password']}"
+        if need_mlflow:
+            self.env["MLFLOW_TRACKING_USERNAME"] = creds["mlflow"]["username"]
+            self.env["MLFLOW_TRACKING_PASSWORD"] = creds["mlflow"]["password"]
+        return creds, generated
 
     # ---- start ---------------------------------------------------------------------------------
 
@@ -154,6 +200,9 @@ class ServerStack:
         env.pop("MLFLOW_TRACKING_URI", None)
         # The UI (a JS app in the browser) asks the server where its API is; on a non-default port it must be told.
         env.setdefault("PREFECT_UI_API_URL", self.prefect_api_url)
+        # Only the UI's own origin may call the API from a browser (Prefect's default is `*`).
+        env.setdefault("PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS", self.origins(self.prefect_port))
+        env.pop("PREFECT_API_AUTH_STRING", None)  # the servers' own credentials are the ones above
         return env
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
@@ -172,6 +221,10 @@ class ServerStack:
         argv = [_bin("mlflow"), "server", "--host", self.host, "--port", str(self.mlflow_port),
                 "--backend-store-uri", store, "--serve-artifacts",
                 "--artifacts-destination", str(self.home / "mlartifacts"), "--workers", "1"]  # fmt: skip
+        if not env.get("MLFLOW_SERVER_CORS_ALLOWED_ORIGINS"):  # MLflow's default: any localhost origin, any port
+            argv += ["--cors-allowed-origins", self.origins(self.mlflow_port)]
+        if not self.loopback and not env.get("MLFLOW_SERVER_ALLOWED_HOSTS"):  # its default: localhost + private IPs
+            argv += ["--allowed-hosts", f"{self.host},{self.host}:{self.mlflow_port}"]
         user, password = env.get("MLFLOW_TRACKING_USERNAME"), env.get("MLFLOW_TRACKING_PASSWORD")
         if user and password:
             ini = self.home / "mlflow-auth.ini"
@@ -203,6 +256,8 @@ class ServerStack:
 
     def start(self, gpus: int | None = None, query_seconds: float = 5.0) -> None:
         """Start both servers, wait until healthy, then the worker(s); raise ServeError on failure."""
+        if not self.auth:
+            self.use_credentials()
         self.check_env()
         self.home.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
@@ -213,6 +268,9 @@ class ServerStack:
         self._spawn("mlflow-server", self._mlflow_argv(ml_env), ml_env)
         self.wait_healthy()
         self.seconds_to_healthy = round(time.perf_counter() - t0, 2)
+        if not self.workers:
+            (self.home / SERVERS_FILE).write_text(json.dumps(self.describe(), indent=2))
+            return
         worker_env = {**base, "PREFECT_API_URL": self.prefect_api_url, "MLFLOW_TRACKING_URI": self.mlflow_url,
                       "PREFECT_WORKER_QUERY_SECONDS": str(query_seconds)}  # fmt: skip
         if base.get("PREFECT_SERVER_API_AUTH_STRING"):
@@ -303,3 +361,81 @@ def serve_forever(stack: ServerStack, on_ready: Callable[[ServerStack], None], g
         stack.stop()
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
+    """Prefect's ephemeral API for one `plm run`, in its own session; yields its API URL (None when one is set).
+
+    Prefect starts its ephemeral server as a plain child, in the terminal's process group, so Ctrl-C
+    killed it along with the run: the interrupted flow could not report its state (the run stayed
+    RUNNING) and its client retried into a dead server for minutes (a traceback per retry). This is the
+    same server (uvicorn on Prefect's app, ephemeral mode, no UI) started in a session of its own: a
+    Ctrl-C reaches only `plm run`, which reports the crash to a live API and then stops the server.
+    """
+    import socket
+
+    if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules:  # a server, or too late (Prefect's own then)
+        yield None
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    argv = [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+            "--port", str(port), "--log-level", "error", "--lifespan", "on"]  # fmt: skip
+    from plm.artifacts import waiting_lock
+
+    # Started one at a time per Prefect home: a server migrates its database on start, and two `plm run`
+    # on a fresh home would both run the migrations (an alembic traceback). The lock is held until healthy.
+    lock = ExitStack()
+    lock.enter_context(waiting_lock(Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect") / ".plm-start.lock"))
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", timeout))
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Prefect's API server exited with {proc.returncode} while starting")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Prefect's API server did not answer within {timeout:.0f}s")
+            time.sleep(0.25)
+        lock.close()
+        # Set before Prefect is imported: its root settings (what its log and event service threads
+        # read) are taken from the environment at import; they would start a temporary server otherwise.
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            _drain_prefect_services()  # their last logs and events, while the server still answers
+            os.environ.pop("PREFECT_API_URL", None)
+    finally:
+        lock.close()  # (a second close is a no-op)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _drain_prefect_services(timeout: float = 10.0) -> None:
+    """Flush Prefect's log and event workers now (they would drain at exit, into a stopped server)."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        try:
+            service.drain_all(timeout=timeout)
+        except Exception:  # noqa: BLE001 - best effort; exiting matters more than the last log line
+            pass

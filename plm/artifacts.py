@@ -153,6 +153,20 @@ def write_stage(
                 Path(lock.name).unlink(missing_ok=True)
 
 
+@contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` for one block, waiting for another holder (store creation on a fresh home)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def _lock(path: Path) -> Any:
     """An exclusive flock held until the returned file is closed; fails fast naming the holder."""
     import fcntl

@@ -56,12 +56,56 @@ def configure_env(spec: PipelineSpec) -> None:
     _use_running_servers(home)
 
 
+CREDENTIALS_FILE = "credentials.json"
+"""`plm serve`'s generated server credentials in the home (owner-only): {"prefect": {...}, "mlflow": {...}}."""
+
+
+def server_credentials(home: Path, create: bool = False) -> tuple[dict[str, dict[str, str]], bool]:
+    """The home's server credentials and whether they were generated now (`create`: on first use).
+
+    The file is created with mode 0600 (never readable by others); one that others can read or that is not
+    the current user's is refused (PermissionError), as a shared home's credentials would be.
+    """
+    import secrets
+    import stat
+
+    path = home / CREDENTIALS_FILE
+    if path.exists():
+        st = path.stat()
+        if st.st_mode & 0o077 or st.st_uid != os.getuid():
+            raise PermissionError(f"{path} must be the current user's and owner-only (mode {stat.S_IMODE(st.st_mode):o}; "
+                                  "chmod 600 it)")  # fmt: skip
+        return json.loads(path.read_text()), False
+    if not create:
+        return {}, False
+    creds = {"prefect": {"username": "plm", "password": secrets.token_urlsafe(24)},
+             "mlflow": {"username": "plm-admin", "password": secrets.token_urlsafe(24)}}  # fmt: skip
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(creds, f, indent=2)
+    return creds, True
+
+
+def credentials_env(creds: dict[str, dict[str, str]], which: list[str]) -> dict[str, str]:
+    """Client environment variables of the credentials named in `which` (prefect, mlflow)."""
+    env = {}
+    if "prefect" in which and "prefect" in creds:
+        env["PREFECT_API_AUTH_STRING"] = f"{creds['prefect']['username']}:{creds['prefect']['password']}"
+    if "mlflow" in which and "mlflow" in creds:
+        env["MLFLOW_TRACKING_USERNAME"] = creds["mlflow"]["username"]
+        env["MLFLOW_TRACKING_PASSWORD"] = creds["mlflow"]["password"]
+    return env
+
+
 def _use_running_servers(home: Path) -> None:
-    """While `plm serve` runs on this home, point Prefect and MLflow at its servers.
+    """While `plm serve` runs on this home, point Prefect and MLflow at its servers, with its credentials.
 
     Explicit PREFECT_API_URL / MLFLOW_TRACKING_URI win. servers.json counts only while the process
     that wrote it is alive and still `plm serve` (it stops every server and removes the file on exit;
     a killed one leaves a stale file that this check ignores), so the embedded defaults take over again.
+    The servers' generated credentials (those servers.json names as the home's) come from the home's
+    owner-only credentials file; credentials already in the environment win.
     """
     path = home / "servers.json"
     if not path.exists() or (os.environ.get("PREFECT_API_URL") and os.environ.get("MLFLOW_TRACKING_URI")):
@@ -71,12 +115,16 @@ def _use_running_servers(home: Path) -> None:
         pid = int(servers["pid"])
         os.kill(pid, 0)
         cmdline = Path(f"/proc/{pid}/cmdline")
-        if cmdline.exists() and b"serve" not in cmdline.read_bytes():
+        if cmdline.exists() and not ({b"serve", b"ui"} & set(cmdline.read_bytes().split(b"\0"))):
             return  # the pid was reused by something else
     except (OSError, ValueError, KeyError):
         return
     os.environ.setdefault("PREFECT_API_URL", servers["prefect_api_url"])
     os.environ.setdefault("MLFLOW_TRACKING_URI", servers["mlflow_tracking_uri"])
+    from_home = [k for k, v in servers.get("auth", {}).items() if v == "home"]
+    if from_home:
+        for key, value in credentials_env(server_credentials(home)[0], from_home).items():
+            os.environ.setdefault(key, value)
 
 
 def load_cli_spec(spec_path: Path, overrides: list[str] | None) -> PipelineSpec:
@@ -164,7 +212,10 @@ def print_summary(spec: PipelineSpec, results: list[dict[str, Any]], run_id: str
             out.print(headline_table(report, transfer.get("metric", "accuracy"), champion, spec.finetune.task))
         out.print(f"transfer report: {report}   learning curves: {Path(transfer['path']) / 'report.png'}")
     if uri.startswith("sqlite:"):
-        out.print(f"MLflow UI: mlflow ui --backend-store-uri {uri} --host 127.0.0.1   Prefect UI: prefect server start")
+        home = spec.home_dir().resolve()
+        out.print(f"UIs: plm ui --home {home}   (by hand: mlflow ui --backend-store-uri {uri} --host 127.0.0.1; "
+                  f"PREFECT_HOME={home / 'prefect'} PREFECT_SERVER_ANALYTICS_ENABLED=false prefect server start "
+                  "--host 127.0.0.1)", markup=False)  # fmt: skip
 
 
 def _stage_command(stage: str) -> Any:
@@ -344,15 +395,17 @@ def _transfer_table(report: Path, task: str, metric: str = "accuracy") -> Table:
     from plm.finetune.report import summarise
 
     summary = summarise(pd.read_csv(report), metric)
+    registered = bool((summary.init == "registered").any())  # finetune.init: a column for the registered start
     table = Table(title=f"{task}: test {metric}, mean [95 % interval over seeds]", title_justify="left")
-    for col in ("family", "strategy", "labels", "pretrained", "scratch", "gain", "seeds"):
+    for col in ("family", "strategy", "labels", *(["registered"] if registered else []), "pretrained", "scratch",
+                "gain", "seeds"):  # fmt: skip
         table.add_column(col)
     for (family, strategy, labels), cell in summary.groupby(["family", "strategy", "labels"], sort=True):
         by = {r.init: r for r in cell.itertuples()}
         pre, scr = by.get("pretrained") or by.get("baseline"), by.get("scratch")  # a baseline row has no scratch twin
         gain = f"{pre.mean - scr.mean:+.3f}" if pre is not None and scr is not None else ""
-        table.add_row(str(family), str(strategy), str(labels), _cell(pre), _cell(scr), gain,
-                      str(max(r.seeds for r in by.values())))  # fmt: skip
+        table.add_row(str(family), str(strategy), str(labels), *([_cell(by.get("registered"))] if registered else []),
+                      _cell(pre), _cell(scr), gain, str(max(r.seeds for r in by.values())))  # fmt: skip
     return table
 
 
@@ -458,7 +511,7 @@ def predict(
     """Load a registered model as an MLflow pyfunc and predict on TEXTS (--pair / --qa: taken two by two) or --input rows.jsonl."""
     import pandas as pd
 
-    from plm.tracking import RegistryError, predict_texts
+    from plm.tracking import PredictInputError, RegistryError, predict_texts
 
     texts = list(texts or [])
     if bool(texts) == bool(input_path) or (pair and qa) or ((pair or qa) and len(texts) % 2):
@@ -469,11 +522,16 @@ def predict(
     elif qa:
         frame = pd.DataFrame({"question": texts[0::2], "context": texts[1::2]})
     elif input_path:
-        frame = pd.read_json(input_path, lines=True, dtype=False)
+        frame = pd.DataFrame(_read_rows(input_path))
     else:
         frame = pd.DataFrame({"text": texts})
     try:
         rows = predict_texts(_tracking_uri(spec_path), model_uri, frame)
+    except PredictInputError as exc:
+        hint = {"--pair": pair, "--qa": qa}
+        given = next((f" (with {k})" for k, v in hint.items() if v), "")
+        error(f"{exc}{given}")
+        raise typer.Exit(2) from None
     except RegistryError as exc:
         error(exc)
         raise typer.Exit(1) from None
@@ -484,6 +542,32 @@ def predict(
         out.print("\t".join([*cells, *(str(inp[c]) for c in shown)]))
     if json_:
         print(json.dumps([{k: _jsonable(v) for k, v in r.items()} for r in rows]))
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL file, one per non-blank line; a one-line error for anything else."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        error(f"cannot read {path}: {exc}")
+        raise typer.Exit(2) from None
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            error(f"{path}:{n}: not JSON ({exc})")
+            raise typer.Exit(2) from None
+        if not isinstance(row, dict):
+            error(f"{path}:{n}: a row must be a JSON object with the model's input columns, got {type(row).__name__}")
+            raise typer.Exit(2) from None
+        rows.append(row)
+    if not rows:
+        error(f"{path}: no input rows")
+        raise typer.Exit(2)
+    return rows
 
 
 def _jsonable(value: Any) -> Any:

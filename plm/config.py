@@ -526,8 +526,8 @@ class FinetuneSpec(_Section):
     """Seed shared by the pretrained and the from-scratch run."""
     compare_scratch: bool = True
     """Also train the same architecture from random weights with the same seed and budget."""
-    strategy: Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch"] = "full"
-    """How the pretrained model is transferred: train all, fixed encoder, layer-wise LRs, word2vec `embeddings` (an MLP over the vectors), word2vec `features` (logistic regression on the mean unit word vector), or `scratch` (random init)."""
+    strategy: Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot"] = "full"
+    """How the pretrained model is transferred: train all, fixed encoder (decoder), layer-wise LRs, word2vec `embeddings` (an MLP over the vectors), word2vec `features` (logistic regression on the mean unit word vector), `scratch` (random init), or `zero_shot` (a GPT decoder scores label verbalisers; nothing trains)."""
     layer_decay: float = Field(0.8, gt=0, le=1)
     """`discriminative`: learning rate multiplier per layer going down from the head."""
     gradual_unfreeze: bool = False
@@ -536,10 +536,20 @@ class FinetuneSpec(_Section):
     """`embeddings`: fine-tune the pretrained word vectors too (False: they stay fixed, the feature-based approach)."""
     embeddings_hidden: int = Field(128, ge=1)
     """`embeddings`: width of the MLP over the mean-pooled word vectors."""
-    transfer_strategies: list[Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch"]] = [
+    init: str | None = Field(None, pattern=r"^models:/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9_-]+|/[0-9]+)$")
+    """Start the fine-tune from a registered model, `models:/<name>@<alias>` or `models:/<name>/<version>` (a BERT or GPT classifier, encoder or decoder with this pipeline's tokenizer); its task head is kept when its labels equal this task's, else replaced. The candidate is `init: registered`, its version's `plm.parent.*` tags name the parent; `plm transfer` adds `registered` rows beside pretrained and scratch. None = this pipeline's pretrained model."""
+    lm_aux_weight: float = Field(0.5, ge=0)
+    """GPT fine-tuning: weight of the language-model loss on the input kept as an auxiliary objective (GPT-1: 0.5; 0 = task loss only)."""
+    verbalizers: dict[str, str] = {}
+    """`zero_shot`: label -> the text whose likelihood after the prompt stands for it (e.g. `{positive: " great", negative: " terrible"}`); empty = `" <label>"`."""
+    zero_shot_template: str = "{text}"
+    """`zero_shot`: the prompt, with `{text}` (and `{text_pair}` for pairs); the verbaliser is scored as its continuation."""
+    zero_shot_calibrate: bool = False
+    """`zero_shot`: subtract each verbaliser's score after the content-free input "N/A" (contextual calibration, Zhao et al. 2021)."""
+    transfer_strategies: list[Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot"]] = [
         "full", "frozen", "discriminative"
     ]
-    """`plm transfer`: strategies compared, each from pretrained weights and from scratch; word-vector strategies (`features`, `embeddings`) use `model` (arch word2vec) or `word_vectors`."""
+    """`plm transfer`: strategies compared, each from pretrained weights and from scratch; word-vector strategies (`features`, `embeddings`) use `model` (arch word2vec) or `word_vectors`; `zero_shot` (gpt) is one row at 0 labels."""
     transfer_fractions: list[float] = [0.1, 0.25, 0.5, 1.0]
     """`plm transfer`: fractions of the labelled training split (nested subsets), when `transfer_labels` is empty."""
     transfer_labels: list[int] = []

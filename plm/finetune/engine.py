@@ -109,6 +109,23 @@ def load_encoder(model: BertForSequenceClassification, model_dir: Path) -> None:
     model.bert.load_state_dict(encoder, strict=True)
 
 
+def load_head_if_same_labels(model: torch.nn.Module, model_dir: Path, id2label: dict[int, str],
+                             prefixes: tuple[str, ...] = ("classifier.",)) -> bool:  # fmt: skip
+    """Copy the task head (`prefixes`) of a fine-tuned model dir when its labels equal `id2label`
+    (task-to-task transfer keeps a head that answers the same question); True when copied."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / CONFIG).read_text())
+    theirs = {int(k): v for k, v in (config.get("id2label") or {}).items()}
+    if "num_labels" not in config or theirs != id2label or int(config["num_labels"]) != max(1, len(id2label)):
+        return False
+    weights = load_file(str(model_dir / WEIGHTS))
+    head = {k: v for k, v in weights.items() if k.startswith(prefixes)}
+    if not head:
+        return False
+    model.load_state_dict(head, strict=False)
+    return True
+
+
 def accuracy_and_macro_f1(y_true: Sequence[int], y_pred: Sequence[int]) -> tuple[float, float]:
     """Accuracy and the unweighted mean of per-class F1 over the classes seen in y_true or y_pred."""
     t, p = np.asarray(y_true), np.asarray(y_pred)
@@ -257,14 +274,16 @@ def finetune_classifier(
 
     torch.manual_seed(ft.seed)  # same head init, dropout masks and data order for pretrained and scratch
     model = BertForSequenceClassification(cfg, num_labels)
+    head = "new"
     if init_from is not None:
         load_encoder(model, init_from)
+        head = "kept" if load_head_if_same_labels(model, init_from, id2label) else "new"
     model.to(device).train()
     strategy = resolve_strategy(strategy or ft.strategy, init_from is not None)
     optimizer = build_strategy_optimizer(model, strategy, ft.lr, WEIGHT_DECAY, ft.layer_decay, cfg.num_layers)
     total = ft.epochs * math.ceil(len(train_ids) / ft.batch_size)
     tracker.log_params({"init": "pretrained" if init_from else "scratch", "strategy": strategy,
-                        "num_labels": num_labels, "steps": total})  # fmt: skip
+                        "num_labels": num_labels, "steps": total, "head": head})  # fmt: skip
 
     def make_batch(idx: list[int]) -> dict[str, torch.Tensor]:
         return collate([train_ids[i] for i in idx], [train_labels[i] for i in idx], [train_types[i] for i in idx])

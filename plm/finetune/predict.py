@@ -37,7 +37,7 @@ def input_example(kind: str, pair: bool = False) -> pd.DataFrame | list[str]:
 
 def example_for(kind: str, model_dir: Path, default: list[str]) -> pd.DataFrame | list[str]:
     """The input example of a registered model: pair/QA columns for those kinds, else `default` texts."""
-    if kind in ("pair_classifier", "regressor", "qa", "embeddings_classifier"):
+    if kind in ("pair_classifier", "regressor", "qa", "embeddings_classifier", "gpt_classifier"):
         return input_example(kind, bool(_task(model_dir).get("pair", False)))
     return default
 

@@ -60,7 +60,8 @@ def paired_gain(report: pd.DataFrame, metric: str, a: dict[str, str], b: dict[st
 
 def plot_learning_curves(summary: pd.DataFrame, out: Path, task: str, metric: str, champion: dict[str, str] | None) -> None:
     """`metric` vs labelled examples (log x) with 95 % bands: pretrained strategies solid, their scratch twins
-    dashed in the same colour, the TF-IDF baseline black dotted; the champion's line drawn thicker."""
+    dashed in the same colour, the TF-IDF baseline black dotted, a zero-shot score (0 labels) a horizontal
+    line; the champion's line drawn thicker."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,13 +72,17 @@ def plot_learning_curves(summary: pd.DataFrame, out: Path, task: str, metric: st
     lines = summary[summary.init != "baseline"].groupby(["family", "strategy"], sort=True)
     for i, ((family, strategy), part) in enumerate(lines):
         colour = colours[i % len(colours)]
-        for init, style in (("pretrained", "-"), ("scratch", "--")):
+        if strategy == "zero_shot":  # no labels used: a horizontal line at its one score
+            ax.axhline(float(part["mean"].iloc[0]), linestyle=(0, (1, 1)), color=colour, label=f"{family} zero-shot (0 labels)")
+            continue
+        for init, style in (("pretrained", "-"), ("scratch", "--"), ("registered", "-.")):
             rows = part[part.init == init].sort_values("labels")
             if rows.empty:
                 continue
             is_champ = champion is not None and init == "pretrained" and champion.get("family") == family \
                 and champion.get("strategy") == strategy  # fmt: skip
-            label = f"{family} {strategy}" + (" (scratch)" if init == "scratch" else "") + (" = champion" if is_champ else "")
+            label = f"{family} {strategy}" + {"scratch": " (scratch)", "registered": " (from registered model)"}.get(init, "") \
+                + (" = champion" if is_champ else "")  # fmt: skip
             ax.plot(rows.labels, rows["mean"], style, marker="o" if init == "pretrained" else "s", color=colour,
                     label=label, linewidth=2.6 if is_champ else 1.4)  # fmt: skip
             if rows["low"].notna().any():

@@ -30,7 +30,7 @@ KINDS = {"classification": "classifier", "pair_classification": "pair_classifier
 class PreparedTask:
     ft: FinetuneSpec
     arch: str
-    """`bert` (an encoder model dir) or `word2vec` (a vectors folder)."""
+    """`bert` (an encoder model dir), `gpt` (a decoder model dir) or `word2vec` (a vectors folder)."""
     pretrained_dir: Path
     tokenizer_path: Path
     train_idx: list[int]
@@ -41,9 +41,11 @@ class PreparedTask:
     """The parsed task as a pyarrow Table with a `split` column (written beside the model: the task's lake copy)."""
     data: Any
     encoded: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
-    """BERT (ids, segment ids) per row, encoded on first use: a transfer report touches a few thousand of 50k rows."""
+    """BERT (ids, segment ids), or GPT (ids, []), per row, encoded on first use: a transfer report touches a few thousand of 50k rows."""
     features: Any = None
     """`WordVectorFeatures` of a word2vec task, built on the first `features` fit and reused by every later one."""
+    init_dir: Path | None = None
+    """A registered model's folder (`finetune.init`) that `fit(..., registered=True)` starts from."""
 
     def for_family(self, arch: str, pretrained_dir: Path) -> PreparedTask:
         """The same rows and split for another pretrained family (a BERT pipeline's companion word vectors)."""
@@ -69,6 +71,8 @@ class PreparedTask:
     @property
     def kind(self) -> str:
         """Registry/pyfunc model kind (plm.tracking.PREDICTORS)."""
+        if self.arch == "gpt":
+            return "gpt_classifier"
         return "embeddings_classifier" if self.arch == "word2vec" else KINDS[self.ft.task_type]
 
     @property
@@ -84,6 +88,8 @@ class PreparedTask:
         from plm.families import FAMILIES
 
         usable = set(FAMILIES[self.arch].strategies)
+        if self.ft.task_type == "regression":
+            usable = usable - {"zero_shot"}
         chosen = [s for s in wanted if s in usable]
         if not chosen:
             raise ValueError(f"finetune strategies {wanted} do not apply to model.arch={self.arch} "
@@ -101,6 +107,7 @@ class PreparedTask:
         seed: int | None = None,
         save: bool = True,
         eval_each_epoch: bool | None = None,
+        registered: bool = False,
     ) -> FinetuneResult:
         """Train on the training rows at `train_positions` (indices into `train_idx`), evaluate on the test split.
 
@@ -113,6 +120,10 @@ class PreparedTask:
         ft = self.ft.model_copy(update=update) if update else self.ft
         pretrained = pretrained and strategy != "scratch"
         init_from = self.pretrained_dir if pretrained else None
+        if registered:
+            if self.init_dir is None or strategy in ("scratch", "zero_shot") or self.arch == "word2vec":
+                raise ValueError(f"finetune: a registered init needs finetune.init and a training strategy, not {strategy}")
+            init_from = self.init_dir
         if self.arch == "word2vec" and strategy == "features":
             from plm.finetune.features import WordVectorFeatures
 
@@ -134,6 +145,8 @@ class PreparedTask:
                 ([d.texts[i] for i in test], pick(d.pairs, test), [labels[i] for i in test]),
                 dict(enumerate(self.label_names)), out_dir, pretrained, tracker, progress,
             )  # fmt: skip
+        if self.arch == "gpt":
+            return self._fit_gpt(train, test, ft, init_from, strategy, out_dir if save else None, tracker, progress)
         from plm.train.engine import load_pretrained
 
         _, bert_cfg = load_pretrained(self.pretrained_dir)
@@ -154,6 +167,39 @@ class PreparedTask:
             dict(enumerate(self.label_names)), out_dir, init_from, tracker=tracker, progress=progress,
             strategy=strategy, train_types=train_types, test_types=test_types,
         )  # fmt: skip
+
+    def _fit_gpt(self, train: list[int], test: list[int], ft: FinetuneSpec, init_from: Path | None, strategy: Strategy,
+                 out_dir: Path | None, tracker: Tracker, progress: Progress) -> FinetuneResult:  # fmt: skip
+        """GPT-1 fine-tuning on the task-token inputs, or zero-shot verbaliser scoring (plm.finetune.gpt)."""
+        from plm.finetune.gpt import finetune_gpt, zero_shot
+        from plm.models.gpt import GPTConfig
+
+        labels = self._labels()
+        d = self.data
+        if strategy == "zero_shot":
+            return zero_shot(self.pretrained_dir, self.tokenizer_path, ft, self.label_names, [d.texts[i] for i in test],
+                             None if d.pairs is None else [d.pairs[i] for i in test], [labels[i] for i in test],  # type: ignore[misc]
+                             out_dir)  # fmt: skip
+        cfg = GPTConfig.from_dict(json.loads((self.pretrained_dir / "config.json").read_text(encoding="utf-8")))
+        if ft.seq_len > cfg.max_position:
+            raise ValueError(f"finetune.seq_len {ft.seq_len} exceeds the decoder's max_position {cfg.max_position}")
+        ids = self.gpt_rows(train + test, cfg.vocab_size)
+        return finetune_gpt(cfg, ft, ids[: len(train)], [labels[i] for i in train], ids[len(train) :],
+                            [labels[i] for i in test], dict(enumerate(self.label_names)), out_dir, init_from,
+                            strategy, tracker, progress)  # fmt: skip
+
+    def gpt_rows(self, rows: list[int], vocab_size: int) -> list[list[int]]:
+        """GPT-1 inputs (`<start> A [<delim> B] <extract>`) of `rows`, encoding (once) those not encoded yet."""
+        missing = [i for i in dict.fromkeys(rows) if i not in self.encoded]
+        if missing:
+            from plm.finetune.gpt import encode_gpt
+            from plm.tokenizer.train import load_tokenizer
+
+            pairs = None if self.data.pairs is None else [self.data.pairs[i] for i in missing]
+            ids = encode_gpt(load_tokenizer(self.tokenizer_path), [self.data.texts[i] for i in missing], pairs,
+                             self.ft.seq_len, vocab_size)  # fmt: skip
+            self.encoded.update((i, (x, [])) for i, x in zip(missing, ids))
+        return [self.encoded[i][0] for i in rows]
 
     def _labels(self) -> list[int] | list[float]:
         if self.ft.task_type == "regression":
@@ -178,11 +224,11 @@ def prepare_task(ft: FinetuneSpec, pretrained_dir: Path, tokenizer_path: Path, a
 
     if arch in WORD_VECTOR_ARCHS:  # fastText and GloVe folders hold word vectors as word2vec's do
         arch = "word2vec"
-    if arch not in ("bert", "word2vec"):
-        raise ValueError(f"finetune: model.arch={arch} has no fine-tuning heads (bert, or word2vec via embeddings)")
+    if arch not in ("bert", "word2vec", "gpt"):
+        raise ValueError(f"finetune: model.arch={arch} has no fine-tuning heads (bert, gpt, or word2vec via embeddings)")
     if ft.task_type == "qa":
         if arch != "bert":
-            raise ValueError("finetune: task_type qa needs a BERT encoder (word2vec has no span head)")
+            raise ValueError(f"finetune: task_type qa needs a BERT encoder ({arch} has no span head)")
         from plm.finetune.qa import read_squad, split_by_context
 
         qa = read_squad(ft)

@@ -7,6 +7,11 @@
   `lr`, top layer one factor lower, ... embeddings lowest (Howard & Ruder 2018; Clark et al. 2020);
   with `gradual_unfreeze`, one more layer group (from the top) becomes trainable each epoch.
 - `scratch`: `full` from random weights; the baseline.
+- `zero_shot`: a GPT decoder classifies by the likelihood of label verbalisers, nothing trains
+  (plm.finetune.gpt).
+
+The groups apply to BERT (`bert.*`: embeddings, encoder layers, pooler) and to a GPT decoder
+(`transformer.*`: wte/wpe, blocks `h.i`, ln_f) alike; a GPT's task tokens sit with the head.
 - `embeddings`: word2vec vectors as the (fixed or tuned) embedding layer of a small classifier
   (plm.finetune.embeddings); it replaces the BERT encoder, so the groups above do not apply.
 """
@@ -14,20 +19,24 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from plm.train.optim import build_optimizer
 
-Strategy = Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch"]
-_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
+Strategy = Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot"]
+ALL_STRATEGIES: tuple[str, ...] = get_args(Strategy)
+_LAYER = re.compile(r"^(?:bert\.encoder\.layer|transformer\.h)\.(\d+)\.")
+_EMBEDDINGS = ("bert.embeddings.", "transformer.wte.", "transformer.wpe.")
+BODY = ("bert.", "transformer.")
+"""Parameter prefixes of the pretrained body (encoder or decoder); everything else is the task head."""
 
 
 def depth(name: str, num_layers: int) -> int:
-    """0 for embeddings, i + 1 for encoder layer i, num_layers + 1 for the pooler and the head."""
-    if name.startswith("bert.embeddings."):
+    """0 for embeddings, i + 1 for encoder (decoder) layer i, num_layers + 1 for the pooler (ln_f) and the head."""
+    if name.startswith(_EMBEDDINGS):
         return 0
     match = _LAYER.match(name)
     return int(match.group(1)) + 1 if match else num_layers + 1
@@ -43,7 +52,7 @@ def build_strategy_optimizer(
     """AdamW over the parameters the strategy trains (BERT's no-decay rule kept in every group)."""
     if strategy == "frozen":
         for name, p in model.named_parameters():
-            p.requires_grad = not name.startswith("bert.")
+            p.requires_grad = not name.startswith(BODY)
     if strategy != "discriminative":
         return build_optimizer(model, lr, weight_decay)
     groups: dict[tuple[int, bool], list[nn.Parameter]] = {}

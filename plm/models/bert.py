@@ -101,7 +101,7 @@ class Encoder(nn.Module):
         )
         self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps) if cfg.norm == "pre" else None
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         for block in self.layer:
             x = block(x, mask)
         if self.ln is not None:
@@ -135,13 +135,19 @@ class BertModel(nn.Module):
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
+        unpadded: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`attention_mask` None: padding is where input_ids == pad_token_id. `unpadded=True` (the caller
+        knows that no position is padding): attention runs without a mask, so the flash kernel applies on GPU."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        if attention_mask is None:
-            attention_mask = input_ids != self.config.pad_token_id
+        mask = None
+        if not unpadded:
+            if attention_mask is None:
+                attention_mask = input_ids != self.config.pad_token_id
+            mask = key_padding_mask(attention_mask)  # (B, 1, 1, T)
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
-        x = self.encoder(x, key_padding_mask(attention_mask))  # (B, T, C)
+        x = self.encoder(x, mask)  # (B, T, C)
         return x, self.pooler(x)
 
 
@@ -216,36 +222,53 @@ class BertForPreTraining(nn.Module):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         nsp_label: torch.Tensor | None = None,
+        mlm_positions: torch.Tensor | None = None,
+        unpadded: bool = False,
     ) -> dict[str, torch.Tensor]:
         """Without targets: `prediction_logits` (B, T, V) and `seq_relationship_logits` (B, 2).
 
         With `labels` (B, T) and `nsp_label` (B,): loss = mlm_loss + nsp_loss (each a mean), and
         detached correct/total counts so that a caller can aggregate accuracies over batches.
+        `mlm_positions` (P,) (from `plm.train.loader.mlm_positions`, made on the host): the flat indices
+        of the predicted positions, padded with B * T to a fixed multiple, so that the step has static
+        shapes and no device-to-host sync (a boolean gather needs both); same loss and gradients.
         """
-        seq, pooled = self.bert(input_ids, token_type_ids, attention_mask)  # (B, T, C), (B, C)
+        seq, pooled = self.bert(input_ids, token_type_ids, attention_mask, unpadded)  # (B, T, C), (B, C)
         nsp_logits = self.cls.seq_relationship(pooled)  # (B, 2)
         if labels is None or nsp_label is None:
             return {"prediction_logits": self.cls.predictions(seq), "seq_relationship_logits": nsp_logits}
 
         # Gather the ~15 % predicted positions first: the (N, V) projection is the most expensive
         # matmul of a small model, and computing it for every token wastes ~85 % of it.
-        selected = labels != IGNORE_INDEX  # (B, T)
-        targets = labels[selected]  # (N,)
-        mlm_logits = self.cls.predictions(seq[selected])  # (N, V)
-        if targets.numel():
-            mlm_loss = F.cross_entropy(mlm_logits.float(), targets)
-        else:  # a batch without predictions: zero loss that still reaches the graph
-            mlm_loss = mlm_logits.sum() * 0.0
+        if mlm_positions is None:
+            selected = labels != IGNORE_INDEX  # (B, T)
+            targets = labels[selected]  # (N,)
+            mlm_logits = self.cls.predictions(seq[selected])  # (N, V)
+            n_targets = torch.full((), targets.numel(), device=labels.device)
+            if targets.numel():
+                mlm_loss = F.cross_entropy(mlm_logits.float(), targets)
+            else:  # a batch without predictions: zero loss that still reaches the graph
+                mlm_loss = mlm_logits.sum() * 0.0
+        else:
+            real = mlm_positions < labels.numel()  # (P,) False = padding
+            index = mlm_positions.clamp(max=labels.numel() - 1)  # (P,)
+            targets = labels.reshape(-1)[index].masked_fill(~real, IGNORE_INDEX)  # (P,)
+            mlm_logits = self.cls.predictions(seq.reshape(-1, seq.shape[-1])[index])  # (P, V)
+            n_targets = (targets != IGNORE_INDEX).sum()
+            # sum / max(1, n): padded rows add nothing; a batch without predictions gives a zero loss in the graph
+            mlm_loss = F.cross_entropy(mlm_logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+            mlm_loss = mlm_loss / n_targets.clamp(min=1)
         nsp_loss = F.cross_entropy(nsp_logits.float(), nsp_label)
         with torch.no_grad():
-            mlm_correct = (mlm_logits.argmax(-1) == targets).sum()
+            mlm_correct = ((mlm_logits.argmax(-1) == targets) & (targets != IGNORE_INDEX)).sum()
             nsp_correct = (nsp_logits.argmax(-1) == nsp_label).sum()
         return {
             "loss": mlm_loss + nsp_loss,
             "mlm_loss": mlm_loss,
             "nsp_loss": nsp_loss,
             "mlm_correct": mlm_correct,
-            "mlm_total": torch.tensor(targets.numel(), device=labels.device),
+            "mlm_total": n_targets.detach(),
             "nsp_correct": nsp_correct,
-            "nsp_total": torch.tensor(nsp_label.numel(), device=labels.device),
+            # torch.full, not torch.tensor: a host scalar copied to the GPU would be a sync
+            "nsp_total": torch.full((), nsp_label.numel(), device=labels.device),
         }

@@ -58,7 +58,7 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(hidden_size, hidden_size)
         self.value = nn.Linear(hidden_size, hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         B, T, C = x.shape
         H = self.num_heads
         q = self.query(x).view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, D)
@@ -66,6 +66,7 @@ class SelfAttention(nn.Module):
         v = self.value(x).view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, D)
         # mask (B, 1, 1, T): padded keys get no weight; padded queries still attend to real keys,
         # so no row is fully masked (that would give NaN) and their outputs are simply ignored.
+        # None (no padding anywhere): the flash kernel applies on GPU, which takes no mask.
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, T, D)
         return y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
@@ -92,7 +93,7 @@ class Attention(nn.Module):
         self.self = SelfAttention(hidden_size, num_heads, attention_dropout)
         self.output = DenseAddNorm(hidden_size, hidden_size, dropout, eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.output(self.self(x, mask), x)  # (B, T, C)
 
 
@@ -125,7 +126,7 @@ class TransformerBlock(nn.Module):
         self.intermediate = Intermediate(hidden_size, intermediate_size)
         self.output = DenseAddNorm(intermediate_size, hidden_size, dropout, eps)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = self.attention(x, mask)  # (B, T, C)
         return self.output(self.intermediate(x), x)  # (B, T, C)
 
@@ -154,7 +155,7 @@ class PreLNAttention(nn.Module):
         self.self = SelfAttention(hidden_size, num_heads, attention_dropout)
         self.output = DenseAdd(hidden_size, hidden_size, dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         return self.output(self.self(self.ln(x), mask), x)  # (B, T, C)
 
 
@@ -178,6 +179,6 @@ class PreLNTransformerBlock(nn.Module):
         self.intermediate = Intermediate(hidden_size, intermediate_size)
         self.output = DenseAdd(intermediate_size, hidden_size, dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         x = self.attention(x, mask)  # (B, T, C)
         return self.output(self.intermediate(self.ln(x)), x)  # (B, T, C)

@@ -33,6 +33,8 @@ class Candidate(BaseModel):
     kind: str
     model_dir: str
     metric: str
+    parent: dict[str, str] | None = None
+    """Lineage tags of the registered model it was fine-tuned from (`finetune.init`), set on its version."""
 
 
 class Output(BaseModel):
@@ -87,21 +89,25 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
         for family, task in families:
             strategy = _family_strategy(cfg, task)
             main = "scratch" if strategy == "scratch" else "pretrained"
-            runs = [main] + (["scratch"] if cfg.compare_scratch and main == "pretrained" else [])
+            if task.init_dir is not None and family == families[0][0] and strategy not in ("scratch", "zero_shot"):
+                main = "registered"  # finetune.init: the candidate starts from the registered parent
+            runs = [main] + (["scratch"] if cfg.compare_scratch and main != "scratch" and strategy != "zero_shot" else [])
             prefix = "" if len(families) == 1 else f"{family}/"
             mprefix = "" if len(families) == 1 else f"{family}."
             for init in runs:
                 result = task.fit(positions, w.path / f"{prefix}{init}", init == "pretrained", strategy,
-                                  tracker=Prefixed(tracker, f"{mprefix}{init}."), progress=p.progress)  # fmt: skip
+                                  tracker=Prefixed(tracker, f"{mprefix}{init}."), progress=p.progress,
+                                  registered=init == "registered")  # fmt: skip
                 if FAMILIES[task.arch].tokenizer_in_model:
                     shutil.copy(path_of(tokenizer), result.model_dir / "tokenizer.json")
                 (result.model_dir / TASK_FILE).write_text(task.task_file())
                 metrics.update({f"{mprefix}{init}.{k}": v for k, v in result.metrics.items()})
                 curves += [f"{mprefix}{init}.{k}" for k in ("train_loss", key)]
-            if "scratch" in runs and main == "pretrained":
-                metrics[f"{mprefix}gain.{key}"] = metrics[f"{mprefix}pretrained.{key}"] - metrics[f"{mprefix}scratch.{key}"]
+            if "scratch" in runs and main != "scratch":
+                metrics[f"{mprefix}gain.{key}"] = metrics[f"{mprefix}{main}.{key}"] - metrics[f"{mprefix}scratch.{key}"]
             candidates.append(Candidate(family=family, strategy=strategy, kind=task.kind,
-                                        model_dir=f"{prefix}{main}/model", metric=f"{mprefix}{main}.{key}"))  # fmt: skip
+                                        model_dir=f"{prefix}{main}/model", metric=f"{mprefix}{main}.{key}",
+                                        parent=_parent_tags(p, tokenizer) if main == "registered" else None))  # fmt: skip
         if cfg.task_type in ("classification", "pair_classification") and len(positions) > 0:
             metrics["majority_baseline"] = _majority(task0._labels(), task0.train_idx, task0.test_idx, positions)
         first = candidates[0]
@@ -115,14 +121,55 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
                         strategy=first.strategy, metric=first.metric, candidates=candidates)  # fmt: skip
         return Done(counts, metrics, output)
 
-    return p.run(STAGE, spec_slice(p.spec), labelled_inputs(p.spec, tokenizer, pretrain, word_vectors), work)
+    return p.run(STAGE, spec_slice(p.spec), labelled_inputs(p, tokenizer, pretrain, word_vectors), work)
 
 
-def labelled_inputs(spec: PipelineSpec, tokenizer: StageResult, pretrain: StageResult,
+def labelled_inputs(p: Pipeline, tokenizer: StageResult, pretrain: StageResult,
                     word_vectors: StageResult | None) -> dict[str, str]:  # fmt: skip
-    """What a stage over the labelled task reads: the pretrained families, the tokenizer and the data file's digest."""
-    return {"pretrain": pretrain.fingerprint, "tokenizer": tokenizer.fingerprint, "task_data": _task_data_digest(spec),
-            **({"word_vectors": word_vectors.fingerprint} if word_vectors is not None else {})}  # fmt: skip
+    """What a stage over the labelled task reads: the pretrained families, the tokenizer, the data file's digest
+    and the registered parent of `finetune.init` (a re-pointed alias is new input)."""
+    got = registered_init(p, tokenizer)
+    return {"pretrain": pretrain.fingerprint, "tokenizer": tokenizer.fingerprint,
+            "task_data": _task_data_digest(p.spec),
+            **({"word_vectors": word_vectors.fingerprint} if word_vectors is not None else {}),
+            **({} if got is None else {"init": f"{got['name']}/{got['version']}:{got['fingerprint']}"})}  # fmt: skip
+
+
+def registered_init(p: Pipeline, tokenizer: StageResult) -> dict[str, Any] | None:
+    """The registered model of `finetune.init`, downloaded once per run (plm.tracking.fetch_registered), its
+    tokenizer checked against this pipeline's (the ids must mean the same tokens); None when unset."""
+    init = p.spec.finetune.init
+    if not init:
+        return None
+    key = ("init", init)
+    if key not in p.memo:
+        import hashlib
+        import json
+
+        from plm.artifacts import sha256_file
+        from plm.tracking import fetch_registered, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(p.spec.tracking.uri, p.home)
+        dest = p.home / "registered" / hashlib.sha256(init.encode()).hexdigest()[:16]
+        shutil.rmtree(dest, ignore_errors=True)  # an alias may point at a newer version than last time
+        got = fetch_registered(uri, init, dest)
+        if sha256_file(got["tokenizer_path"]) != sha256_file(path_of(tokenizer)):
+            raise ValueError(f"finetune.init {init}: its tokenizer differs from this pipeline's (train both on the same "
+                             "tokenizer stage: same corpus and tokenizer spec)")  # fmt: skip
+        arch = json.loads((got["model_dir"] / "config.json").read_text()).get("arch", "bert")
+        if arch != p.spec.model.arch:
+            raise ValueError(f"finetune.init {init} is a {arch} model; this pipeline's model.arch is {p.spec.model.arch}")
+        p.memo[key] = got
+    return p.memo[key]
+
+
+def _parent_tags(p: Pipeline, tokenizer: StageResult) -> dict[str, str]:
+    """Lineage of a version fine-tuned from `finetune.init`: the parent's name, version, URI and fingerprint."""
+    got = registered_init(p, tokenizer)
+    assert got is not None
+    return {"plm.parent.model": got["name"], "plm.parent.version": str(got["version"]),
+            "plm.parent.uri": f"models:/{got['name']}/{got['version']}", "plm.parent.init": str(p.spec.finetune.init),
+            "plm.parent.fingerprint": got["fingerprint"]}  # fmt: skip
 
 
 def _majority(labels: list[Any], train_idx: list[int], test_idx: list[int], positions: list[int]) -> float:
@@ -160,6 +207,8 @@ def pretrained_families(p: Pipeline, tokenizer: StageResult, pretrain: StageResu
                         word_vectors: StageResult | None) -> list[tuple[str, Any]]:  # fmt: skip
     """(family label, prepared task) per pretrained family of the pipeline: `model`, then its `word_vectors`."""
     task = _labelled(p, tokenizer, pretrain)
+    got = registered_init(p, tokenizer)
+    task.init_dir = None if got is None else got["model_dir"]
     families = [(pretrain.output.family_label, task)]
     if word_vectors is not None:
         key = ("word_vectors", word_vectors.fingerprint, pretrain.fingerprint)

@@ -54,6 +54,8 @@ class Target:
     model_dir: str
     candidate: Candidate | None = None
     """Set for one of several fine-tuned candidates sharing a name (the version is then named by family too)."""
+    parent: dict[str, str] | None = None
+    """Lineage tags of the registered model it was fine-tuned from (`finetune.init`)."""
 
     @property
     def fingerprint(self) -> str:
@@ -77,9 +79,10 @@ def targets(p: Pipeline, pretrain: StageResult, word_vectors: StageResult | None
         name, candidates = f"{p.spec.name}-{p.spec.finetune.task}", finetune.output.candidates
         if len(candidates) == 1:  # one family: the version is named by the stage fingerprint alone
             c = candidates[0]
-            out.append(Target(name, c.kind, finetune, c.metric, c.model_dir))
+            parent = next((x.parent for x in candidates if x.parent), None)
+            out.append(Target(name, c.kind, finetune, c.metric, c.model_dir, parent=parent))
         else:
-            out += [Target(name, c.kind, finetune, c.metric, c.model_dir, c) for c in candidates]
+            out += [Target(name, c.kind, finetune, c.metric, c.model_dir, c, c.parent) for c in candidates]
     return out
 
 
@@ -118,10 +121,12 @@ def run(p: Pipeline, ingest: StageResult, tokenizer: StageResult, pretrain: Stag
             uri = log_pyfunc_model(tracker, t.kind, model_dir, path_of(tokenizer),
                                    example_for(t.kind, model_dir, PREVIEW_TEXTS))  # fmt: skip
             value = float(t.result.metrics.get(t.metric, float("nan")))
-            tags = {**lineage, "plm.fingerprint": t.fingerprint, "plm.stage_fingerprint": t.result.fingerprint,
+            tags = {**lineage, **(t.parent or {}), "plm.fingerprint": t.fingerprint,
+                    "plm.stage_fingerprint": t.result.fingerprint,
                     **({"plm.family": c.family, "plm.strategy": c.strategy} if c is not None else {})}  # fmt: skip
             decision = register_version(p.session, uri, t.name, tags, t.metric, value,
-                                        higher_is_better=t.metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER)  # fmt: skip
+                                        higher_is_better=t.metric.rsplit(".", 1)[-1] not in LOWER_IS_BETTER,
+                                        source_run_id=t.result.run_id)  # fmt: skip
             tracker.log_metrics({f"{t.name}.{t.metric}": value})
             tracker.set_tags({f"{t.name}.promotion": json.dumps(decision)})
             p.log(f"register: {t.name} v{decision['version']} {t.metric}={value:.4f} "

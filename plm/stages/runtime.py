@@ -137,6 +137,8 @@ class Pipeline:
         self.results: dict[str, StageResult] = {}
         self.memo: dict[tuple[str, ...], Any] = {}
         """Objects stages share within this run (a parsed labelled task), never across runs."""
+        self.current: str | None = None
+        """The stage running now (None between stages)."""
 
     def __enter__(self) -> Pipeline:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -157,8 +159,11 @@ class Pipeline:
             tags.update({f"plm.reused.{r.stage}": str(r.reused).lower() for r in self.results.values()})
             if exc is not None:
                 tags["plm.error"] = f"{exc_type.__name__}: {exc}"[:5000]
+        if isinstance(exc, KeyboardInterrupt) and self.current is not None:
+            exc.plm_stage = self.current  # type: ignore[attr-defined]  # `plm run` names it in its one line
+        if self.session is not None:
             self.session.parent.set_tags(tags)
-            self.session.end(exc is None)
+            self.session.end(exc is None, killed=isinstance(exc, KeyboardInterrupt))
 
     @property
     def run_id(self) -> str | None:
@@ -171,12 +176,15 @@ class Pipeline:
             yield NullTracker()
             return
         tracker = self.session.start_stage(stage, tags)
-        ok = False
+        ok = killed = False
         try:
             yield tracker
             ok = True
+        except KeyboardInterrupt:
+            killed = True
+            raise
         finally:
-            self.session.end_stage(tracker, ok)
+            self.session.end_stage(tracker, ok, killed=killed)
 
     def upstream(self, stage: Stage, fp: str) -> StageResult | None:
         """The result of `stage` in this run, else its finished output of fingerprint `fp` in the home."""
@@ -207,6 +215,7 @@ class Pipeline:
             result = StageResult.from_manifest(stage.output, ref.path, ref.manifest, True, time.perf_counter() - start)
         else:
             self.log(f"{name}: running {fp}")
+            self.current = name
             with self.stage_tracker(name, tags) as tracker:
                 tracker.log_params(flatten(spec_slice))
                 self._log_inputs(tracker, name, inputs)
@@ -219,6 +228,7 @@ class Pipeline:
                 manifest = json.loads((path / "manifest.json").read_text())
             result = StageResult.from_manifest(stage.output, path, manifest, False, time.perf_counter() - start)
             self.log(f"{name}: done in {result.seconds:.1f}s")
+            self.current = None
         self.results[name] = result
         return result
 

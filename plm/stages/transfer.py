@@ -63,13 +63,19 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
         budgets = transfer_budgets(cfg, n_train)
         seeds = [cfg.seed + i for i in range(cfg.transfer_seeds)]
         settings: list[tuple[str, Any, str, str]] = []
+        zero_shot: list[tuple[str, Any]] = []
         for family, task in families:
-            usable = [s for s in cfg.transfer_strategies if s in task.strategies(list(STRATEGIES)) and s != "scratch"]
+            usable = [s for s in cfg.transfer_strategies if s in task.strategies(list(STRATEGIES))
+                      and s not in ("scratch", "zero_shot")]  # fmt: skip
+            if "zero_shot" in cfg.transfer_strategies and "zero_shot" in task.strategies(list(STRATEGIES)):
+                zero_shot.append((family, task))  # no labels, no training: one row at 0 labels, not per budget
             if not usable and "scratch" in cfg.transfer_strategies and family == families[0][0]:
                 usable = ["scratch"]
-            settings += [(family, task, s, i) for s in usable for i in ("pretrained", "scratch")
-                         if not (s == "scratch" and i == "pretrained")]  # fmt: skip
-        if not settings:
+            inits = ("registered", "pretrained", "scratch") if task.init_dir is not None and family == families[0][0] \
+                else ("pretrained", "scratch")  # fmt: skip
+            settings += [(family, task, s, i) for s in usable for i in inits
+                         if not (s == "scratch" and i != "scratch")]  # fmt: skip
+        if not settings and not zero_shot:
             raise ValueError(f"transfer: none of finetune.transfer_strategies {cfg.transfer_strategies} applies to "
                              f"{[f for f, _ in families]}")  # fmt: skip
         baseline = None
@@ -87,6 +93,9 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
 
         total = len(seeds) * len(budgets) * (len(settings) + (len(BASELINES) if baseline is not None else 0))
         k = 0
+        for family, task in zero_shot:  # deterministic: scored once, reported under the first seed
+            metrics = task.fit([], Path("."), True, "zero_shot", save=False).metrics
+            rows += _report_rows(metrics, "zero_shot", "pretrained", 0, seeds[0], test_n, family)
         for seed in seeds:
             order = np.random.default_rng([seed, 11]).permutation(n_train)
             for n in budgets:
@@ -102,7 +111,8 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
                     else:
                         with tempfile.TemporaryDirectory() as tmp:
                             metrics = task.fit(subset, Path(tmp), init == "pretrained", strategy, seed=seed,
-                                               save=False, eval_each_epoch=False).metrics  # fmt: skip
+                                               save=False, eval_each_epoch=False,
+                                               registered=init == "registered").metrics  # fmt: skip
                         if shared:
                             done[key] = metrics
                     rows += _report_rows(metrics, strategy, init, n, seed, test_n, family)
@@ -129,6 +139,10 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
                 for n, r in table.iterrows():
                     if r["pretrained"] == r["pretrained"] and r["scratch"] == r["scratch"]:
                         metrics_out[f"gain.{family}.{strategy}.{n}"] = float(r["pretrained"] - r["scratch"])
+            if {"registered", "pretrained"} <= set(table.columns):  # task-to-task transfer over the pretrained model
+                for n, r in table.iterrows():
+                    if r["registered"] == r["registered"] and r["pretrained"] == r["pretrained"]:
+                        metrics_out[f"gain_registered.{family}.{strategy}.{n}"] = float(r["registered"] - r["pretrained"])
         plot_learning_curves(summary, w.path / "report.png", cfg.task, task0.primary, None)
         tracker.log_artifact(w.path / "report.csv")
         tracker.log_artifact(w.path / "summary.csv")
@@ -138,7 +152,7 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
         output = Output(metric=task0.primary, task_type=cfg.task_type, budgets=budgets, families=[f for f, _ in families])
         return Done(counts, metrics_out, output)
 
-    return p.run(STAGE, spec_slice(p.spec), labelled_inputs(p.spec, tokenizer, pretrain, word_vectors), work)
+    return p.run(STAGE, spec_slice(p.spec), labelled_inputs(p, tokenizer, pretrain, word_vectors), work)
 
 
 def _report_rows(metrics: dict[str, float], strategy: str, init: str, labels: int, seed: int, test_n: int,

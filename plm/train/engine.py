@@ -1,11 +1,12 @@
 """One pretraining engine for masked (BERT) and causal (GPT) language models.
 
 `pretrain(build, train, train_loader, val_loader, out_dir, kind=...)` runs `train.steps` optimizer
-steps of `train.grad_accum` micro-batches each: AdamW (no decay on LayerNorm/bias), warmup then
+steps of `train.grad_accum` micro-batches each: fused AdamW (no decay on LayerNorm/bias), warmup then
 linear or cosine decay, gradient clipping, bf16 autocast and TF32 on CUDA (fp32 on CPU),
 `torch.compile` per `train.compile`, DDP when launched by torchrun (see `distributed.py`), a
 prefetching loader whose wait time is logged, and a NaN guard that fails the run before anything
-is written after the bad step.
+is written after the bad step. A step never waits for the device: its numbers stay there until a log
+line, a checkpoint or the end reads them.
 
 Outputs in `out_dir` (rank 0 only): `checkpoints/step-<N>.pt` every `train.checkpoint_every` steps
 (the last `train.keep_checkpoints` kept) and `checkpoints/best.pt` (lowest held-out loss among
@@ -47,7 +48,7 @@ from plm.train.checkpoint import (
 )
 from plm.train.distributed import DistContext, all_reduce_sum, barrier, gather_objects, resolve_device
 from plm.train.export import load_model_dir, save_model_dir
-from plm.train.loader import Masker, PretrainLoader, Prefetcher, StreamingLoader, tokens_in
+from plm.train.loader import Masker, PretrainLoader, Prefetcher, StreamingLoader, mlm_positions, tokens_in
 from plm.train.optim import build_optimizer
 from plm.train.schedule import build_scheduler
 
@@ -123,28 +124,29 @@ def evaluate(model: BertForPreTraining, loader: PretrainLoader, max_batches: int
 
 
 class _Window:
-    """Sums of the per-step numbers since the last log line."""
+    """Per-step numbers summed on the device since the last log line; read (one sync) only when logged."""
 
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
+    def __init__(self, kind: str, names: list[str], device: torch.device) -> None:
+        self.kind, self.names = kind, names + ["grad_norm"]
+        self.sums = torch.zeros(len(self.names), dtype=torch.float64, device=device)
         self.reset(0.0)
 
     def reset(self, wait_s: float) -> None:
         self.steps = 0
-        self.tokens = 0
         self.start = time.perf_counter()
         self.wait_start = wait_s
-        self.sums: dict[str, float] = {}
+        self.sums.zero_()
 
-    def add(self, **values: float) -> None:
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
+    def add(self, stats: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        self.sums[:-1] += stats
+        self.sums[-1] += grad_norm.detach().double()
+        self.steps += 1
 
     def metrics(self, lr: float, wait_s: float) -> dict[str, float]:
-        s, n = self.sums, max(1, self.steps)
+        s, n = dict(zip(self.names, self.sums.tolist(), strict=True)), max(1, self.steps)
         elapsed = max(1e-9, time.perf_counter() - self.start)
         out = {"loss": s["loss"] / n, "grad_norm": s["grad_norm"] / n, "lr": lr,
-               "tokens_per_s": self.tokens / elapsed,
+               "tokens_per_s": s["tokens"] / elapsed,
                "data_wait_fraction": min(1.0, (wait_s - self.wait_start) / elapsed)}  # fmt: skip
         if self.kind == "mlm":
             out |= {"mlm_loss": s["mlm_loss"] / n, "nsp_loss": s["nsp_loss"] / n,
@@ -155,7 +157,46 @@ class _Window:
         return out
 
 
-# Per-step numbers summed over micro-batches and ranks with one all-reduce: (name, mean over micro-batches?)
+class _Guard:
+    """The NaN guard without a host sync per step: the first step with a non-finite loss or gradient norm
+    is recorded on the device, and `check()` (called before anything is logged or written) raises for it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first = torch.zeros(3, dtype=torch.float64, device=device)  # step (0 = none), loss, grad norm
+
+    def observe(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        grad_norm = grad_norm.detach().double()
+        bad = ~(torch.isfinite(loss) & torch.isfinite(grad_norm)) & (self.first[0] == 0)
+        now = torch.stack([torch.full_like(loss, step), loss, grad_norm])
+        self.first = torch.where(bad, now, self.first)
+
+    def check(self) -> None:
+        step, loss, grad_norm = self.first.tolist()
+        if step:
+            raise FloatingPointError(f"non-finite loss ({loss}) or grad norm ({grad_norm}) at step {int(step)}")
+
+
+def _device_batch(batch: dict[str, torch.Tensor], kind: str, device: torch.device) -> tuple[dict[str, Any], int]:
+    """A host batch moved to `device`, and its real token count (counted on the host: no sync).
+
+    On CUDA an MLM batch also gets host-made `mlm_positions` (static shapes, no boolean gather) and,
+    when nothing is padding, `unpadded=True` instead of its mask (the flash attention kernel). On CPU the
+    batch goes as it is, so CPU results are unchanged.
+    """
+    tokens = tokens_in(batch)
+    extra: dict[str, Any] = {}
+    if kind == "mlm" and device.type == "cuda":
+        batch = {**batch, "mlm_positions": mlm_positions(batch["labels"])}
+        if bool(batch["attention_mask"].all()):
+            batch.pop("attention_mask")
+            extra["unpadded"] = True
+    if device.type == "cuda":  # pinned, so that the copy is asynchronous (pageable memory can block the host)
+        batch = {k: v.pin_memory() for k, v in batch.items()}
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()} | extra, tokens
+
+
+# Per-step numbers summed over micro-batches and ranks with one all-reduce: (name, mean over micro-batches?);
+# "tokens" (counted on the host) comes last.
 _STATS = {
     "mlm": (("loss", True), ("mlm_loss", True), ("nsp_loss", True), ("mlm_correct", False), ("mlm_total", False),
             ("nsp_correct", False), ("nsp_total", False), ("tokens", False)),
@@ -214,7 +255,7 @@ def pretrain(
 
     torch.manual_seed(train.seed)
     raw = build().to(device)
-    optimizer = build_optimizer(raw, train.lr, train.weight_decay)
+    optimizer = build_optimizer(raw, train.lr, train.weight_decay, fused=True)  # CPU too: ~2x the for-loop AdamW
     scheduler = build_scheduler(optimizer, train.warmup_steps, train.steps, train.schedule, train.min_lr_ratio)
     extra = {**(extra or {}), "config": config, "train": run_slice(train), "kind": kind, "world": ctx.world}
     tracker.log_params({"model_config." + k: v for k, v in config.items()} | {"world_size": ctx.world})
@@ -242,59 +283,71 @@ def pretrain(
 
     flops_fn = getattr(raw, "flops_per_token", None)
     peak = peak_flops(device)
-    names = _STATS[kind]
-    window, total_tokens, last_losses = _Window(kind), 0, []
+    names = [n for n, _ in _STATS[kind]]
+    # mean over micro-batches (dividing each), then over ranks (one all-reduce of the sums)
+    micro_div = torch.tensor([train.grad_accum if mean else 1 for _, mean in _STATS[kind]], dtype=torch.float64,
+                             device=device)  # fmt: skip
+    rank_div = torch.tensor([ctx.world if mean else 1 for _, mean in _STATS[kind]], dtype=torch.float64, device=device)
+    window, guard = _Window(kind, names, device), _Guard(device)
+    recent = torch.zeros(train.log_every, dtype=torch.float64, device=device)  # the last log_every step losses
+    total_tokens = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
     t0 = time.perf_counter()
     model.train()
     try:
+        # No host sync inside a step: losses, counts, the grad norm and the NaN guard stay on the device
+        # and are read only at log lines, checkpoints and the end.
         for step in range(start, train.steps + 1):
             stats = torch.zeros(len(names), dtype=torch.float64, device=device)
-            seq_len = 0
+            seq_len, step_tokens = 0, 0
             for micro in range(train.grad_accum):
-                batch = {k: v.to(device, non_blocking=True) for k, v in next(loader).items()}
+                batch, n_tokens = _device_batch(next(loader), kind, device)
+                step_tokens += n_tokens
                 seq_len = batch["input_ids"].shape[1]
                 sync = micro == train.grad_accum - 1
                 with (model.no_sync() if ctx.active and not sync else contextlib.nullcontext()), autocast(device):
                     out = model(**batch)
                     loss = out["loss"] / train.grad_accum if train.grad_accum > 1 else out["loss"]
                 loss.backward()
-                out = {**out, "tokens": torch.tensor(tokens_in(batch), device=device)}
-                stats += torch.stack([out[n].detach().double() / (train.grad_accum if mean else 1) for n, mean in names])
+                stats[:-1] += torch.stack([out[n].detach().double() for n in names[:-1]]) / micro_div[:-1]
+            stats[-1] += step_tokens
             grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), train.grad_clip)
             all_reduce_sum(stats, ctx)  # one collective: every rank sees the same numbers (and fails together)
-            values = dict(zip([n for n, _ in names], (stats / torch.tensor(
-                [ctx.world if mean else 1 for _, mean in names], dtype=torch.float64, device=device)).tolist(), strict=True))  # fmt: skip
-            loss_f, grad_norm_f = values["loss"], float(grad_norm)
-            if not (math.isfinite(loss_f) and math.isfinite(grad_norm_f)):
-                raise FloatingPointError(f"non-finite loss ({loss_f}) or grad norm ({grad_norm_f}) at step {step}")
+            stats /= rank_div
+            guard.observe(step, stats[0], grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
 
-            tokens = int(values.pop("tokens"))
-            total_tokens += tokens
-            window.steps += 1
-            window.tokens += tokens
-            window.add(grad_norm=grad_norm_f, **values)
-            last_losses = (last_losses + [loss_f])[-train.log_every :]
-            if step % train.log_every == 0 or step == train.steps:
+            total_tokens += stats[-1]
+            window.add(stats, grad_norm)
+            recent[seen % train.log_every] = stats[0]
+            seen += 1
+            log_now = step % train.log_every == 0 or step == train.steps
+            checkpoint_now = bool(train.checkpoint_every) and step % train.checkpoint_every == 0 and step < train.steps
+            if log_now or checkpoint_now:
+                guard.check()
+            if log_now:
                 metrics = window.metrics(optimizer.param_groups[0]["lr"], loader.wait_s)
                 if flops_fn is not None and peak:
                     metrics["mfu"] = flops_fn(seq_len) * metrics["tokens_per_s"] / (peak * ctx.world)
                 tracker.log_metrics(metrics, step=step)
                 window.reset(loader.wait_s)
-            if train.checkpoint_every and step % train.checkpoint_every == 0 and step < train.steps:
+            if checkpoint_now:
                 _periodic_checkpoint(out_dir, raw, optimizer, scheduler, step, loader, extra, train, val_loader,
                                      device, kind, ctx, tracker)  # fmt: skip
             progress("pretrain", step, train.steps)
+        guard.check()
     finally:
         loader.close()
     elapsed = time.perf_counter() - t0
 
+    n_recent = min(seen, train.log_every)
+    tokens_done = float(total_tokens)
     metrics: dict[str, float] = {
-        "train_loss": sum(last_losses) / len(last_losses) if last_losses else math.nan,
-        "tokens": float(total_tokens),
-        "tokens_per_s": total_tokens / max(elapsed, 1e-9),
+        "train_loss": float(recent[:n_recent].mean()) if n_recent else math.nan,
+        "tokens": tokens_done,
+        "tokens_per_s": tokens_done / max(elapsed, 1e-9),
         "steps_per_s": (train.steps - start + 1) / max(elapsed, 1e-9),
         "steps": float(train.steps),
     }

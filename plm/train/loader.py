@@ -138,6 +138,20 @@ def tokens_in(batch: dict[str, torch.Tensor]) -> int:
     return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
 
 
+def mlm_positions(labels: torch.Tensor, multiple: int = 64) -> torch.Tensor:
+    """(B, T) MLM labels (-100 = not predicted) on the host -> (P,) flat indices of the predicted positions,
+    padded with B * T (out of range: "no position") up to a multiple of `multiple`.
+
+    Made on the host, it spares the device a boolean gather (a sync) and gives the model a few fixed
+    shapes (P in steps of `multiple`), so a compiled step is not recompiled for every count.
+    """
+    flat = (labels.reshape(-1) != IGNORE_INDEX).nonzero().squeeze(1)  # (N,)
+    size = max(multiple, -(-flat.numel() // multiple) * multiple)
+    padded = torch.full((size,), labels.numel(), dtype=torch.int64)
+    padded[: flat.numel()] = flat
+    return padded
+
+
 # ---- streaming ----------------------------------------------------------------------------------
 
 

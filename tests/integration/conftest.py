@@ -117,20 +117,34 @@ class Served:
         return self.servers["mlflow_tracking_uri"]
 
     @property
+    def credentials(self) -> dict[str, Any]:
+        """The credentials `plm serve` generated into the home (empty when the environment gave them)."""
+        path = self.home / "credentials.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    @property
     def prefect_auth(self) -> tuple[str, str] | None:
         auth = self.env.get("PREFECT_SERVER_API_AUTH_STRING")
+        if not auth and "prefect" in self.credentials:
+            return self.credentials["prefect"]["username"], self.credentials["prefect"]["password"]
         return tuple(auth.split(":", 1)) if auth else None  # type: ignore[return-value]
 
     @property
     def mlflow_auth(self) -> tuple[str, str] | None:
         user, password = self.env.get("MLFLOW_TRACKING_USERNAME"), self.env.get("MLFLOW_TRACKING_PASSWORD")
+        if not (user and password) and "mlflow" in self.credentials:
+            return self.credentials["mlflow"]["username"], self.credentials["mlflow"]["password"]
         return (user, password) if user and password else None
 
     def plm(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run the `plm` CLI the way a user would while `plm serve` runs (no server URLs in the env)."""
+        """Run the `plm` CLI the way a user would while `plm serve` runs (no server URLs in the env).
+
+        Credentials the test gave `plm serve` in its environment are passed on as a user would; generated
+        ones the CLI must find in the home by itself.
+        """
         env = {k: v for k, v in self.env.items() if k != "PREFECT_SERVER_API_AUTH_STRING"}
-        if self.prefect_auth:
-            env["PREFECT_API_AUTH_STRING"] = ":".join(self.prefect_auth)
+        if self.env.get("PREFECT_SERVER_API_AUTH_STRING"):
+            env["PREFECT_API_AUTH_STRING"] = self.env["PREFECT_SERVER_API_AUTH_STRING"]
         res = subprocess.run([PLM, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
         assert res.returncode == 0, f"plm {' '.join(args)} -> {res.returncode}\n{res.stdout}\n{res.stderr[-3000:]}"
         return res
@@ -240,15 +254,16 @@ class Served:
         return self.proc.returncode, sorted(set(left))
 
 
-def start_serve(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 300) -> Served:
-    """`plm serve --home H` on free ports; returns once it has written servers.json (= healthy)."""
+def start_serve(home: Path, extra_env: dict[str, str] | None = None, timeout: float = 300, command: str = "serve") -> Served:
+    """`plm serve --home H` (or `plm ui`) on free ports; returns once it has written servers.json (= healthy)."""
     env = {k: v for k, v in os.environ.items()
            if k not in {"PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_HOME", "PREFECT_API_AUTH_STRING"}}  # fmt: skip
     env.update(PLM_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                # scheduled runs show up within seconds instead of a minute
                PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5", **(extra_env or {}))  # fmt: skip
     home.mkdir(parents=True, exist_ok=True)
-    args = [PLM, "serve", "--home", str(home), "--prefect-port", str(free_port()), "--mlflow-port", str(free_port())]
+    args = [PLM, command, "--home", str(home), "--prefect-port", str(free_port()), "--mlflow-port", str(free_port()),
+            *(["--no-open"] if command == "ui" else [])]  # fmt: skip
     log = open(home / "serve.out", "wb")  # noqa: SIM115 - the subprocess holds it
     t0 = time.perf_counter()
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
@@ -337,19 +352,66 @@ def http_fn():
 
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
-    """`capture(url, png) -> rendered DOM`: headless Debian Chromium, JS given 15 s of virtual time."""
+    """`capture(url, png, auth=..., expect=...) -> rendered DOM`: headless Debian Chromium over DevTools.
+
+    With `auth` (user, password) every request carries the basic-auth header (MLflow) and the Prefect
+    UI finds its password in localStorage, as after a login. The DOM is read once `expect` is in it
+    (or after `budget_ms`), then the page is screenshotted.
+    """
     exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if exe is None:
         pytest.skip("chromium not installed; .ci/run installs Debian's chromium")
-    profile = tmp_path_factory.mktemp("chromium-profile")
+    from websockets.sync.client import connect
 
-    def capture(url: str, png: Path, budget_ms: int = 15000) -> str:
-        base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-                f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", "--window-size=1440,900"]  # fmt: skip
-        subprocess.run([*base, f"--screenshot={png}", url], capture_output=True, timeout=180, check=True)
-        dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, timeout=180, check=True, text=True)
-        png.with_suffix(".html").write_text(dom.stdout)
-        return dom.stdout
+    def capture(url: str, png: Path, budget_ms: int = 30000, auth: tuple[str, str] | None = None,
+                expect: str | None = None) -> str:  # fmt: skip
+        profile = tmp_path_factory.mktemp("chromium-profile")
+        proc = subprocess.Popen([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                 "--hide-scrollbars", f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                                 "--window-size=1440,900", "about:blank"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        try:
+            port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 60
+            while not port_file.exists() or not port_file.read_text().strip():
+                assert time.monotonic() < deadline and proc.poll() is None, "chromium did not start"
+                time.sleep(0.2)
+            port = port_file.read_text().split()[0]
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+                page = next(t for t in json.loads(r.read()) if t["type"] == "page")
+            with connect(page["webSocketDebuggerUrl"], max_size=64 << 20, open_timeout=30) as ws:
+                ids = iter(range(1, 1 << 30))
+
+                def call(method: str, **params: Any) -> dict[str, Any]:
+                    n = next(ids)
+                    ws.send(json.dumps({"id": n, "method": method, "params": params}))
+                    while True:
+                        msg = json.loads(ws.recv(timeout=60))
+                        if msg.get("id") == n:
+                            assert "error" not in msg, msg
+                            return msg.get("result", {})
+
+                call("Network.enable")
+                if auth:
+                    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+                    call("Network.setExtraHTTPHeaders", headers={"Authorization": f"Basic {token}"})
+                    call("Page.addScriptToEvaluateOnNewDocument",
+                         source=f"try {{ localStorage.setItem('prefect-password', '{token}') }} catch (e) {{}}")
+                call("Page.navigate", url=url)
+                deadline, dom = time.monotonic() + budget_ms / 1000, ""
+                while time.monotonic() < deadline:
+                    time.sleep(1.0)
+                    dom = call("Runtime.evaluate", expression="document.documentElement.outerHTML",
+                               returnByValue=True)["result"].get("value", "")  # fmt: skip
+                    if expect and expect in dom:
+                        time.sleep(1.0)  # let the page finish drawing for the screenshot
+                        break
+                shot = call("Page.captureScreenshot", format="png")["data"]
+            png.write_bytes(base64.b64decode(shot))
+            png.with_suffix(".html").write_text(dom)
+            return dom
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     return capture
 

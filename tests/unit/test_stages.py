@@ -145,7 +145,9 @@ def test_one_dag_plans_every_entry_point():
     assert plan("register", "finetune.report=true", "word_vectors={}", "objectives.kinds=[mlm, nsp, skipgram]") == [
         "ingest", "tokenizer", "examples", "pretrain", "word_vectors", "finetune", "transfer", "register"]
     gpt = ["model.arch=gpt", "tokenizer.family=gpt", "objectives.kinds=[clm]"]
-    assert plan("register", *gpt) == ["ingest", "tokenizer", "examples", "pretrain", "register"]  # gpt: no fine-tuning
+    assert plan("register", *gpt) == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
+    glove = ["model.arch=glove", "objectives.kinds=[cooccurrence]"]
+    assert plan("finetune", *glove) == ["ingest", "tokenizer", "examples", "pretrain", "finetune"]
     assert plan("register", "finetune.report=true", skip=stages.PRETRAIN_ONLY)[-2:] == ["pretrain", "register"]
     assert plan("transfer") == ["ingest", "tokenizer", "examples", "pretrain", "transfer"]  # asked for: runs
     with pytest.raises(ValueError, match="unknown stage 'eval'"):

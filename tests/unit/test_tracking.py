@@ -1,5 +1,7 @@
 """Registry promotion gate and run bookkeeping against a real MLflow SQLite store."""
 
+import json
+
 import mlflow.pyfunc
 import pytest
 
@@ -22,7 +24,7 @@ def _model_uri(session, tmp_path):
     from plm.tracking import _fluent
 
     with _fluent(session.uri), mlflow.start_run(run_id=session.run_id):
-        return mlflow.pyfunc.log_model(name="model", python_model=Echo()).model_uri
+        return mlflow.pyfunc.log_model(name="model", python_model=Echo(), pip_requirements=[]).model_uri
 
 
 def test_worse_model_is_not_promoted(session, tmp_path):
@@ -39,7 +41,7 @@ def test_worse_model_is_not_promoted(session, tmp_path):
     assert str(find_version(client, "demo-task", "b").version) == "2"
     rows = describe_models(session.uri, "demo-task")
     assert [r["aliases"] for r in rows] == [[], [], [CANDIDATE, CHAMPION]]
-    assert "'promoted': False" in rows[1]["tags"]["plm.promotion"]
+    assert json.loads(rows[1]["tags"]["plm.promotion"])["promoted"] is False  # JSON, not a Python repr
 
 
 def test_lower_is_better_metrics(session, tmp_path):
@@ -60,3 +62,12 @@ def test_a_nan_metric_is_never_promoted(session, tmp_path):
     assert register_version(session, uri, "nan-task", {}, "val_mlm_accuracy", 0.5)["promoted"]
     assert not register_version(session, uri, "nan-task", {}, "val_mlm_accuracy", float("nan"))["promoted"]
     assert str(client.get_model_version_by_alias("nan-task", CHAMPION).version) == "2"
+
+
+def test_experiment_opens_in_the_model_training_view(session, tmp_path):
+    from plm.tracking import EXPERIMENT_KIND
+
+    assert session.client.get_experiment(session.experiment_id).tags[EXPERIMENT_KIND] == "custom_model_development"
+    session.client.set_experiment_tag(session.experiment_id, EXPERIMENT_KIND, "finetuning")  # a user's choice stays
+    again = TrackingSession(session.uri, "gate", tmp_path, "run2", {})
+    assert again.client.get_experiment(again.experiment_id).tags[EXPERIMENT_KIND] == "finetuning"

@@ -53,7 +53,14 @@ def test_promotion_gate_keeps_a_worse_model_as_candidate(tmp_path, qa_dir, token
     s = session(tmp_path)
     tracker = s.start_stage("register", {})
     uri = log_pyfunc_model(tracker, "qa", qa_dir, tokenizer_path, example_for("qa", qa_dir, []))
-    first = register_version(s, uri, "t-qa", {"plm.fingerprint": "a"}, "pretrained.test_f1", 0.50)
+    metrics_run = s.start_stage("finetune", {})
+    metrics_run.log_metrics({"pretrained.test_f1": 0.5})
+    first = register_version(s, uri, "t-qa", {"plm.fingerprint": "a"}, "pretrained.test_f1", 0.50,
+                             source_run_id=metrics_run.run_id)  # fmt: skip
+    # The version's Source Run is the run with the metric, not the `register` run that logged the model.
+    mv = s.client.get_model_version("t-qa", str(first["version"]))
+    assert mv.run_id == metrics_run.run_id != tracker.run_id
+    assert s.client.get_run(mv.run_id).data.metrics["pretrained.test_f1"] == 0.5
     worse = register_version(s, uri, "t-qa", {"plm.fingerprint": "b"}, "pretrained.test_f1", 0.30)
     assert first["promoted"] and not worse["promoted"]
     assert worse["champion_before"] == first["version"] and worse["champion_value_before"] == 0.50
@@ -61,7 +68,8 @@ def test_promotion_gate_keeps_a_worse_model_as_candidate(tmp_path, qa_dir, token
     assert int(s.client.get_model_version_by_alias("t-qa", CHAMPION).version) == first["version"]
     assert int(s.client.get_model_version_by_alias("t-qa", "candidate").version) == worse["version"]
     tag = s.client.get_model_version("t-qa", str(worse["version"])).tags["plm.promotion"]
-    assert "'promoted': False" in tag
+    assert json.loads(tag) == {**worse, "champion_value_before": 0.5}  # JSON, not a Python repr
+    assert json.loads(tag)["promoted"] is False
     better = register_version(s, uri, "t-qa", {"plm.fingerprint": "c"}, "pretrained.test_f1", 0.70)
     assert better["promoted"]
     assert int(s.client.get_model_version_by_alias("t-qa", CHAMPION).version) == better["version"]
@@ -101,3 +109,130 @@ def test_qa_and_pair_pyfunc_match_the_predictors_and_the_cli(tmp_path, qa_dir, p
     expected = cases["pair_classifier"][1].predict_frame(cases["pair_classifier"][2]).to_dict(orient="records")
     assert [r["label"] for r in rows] == [e["label"] for e in expected]
     assert [r["score"] for r in rows] == pytest.approx([e["score"] for e in expected])
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, bert_dir, pair_dir, tokenizer_path):
+    """A store with a one-text model (`t-enc`, encoder) and a pair classifier (`t-pair`), both @champion."""
+    home = tmp_path_factory.mktemp("registry")
+    s = session(home)
+    tracker = s.start_stage("register", {})
+    for name, kind, model_dir in (("t-enc", "encoder", bert_dir), ("t-pair", "pair_classifier", pair_dir)):
+        uri = log_pyfunc_model(tracker, kind, model_dir, tokenizer_path, example_for(kind, model_dir, ["a film", "a plot"]))
+        register_version(s, uri, name, {}, "m", 1.0)
+    return home, s, tracker
+
+
+def test_registered_models_are_code_not_pickles_and_load_without_unpickling(registry, monkeypatch):
+    import pickle
+
+    import cloudpickle
+
+    from plm.tracking import MODEL_CODE, MODEL_CODE_FILE, PICKLE_SUFFIXES
+
+    home, _, _ = registry
+    files = [p for p in (home / "mlartifacts").rglob("*") if p.is_file()]
+    assert [p.read_text() for p in files if p.name == MODEL_CODE_FILE] == [MODEL_CODE, MODEL_CODE]
+    assert not [p for p in files if p.suffix in PICKLE_SUFFIXES or p.name == "python_model.pkl"], files
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was loaded")
+
+    for module in (pickle, cloudpickle):
+        monkeypatch.setattr(module, "load", refuse)
+        monkeypatch.setattr(module, "loads", refuse)
+    rows = predict_texts(f"sqlite:///{home / 'mlflow.db'}", "models:/t-enc@champion", ["a film"])
+    assert len(rows) == 1 and len(rows[0]["embedding"]) == 32
+
+
+def test_a_swapped_pickled_or_foreign_code_champion_is_refused(registry, tmp_path):
+    import mlflow
+
+    from plm.tracking import RegistryError
+
+    home, s, tracker = registry
+    store = f"sqlite:///{home / 'mlflow.db'}"
+
+    class Evil(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):  # noqa: ANN001
+            return model_input
+
+    code = tmp_path / "plm_model.py"
+    code.write_text("import os\nfrom mlflow.models import set_model\nfrom plm.tracking import pyfunc_model\n"
+                    "os.environ['PLM_PWNED'] = '1'\nset_model(pyfunc_model())\n")  # fmt: skip
+    (tmp_path / "weights").write_text("x")
+    mlflow.set_tracking_uri(store)
+    try:
+        with mlflow.start_run(run_id=tracker.run_id):
+            pickled = mlflow.pyfunc.log_model(name="evil", python_model=Evil(), pip_requirements=[]).model_uri
+            foreign = mlflow.pyfunc.log_model(name="foreign", python_model=str(code), model_config={"kind": "encoder"},
+                                              pip_requirements=[], artifacts={"model": str(tmp_path / "weights"),
+                                                         "tokenizer": str(tmp_path / "weights")}).model_uri
+        versions = {name: mlflow.register_model(uri, name).version
+                    for name, uri in (("t-evil", pickled), ("t-foreign", foreign))}  # fmt: skip
+    finally:
+        mlflow.set_tracking_uri(None)
+    import os
+
+    os.environ.pop("PLM_PWNED", None)  # logging may run the code once, here; loading for predict must not
+    for name, reason in (("t-evil", "pickled pyfunc"), ("t-foreign", "not this plm's")):
+        s.client.set_registered_model_alias(name, CHAMPION, versions[name])
+        with pytest.raises(RegistryError, match=reason):
+            predict_texts(store, f"models:/{name}@champion", ["a film"])
+    assert "PLM_PWNED" not in os.environ
+
+
+BAD_INPUT = [
+    (["t-enc", "--qa", "who?", "a context"], "takes columns ['text']; the input has ['question', 'context'] (missing ['text']) (with --qa)"),
+    (["t-enc", "--pair", "a film", "a plot"], "takes columns ['text']; the input has ['text', 'text_pair'] (unused ['text_pair']) (with --pair)"),
+    (["t-pair", "a film"], "takes columns ['text', 'text_pair']; the input has ['text'] (missing ['text_pair'])"),
+    (["t-enc", ""], "row 1: 'text' is empty"),
+    (["t-enc", "--input", '{"sentence": "a film"}'], "(missing ['text'])"),
+    (["t-enc", "--input", '{"text": 123}'], "row 1: 'text' must be a string, got int 123"),
+    (["t-enc", "--input", '{"text": "ok"}\n{"text": null}'], "row 2: 'text' must be a string, got null"),
+    (["t-enc", "--input", "\n\n"], "no input rows"),
+    (["t-enc", "--input", '{"text": "a film"'], ":1: not JSON"),
+    (["t-enc", "--input", '["a film"]'], ":1: a row must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUT, ids=[str(i) for i in range(len(BAD_INPUT))])
+def test_predict_bad_input_is_one_line_error(registry, tmp_path, monkeypatch, args, message):
+    from plm.cli import app
+
+    home, _, _ = registry
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    name, *rest = args
+    if rest[0] == "--input":
+        (tmp_path / "rows.jsonl").write_text(rest[1])
+        rest = ["--input", str(tmp_path / "rows.jsonl")]
+    result = CliRunner().invoke(app, ["predict", f"models:/{name}@champion", *rest])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_a_moved_or_copied_home_predicts_and_writes_into_itself(registry, tmp_path):
+    """Issue 14 item 12: MLflow's absolute artifact URIs are rewritten to the home the store is opened in."""
+    import shutil
+
+    home, _, _ = registry
+    copy = tmp_path / "copied-home"
+    shutil.copytree(home, copy)
+    away = home.with_name(home.name + "-away")
+    home.rename(away)  # the original is gone while the copy is used: a moved home; nothing may read it
+    try:
+        rows = predict_texts(f"sqlite:///{copy / 'mlflow.db'}", "models:/t-pair@champion",
+                             pd.DataFrame({"text": ["a fire"], "text_pair": ["a blaze"]}))  # fmt: skip
+        assert rows and rows[0]["label"] in ("same", "different")
+        s = TrackingSession(f"sqlite:///{copy / 'mlflow.db'}", "t", copy, "after-copy", tags={})
+        tracker = s.start_stage("probe", {})
+        (tmp_path / "probe.txt").write_text("x")
+        tracker.log_artifact(tmp_path / "probe.txt")
+        assert (copy / "mlartifacts" / tracker.run_id / "artifacts" / "probe.txt").is_file()
+        assert s.client.get_run(tracker.run_id).info.artifact_uri.startswith((copy / "mlartifacts").as_uri())
+    finally:
+        away.rename(home)
+    assert not (home / "mlartifacts" / tracker.run_id).exists()  # the original got nothing
+    # The original, opened again where it is, still reads its own artifacts.
+    assert predict_texts(f"sqlite:///{home / 'mlflow.db'}", "models:/t-enc@champion", ["a film"])

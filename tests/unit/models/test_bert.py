@@ -213,3 +213,54 @@ def test_bert_base_size_and_flops():
     assert model.flops_per_token(128) == 6 * (body + head + 30522 * 768) + attn
     expected = 6 * (body + 0.15 * (head + 30522 * 768)) + attn
     assert model.flops_per_token(128, predicted_fraction=0.15) == pytest.approx(expected, rel=1e-12)
+
+
+def _masked_batch(B: int = 4, T: int = 12):
+    torch.manual_seed(1)
+    ids = torch.randint(5, CFG.vocab_size, (B, T))
+    labels = torch.full((B, T), -100)
+    picks = torch.rand(B, T) < 0.3
+    picks[0, 3] = True
+    labels[picks] = torch.randint(5, CFG.vocab_size, (int(picks.sum()),))
+    return ids, labels, torch.tensor([0, 1, 1, 0])[:B]
+
+
+def test_static_mlm_positions_give_the_same_loss_counts_and_gradients():
+    """The GPU step's host-made, padded `mlm_positions` (static shapes, no boolean gather) change nothing."""
+    from plm.train.loader import mlm_positions
+
+    ids, labels, nsp = _masked_batch()
+    positions = mlm_positions(labels, multiple=16)
+    n = int((labels != -100).sum())
+    assert positions.numel() % 16 == 0 and positions.numel() >= n and (positions[n:] == labels.numel()).all()
+    outs, grads = [], []
+    for extra in ({}, {"mlm_positions": positions}):
+        model = _model().train()
+        torch.manual_seed(5)  # same dropout draws
+        out = model(ids, torch.zeros_like(ids), torch.ones_like(ids), labels=labels, nsp_label=nsp, **extra)
+        out["loss"].backward()
+        outs.append(out)
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters()})
+    for key in ("loss", "mlm_loss", "nsp_loss"):
+        torch.testing.assert_close(outs[0][key], outs[1][key])
+    for key in ("mlm_correct", "mlm_total", "nsp_correct"):
+        assert int(outs[0][key]) == int(outs[1][key]), key
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], msg=k)
+    # no predicted position at all: zero loss in the graph, as the boolean path
+    empty = torch.full_like(labels, -100)
+    out = _model()(ids, labels=empty, nsp_label=nsp, mlm_positions=mlm_positions(empty))
+    assert float(out["mlm_loss"].detach()) == 0.0 and int(out["mlm_total"]) == 0
+
+
+def test_unpadded_runs_without_a_mask_and_matches_the_all_ones_mask():
+    model = _model()
+    ids, labels, nsp = _masked_batch()
+    with_mask = model(ids, torch.zeros_like(ids), torch.ones_like(ids), labels=labels, nsp_label=nsp)
+    unpadded = model(ids, torch.zeros_like(ids), labels=labels, nsp_label=nsp, unpadded=True)
+    torch.testing.assert_close(with_mask["loss"], unpadded["loss"])
+    # unpadded means no mask at all, not one derived from pad ids: a pad id is attended to like any token
+    ids[0, -1] = CFG.pad_token_id
+    derived, _ = model.bert(ids)
+    none, _ = model.bert(ids, unpadded=True)
+    assert not torch.allclose(derived[0, 0], none[0, 0])

@@ -1,4 +1,5 @@
-"""The gpt path from the spec: ingest -> byte-level BPE -> CLM shards -> debug GPT -> HF export -> registry,
+"""The gpt path from the spec: ingest -> byte-level BPE -> CLM shards -> debug GPT -> HF export -> GPT-1
+fine-tune -> registry,
 through `plm.stages` and through `plm pretrain SPEC --json`, tracking on a tmp SQLite MLflow store."""
 
 from __future__ import annotations
@@ -29,10 +30,19 @@ OVERRIDES = ["corpus.paths=[sample:lee]", "corpus.text_unit=line", "tokenizer.ki
 
 def test_gpt_pipeline_from_spec(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    spec = load_spec(None, [f"home={tmp_path}", *OVERRIDES])
+    spec = load_spec(None, [f"home={tmp_path}", *OVERRIDES, "finetune.train_labels=48", "finetune.epochs=1",
+                            "finetune.seq_len=24", "finetune.compare_scratch=false", "finetune.test_fraction=0.05"])  # fmt: skip
     with stages.Pipeline(spec) as p:
         results = stages.run_all(p)
-    assert [r.stage for r in results] == ["ingest", "tokenizer", "examples", "pretrain", "register"]  # no finetune
+    assert [r.stage for r in results] == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
+    ft = p.results["finetune"]  # GPT-1 head on the decoder, registered under its own gate metric, served as a pyfunc
+    assert ft.output.kind == "gpt_classifier" and ft.output.metric == "pretrained.test_accuracy"
+    models = p.results["register"].output.models
+    assert models["gpt-tiny-sentiment"].metric == "pretrained.test_accuracy"
+    from plm.tracking import predict_texts
+
+    rows = predict_texts(f"sqlite:///{tmp_path / 'mlflow.db'}", "models:/gpt-tiny-sentiment@champion", ["a fine film"])
+    assert rows[0]["label"] in {"neg", "pos"} and 0.5 <= rows[0]["score"] <= 1
     pre = p.results["pretrain"]
     assert pre.output.arch == "gpt-debug" and pre.output.kind == "decoder" and pre.output.export_dir == "hf"
     for key in ("val_loss", "val_perplexity", "val_accuracy", "train_loss", "tokens_per_s"):

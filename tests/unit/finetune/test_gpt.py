@@ -1,0 +1,329 @@
+"""GPT-1 fine-tuning and GPT-2 zero-shot (plm.finetune.gpt) on a tiny decoder and a synthetic sentiment task.
+
+The decoder is pretrained here for a few seconds on synthetic reviews that end in a verdict word, so the
+zero-shot test has a language model that knows which verdict follows which review.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from plm import stages
+from plm.config import FinetuneSpec, TokenizerSpec, load_spec
+from plm.finetune.gpt import (
+    GPTClassifierPipeline, GPTForSequenceClassification, ZeroShotScorer, collate_gpt, encode_gpt, finetune_gpt,
+)  # fmt: skip
+from plm.finetune.strategies import build_strategy_optimizer, depth
+from plm.models.gpt import GPTConfig, GPTLMHeadModel
+from plm.train.export import save_model_dir
+
+POS = ["wonderful", "moving", "brilliant", "charming", "superb", "delightful"]
+NEG = ["dull", "tedious", "clumsy", "boring", "awful", "lifeless"]
+NOUNS = ["film", "movie", "story", "plot", "cast", "script"]
+
+
+def _review(rng: np.random.Generator, positive: bool) -> str:
+    words = POS if positive else NEG
+    return f"the {rng.choice(NOUNS)} was {rng.choice(words)} and {rng.choice(words)} ."
+
+
+def _rows(n: int, seed: int) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(seed)
+    return [(_review(rng, bool(i % 2)), "positive" if i % 2 else "negative") for i in range(n)]
+
+
+def _lm_lines() -> list[str]:
+    return [f"{t} verdict: {'great' if y == 'positive' else 'bad'}" for t, y in _rows(256, 2)]
+
+
+@pytest.fixture(scope="module")
+def gpt_tokenizer(tmp_path_factory):
+    from plm.tokenizer.train import build_tokenizer
+
+    tok, trainer = build_tokenizer(TokenizerSpec(kind="bytelevel_bpe", family="gpt", vocab_size=400))
+    tok.train_from_iterator(_lm_lines(), trainer=trainer)
+    path = tmp_path_factory.mktemp("gpttok") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gpt_dir(tmp_path_factory, gpt_tokenizer):
+    """A tiny decoder trained (CLM, 300 steps of 16, one thread: ~2 s) on `<review> verdict: great|bad` lines."""
+    from plm.tokenizer.train import load_tokenizer
+
+    tok = load_tokenizer(gpt_tokenizer)
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                    max_position=48, dropout=0.0)  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: more threads only contend (module fixtures run outside _one_thread)
+    torch.manual_seed(0)
+    model = GPTLMHeadModel(cfg)
+    ids = [[0, *e.ids] for e in tok.encode_batch(_lm_lines())]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(300):
+        batch = [ids[(step * 16 + j) % len(ids)] for j in range(16)]
+        x = torch.full((16, max(map(len, batch))), -100)
+        for b, row in enumerate(batch):
+            x[b, : len(row)] = torch.tensor(row)
+        loss = model(x.clamp(min=0), labels=x)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.set_num_threads(threads)
+    out = tmp_path_factory.mktemp("gpt") / "model"
+    save_model_dir(model.eval(), cfg.to_dict(), out)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny matrices: extra threads only contend (on a shared CI box they cost several-fold)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tok(path):
+    from plm.tokenizer.train import load_tokenizer
+
+    return load_tokenizer(path)
+
+
+def test_input_transformations(gpt_tokenizer):
+    tok = _tok(gpt_tokenizer)
+    V = tok.get_vocab_size()
+    [single] = encode_gpt(tok, ["the film was dull"], None, 64, V)
+    assert single[0] == V and single[-1] == V + 2 and single[1:-1] == tok.encode("the film was dull").ids
+    [pair] = encode_gpt(tok, ["the film was dull"], ["the plot was clumsy"], 64, V)
+    a, b = tok.encode("the film was dull").ids, tok.encode("the plot was clumsy").ids
+    assert pair == [V, *a, V + 1, *b, V + 2]
+    long = " ".join(["boring"] * 40)
+    [cut] = encode_gpt(tok, [long], ["the plot"], 12, V)
+    assert len(cut) == 12 and cut[-3:] == [V + 1, *tok.encode("the plot").ids][-2:] + [V + 2]  # longer side cut
+
+
+def test_head_reads_the_extract_token_and_ignores_padding(gpt_tokenizer):
+    tok = _tok(gpt_tokenizer)
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                    max_position=32)  # fmt: skip
+    torch.manual_seed(1)
+    model = GPTForSequenceClassification(cfg, 2).eval()
+    ids = encode_gpt(tok, ["the film was dull", "the film was dull and tedious and clumsy"], None, 32, cfg.vocab_size)
+    alone = model(**collate_gpt(ids[:1]))["logits"]
+    batched = model(**collate_gpt(ids))["logits"]
+    assert torch.allclose(alone[0], batched[0], atol=1e-5)  # right padding never reaches the extract position
+    other = collate_gpt([ids[0][:-1] + [cfg.vocab_size + 1]])  # a different last token: a different answer
+    assert not torch.allclose(model(**other)["logits"], alone)
+
+
+def test_lm_auxiliary_loss(gpt_tokenizer):
+    tok = _tok(gpt_tokenizer)
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                    max_position=32, dropout=0.0)  # fmt: skip
+    torch.manual_seed(2)
+    model = GPTForSequenceClassification(cfg, 2, lm_aux_weight=0.5)
+    ids = encode_gpt(tok, ["the film was dull", "moving"], None, 32, cfg.vocab_size)
+    out = model(**collate_gpt(ids, [0, 1]))
+    assert float(out["loss"].detach()) == pytest.approx(float(out["task_loss"] + 0.5 * out["lm_loss"]), rel=1e-6)
+    # the LM loss covers exactly the text tokens, the first predicted from <start> (no task tokens, no padding)
+    h = model.hidden(collate_gpt(ids)["input_ids"])
+    logp = model.lm_head(h).log_softmax(-1)
+    terms = [-logp[b, t, row[t + 1]] for b, row in enumerate(ids) for t in range(0, len(row) - 2)]
+    assert float(out["lm_loss"]) == pytest.approx(float(torch.stack(terms).mean()), rel=1e-5)
+    model.lm_aux_weight = 0.0
+    assert "lm_loss" not in model(**collate_gpt(ids, [0, 1]))
+
+
+def test_decoder_strategies_frozen_and_discriminative(gpt_tokenizer):
+    cfg = GPTConfig(vocab_size=50, hidden_size=16, num_layers=3, num_heads=2, intermediate_size=32, max_position=16)
+    model = GPTForSequenceClassification(cfg, 2)
+    assert depth("transformer.wte.weight", 3) == 0 and depth("transformer.h.2.attn.c_attn.weight", 3) == 3
+    assert depth("transformer.ln_f.weight", 3) == 4 and depth("task_tokens.weight", 3) == 4
+    build_strategy_optimizer(model, "frozen", 1e-3, 0.01, 0.8, 3)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"task_tokens.weight", "classifier.weight", "classifier.bias"}
+    model = GPTForSequenceClassification(cfg, 2)
+    opt = build_strategy_optimizer(model, "discriminative", 1e-3, 0.01, 0.5, 3)
+    assert {g["depth"]: g["lr"] for g in opt.param_groups} == pytest.approx({4: 1e-3, 3: 5e-4, 2: 2.5e-4, 1: 1.25e-4,
+                                                                            0: 6.25e-5})  # fmt: skip
+
+
+def _data(tok, n, seed, seq_len=32):
+    rows = _rows(n, seed)
+    ids = encode_gpt(tok, [t for t, _ in rows], None, seq_len, tok.get_vocab_size())
+    return ids, [int(y == "positive") for _, y in rows]
+
+
+def test_finetune_from_the_decoder_learns_and_serves(tmp_path, gpt_tokenizer, gpt_dir):
+    from plm.finetune.predict import TASK_FILE
+    from plm.tracking import load_predictor
+
+    tok = _tok(gpt_tokenizer)
+    cfg = GPTConfig.from_dict(json.loads((gpt_dir / "config.json").read_text()))
+    (tr_ids, tr_y), (te_ids, te_y) = _data(tok, 64, 3), _data(tok, 64, 4)
+    ft = FinetuneSpec(epochs=1, batch_size=16, lr=1e-2, seq_len=32)
+    frozen = finetune_gpt(cfg, ft, tr_ids, tr_y, te_ids, te_y, {0: "negative", 1: "positive"}, tmp_path / "f",
+                          gpt_dir, "frozen")  # fmt: skip
+    body, tuned = load_file(str(gpt_dir / "model.safetensors")), load_file(str(frozen.model_dir / "model.safetensors"))
+    assert all(torch.equal(body[k], tuned[k]) for k in body if k.startswith("transformer."))  # frozen = unchanged
+    assert not torch.equal(body["transformer.h.0.attn.c_attn.weight"], torch.zeros(1))
+    full = finetune_gpt(cfg, ft.model_copy(update={"epochs": 8}), tr_ids, tr_y, te_ids, te_y,
+                        {0: "negative", 1: "positive"}, tmp_path / "full", gpt_dir, "full")  # fmt: skip
+    tuned = load_file(str(full.model_dir / "model.safetensors"))
+    assert not torch.equal(body["transformer.h.0.attn.c_attn.weight"], tuned["transformer.h.0.attn.c_attn.weight"])
+    assert full.metrics["test_accuracy"] >= 0.9, full.metrics
+    (full.model_dir / TASK_FILE).write_text(json.dumps({"pair": False, "kind": "gpt_classifier"}))
+    pipe = load_predictor("gpt_classifier", full.model_dir, gpt_tokenizer)
+    out = pipe.predict_frame(pd.DataFrame({"text": ["the film was superb and moving .", "the plot was dull and boring ."]}))
+    assert list(out.label) == ["positive", "negative"] and (out.score > 0.5).all()
+
+
+def test_zero_shot_verbalisers(tmp_path, gpt_tokenizer, gpt_dir):
+    from plm.train.export import load_model_dir
+
+    lm, _ = load_model_dir(gpt_dir)
+    rows = _rows(40, 5)
+    texts, y = [t for t, _ in rows], np.array([int(l == "positive") for _, l in rows])
+    verbal = {"negative": " bad", "positive": " great"}
+    scorer = ZeroShotScorer(lm, _tok(gpt_tokenizer), "{text} verdict:", verbal, 48, False, 0)
+    assert (scorer.scores(texts).argmax(1) == y).mean() >= 0.9
+    wrong = ZeroShotScorer(lm, _tok(gpt_tokenizer), "{text} verdict:", {"negative": " great", "positive": " bad"},
+                           48, False, 0)  # fmt: skip
+    assert (wrong.scores(texts).argmax(1) == y).mean() <= 0.1  # the verbalisers, not a label order, decide
+    with pytest.raises(ValueError, match="must contain"):
+        ZeroShotScorer(lm, _tok(gpt_tokenizer), "no field", verbal, 48, False, 0)
+
+
+def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
+    data = tmp_path / "sentiment.jsonl"
+    with data.open("w") as f:
+        for i, (t, y) in enumerate(_rows(120, 6)):
+            f.write(json.dumps({"text": t, "label": y, "split": "test" if i % 4 == 0 else "train"}) + "\n")
+    spec_overrides = [
+        f"home={tmp_path / 'home'}", "model.arch=gpt", "tokenizer.family=gpt", "tokenizer.kind=bytelevel_bpe",
+        "objectives.kinds=[clm]", f"finetune.data={data}", "finetune.format=jsonl", "finetune.split_column=split",
+        "finetune.seq_len=32", "finetune.epochs=2", "finetune.batch_size=16", "finetune.lr=1e-2",
+        "finetune.strategy=full", "finetune.compare_scratch=false", "finetune.zero_shot_template='{text} verdict:'",
+        "finetune.verbalizers={negative: ' bad', positive: ' great'}", f"corpus.allowed_roots=[{tmp_path}]",
+        "finetune.transfer_strategies=[full, frozen, zero_shot]", "finetune.transfer_labels=[20]",
+        "finetune.baseline=false",
+    ]  # fmt: skip
+    spec = load_spec(None, spec_overrides)
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    shutil.copy(gpt_tokenizer, tok_dir / "tokenizer.json")
+    tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
+    pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0,
+                             output=stages.pretrain.Output(model_dir=gpt_dir.name, arch="gpt-debug", kind="decoder"))
+    with stages.Pipeline(spec, tracking=False) as p:
+        ft = stages.finetune.run(p, tok, pre)
+        tr = stages.transfer.run(p, tok, pre)
+    assert ft.output.kind == "gpt_classifier" and ft.output.strategy == "full"
+    assert (ft.path / "model" / "task.json").is_file() or (ft.path / "pretrained" / "model" / "task.json").is_file()
+    report = pd.read_csv(tr.path / "report.csv")
+    acc = report[report.metric == "accuracy"]
+    zs = acc[acc.strategy == "zero_shot"]
+    assert len(zs) == 1 and zs.labels.item() == 0 and zs.init.item() == "pretrained" and zs.value.item() >= 0.9
+    scratch = acc[acc.init == "scratch"].pivot_table(index="labels", columns="strategy", values="value")
+    assert (scratch["full"] == scratch["frozen"]).all()  # one decoder scratch run per budget, shared
+    assert set(acc.labels) == {0, 20} and set(acc.strategy) == {"full", "frozen", "zero_shot"}
+
+    # zero_shot as the finetune stage's candidate: the pretrained weights unchanged, served by the same predictor
+    from plm.tracking import load_predictor
+
+    zspec = load_spec(None, [f"{o}" for o in spec_overrides] + ["finetune.strategy=zero_shot"])
+    with stages.Pipeline(zspec, tracking=False) as p:
+        zft = stages.finetune.run(p, tok, pre)
+    assert zft.output.strategy == "zero_shot" and zft.metrics["pretrained.test_accuracy"] >= 0.9
+    model_dir = zft.path / zft.output.model_dir
+    assert load_file(str(model_dir / "model.safetensors")).keys() == load_file(str(gpt_dir / "model.safetensors")).keys()
+    pipe = load_predictor("gpt_classifier", model_dir, model_dir / "tokenizer.json")
+    out = pipe.predict_frame(pd.DataFrame({"text": ["the film was superb and moving .", "the plot was dull and boring ."]}))
+    assert list(out.label) == ["positive", "negative"]
+
+
+def _write_jsonl(path, rows):
+    with path.open("w") as f:
+        for i, row in enumerate(rows):
+            f.write(json.dumps({**row, "split": "test" if i % 4 == 0 else "train"}) + "\n")
+    return path
+
+
+def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir):
+    """Sentiment champion -> registry -> `finetune.init` of a same-sentiment pair task: the pair candidate starts
+    from the registered weights (head replaced: other labels), its version names the parent, and the
+    transfer report has `registered` rows beside pretrained and scratch."""
+    from mlflow import MlflowClient
+
+    sent = _write_jsonl(tmp_path / "sent.jsonl", [{"text": t, "label": y} for t, y in _rows(80, 7)])
+    rows = _rows(160, 8)
+    pairs = _write_jsonl(tmp_path / "pairs.jsonl", [
+        {"text": a, "text_pair": b, "label": "same" if ya == yb else "different"}
+        for (a, ya), (b, yb) in zip(rows[0::2], rows[1::3] + rows[1::2])])  # fmt: skip
+    common = [f"home={tmp_path / 'home'}", "name=t", "model.arch=gpt", "tokenizer.family=gpt",
+              "tokenizer.kind=bytelevel_bpe", "objectives.kinds=[clm]", "finetune.format=jsonl",
+              "finetune.split_column=split", "finetune.seq_len=40", "finetune.epochs=1", "finetune.batch_size=16",
+              "finetune.lr=1e-2", "finetune.compare_scratch=false", f"corpus.allowed_roots=[{tmp_path}]"]  # fmt: skip
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    shutil.copy(gpt_tokenizer, tok_dir / "tokenizer.json")
+    tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
+    pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0,
+                             output=stages.pretrain.Output(model_dir=gpt_dir.name, arch="gpt-debug", kind="decoder"))
+    ing = stages.StageResult("ingest", "i0", tmp_path / "ing", False, 0.0, output=stages.ingest.Output(
+        snapshot_id="s0", lake_files=[], reasons={}, reason_table={}, processed_sources=0))
+    for stood_in in (tok, pre, ing):  # upstream outputs are logged as MLflow inputs by their manifest
+        stood_in.path.mkdir(exist_ok=True)
+        (stood_in.path / "manifest.json").write_text("{}")
+
+    def run(*extra, transfer=False):
+        spec = load_spec(None, [*common, *extra])
+        with stages.Pipeline(spec) as p:
+            p.results.update(ingest=ing, tokenizer=tok, pretrain=pre)
+            ft = stages.finetune.run(p, tok, pre)
+            tr = stages.transfer.run(p, tok, pre) if transfer else None
+            return ft, tr, stages.run_stage(p, "register")
+
+    _, _, reg = run("finetune.task=sentiment", f"finetune.data={sent}")
+    parent = reg.output.models["t-sentiment"].model_dump()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    ft, tr, reg = run("finetune.task=samesent", "finetune.task_type=pair_classification", f"finetune.data={pairs}",
+                      "finetune.init=models:/t-sentiment@champion", "finetune.transfer_strategies=[full]",
+                      "finetune.transfer_labels=[20]", "finetune.baseline=false", transfer=True)  # fmt: skip
+    assert ft.output.metric == "registered.test_accuracy" and ft.inputs["init"].startswith(f"t-sentiment/{parent['version']}:")
+    assert (ft.path / "registered" / "model" / "task.json").is_file()
+    child = reg.output.models["t-samesent"].model_dump()
+    tags = client.get_model_version("t-samesent", str(child["version"])).tags
+    assert tags["plm.parent.model"] == "t-sentiment" and tags["plm.parent.version"] == str(parent["version"])
+    assert tags["plm.parent.uri"] == f"models:/t-sentiment/{parent['version']}"
+    report = pd.read_csv(tr.path / "report.csv")
+    assert set(report.init) == {"registered", "pretrained", "scratch"}
+    # the registered weights were used: the decoder of the child differs from both the pretrained one's start
+    run_params = client.get_run(json.loads((ft.path / "manifest.json").read_text())["run_id"]).data.params
+    assert run_params["registered.head"] == "new"  # labels same/different != negative/positive: head replaced
+    with pytest.raises(Exception, match="not models:/|pattern"):
+        load_spec(None, [*common, "finetune.init=runs:/abc/model"])
+
+
+def test_a_head_is_kept_only_for_the_same_labels(tmp_path, gpt_tokenizer, gpt_dir):
+    from plm.finetune.engine import load_head_if_same_labels
+
+    cfg = GPTConfig.from_dict(json.loads((gpt_dir / "config.json").read_text()))
+    torch.manual_seed(3)
+    src = GPTForSequenceClassification(cfg, 2)
+    save_model_dir(src, cfg.to_dict() | {"num_labels": 2, "id2label": {"0": "negative", "1": "positive"}}, tmp_path / "m")
+    for labels, kept in (({0: "negative", 1: "positive"}, True), ({0: "different", 1: "same"}, False)):
+        torch.manual_seed(4)
+        dst = GPTForSequenceClassification(cfg, 2)
+        assert load_head_if_same_labels(dst, tmp_path / "m", labels, ("classifier.", "task_tokens.")) is kept
+        assert torch.equal(dst.classifier.weight, src.classifier.weight) is kept
+        assert torch.equal(dst.task_tokens.weight, src.task_tokens.weight) is kept
