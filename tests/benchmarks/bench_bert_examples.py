@@ -218,6 +218,16 @@ def plm_creation(docs: list, cfg: ObjectivesSpec, vocab_size: int, specials: Spe
 # ---- the benchmark ------------------------------------------------------------------------------
 
 
+def _reset_peak_rss() -> None:
+    """Linux: reset this process's peak RSS (VmHWM) to its current RSS, so a phase's own peak can be read."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_mb() -> float:
+    status = Path("/proc/self/status").read_text().splitlines()
+    return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+
 def test_bert_examples_vs_pure_python(tmp_path):
     from plm.corpus.ingest import ingest_corpus
 
@@ -242,16 +252,20 @@ def test_bert_examples_vs_pure_python(tmp_path):
 
     cfg = ObjectivesSpec(dupe_factor=1, seq_len=SEQ_LEN)
     specials = SpecialIds.from_tokenizer(tok)
+    _reset_peak_rss()
     t0 = time.perf_counter()
     docs = encode_documents(tok, lake.files, "train")
     t1 = time.perf_counter()
     stats = write_bert_examples(docs, "train", cfg, tok.get_vocab_size(), specials, tmp_path / "plm")
     t2 = time.perf_counter()
     plm_e2e, plm_create = t2 - t0, t2 - t1
+    plm_rss = _peak_rss_mb()
 
+    _reset_peak_rss()
     t3 = time.perf_counter()
     py_n, py_create, py_after = py_pipeline(sent_docs, vocab, tok_spec.lowercase, tmp_path / "py.parquet")
     py_e2e = time.perf_counter() - t3
+    py_rss = _peak_rss_mb()
     plm_n, plm_create_only = plm_creation(docs, cfg, tok.get_vocab_size(), specials)
 
     two = cfg.model_copy(update={"workers": 2, "docs_per_shard": 8})
@@ -278,4 +292,11 @@ def test_bert_examples_vs_pure_python(tmp_path):
         "e2e_speedup_2_workers": round((stats2.examples / (plm2_create + t1 - t0)) / (py_n / py_e2e), 1),
     }
     print("\nBENCH bert_examples", json.dumps(result))
+    # the issue's line: end to end (tokenizing + creation + masking + Parquet), one worker; each side's
+    # peak RSS is the process's peak during that side's run (VmHWM reset before it; the corpus and the
+    # tokenizer already loaded are included for both)
+    e2e = {"unit": "instances/s", "plm": result["plm_e2e_inst_per_s"], "peer": result["python_e2e_inst_per_s"],
+           "ratio": result["e2e_speedup"], "peak_rss_mb": {"plm": round(plm_rss), "peer": round(py_rss)},
+           "ratio_2_workers": result["e2e_speedup_2_workers"], "sentences": n_sent}  # fmt: skip
+    print("BENCH bert_examples_e2e", json.dumps(e2e))
     assert abs(stats.examples - py_n) / py_n < 0.1  # same algorithm, same corpus: about as many instances
