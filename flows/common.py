@@ -123,7 +123,7 @@ def publish_summary(p: Pipeline) -> None:
     ]
     models = p.results.get("register")
     if models:
-        lines += ["", *(f"- `{m['uri']}`" for m in models.extra.get("models", {}).values())]
+        lines += ["", *(f"- `{m.uri}`" for m in models.output.models.values())]
     create_markdown_artifact(key=artifact_key("summary", p.spec.name), markdown="\n".join(lines))
     publish_headline(p)
 
@@ -142,8 +142,7 @@ def publish_headline(p: Pipeline) -> None:
     champion = champion_of(p.session.uri, name)
     if champion is None:
         return
-    rows = headline(pd.read_csv(transfer.path / transfer.extra["report_path"]), transfer.extra.get("metric", "accuracy"),
-                    champion)  # fmt: skip
+    rows = headline(pd.read_csv(transfer.path / transfer.output.report_path), transfer.output.metric, champion)
     create_table_artifact(
         key=artifact_key("headline", p.spec.name),
         table=[{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],

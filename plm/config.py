@@ -18,12 +18,55 @@ class SpecError(ValueError):
     """A pipeline spec that cannot be used; the message names the offending dotted key."""
 
 
+RUN_ONLY = {"run_only": True}
+"""`json_schema_extra` of a field that never changes what a stage writes (logging cadence, batching, locks,
+where to resume, where to run), or that a stage keys by content instead (the corpus paths and roots: the
+sources' sha256s are the ingest input): `output_slice` leaves it out of the stage fingerprints. Marked here once."""
+
+
+def run_only(default: Any, **kw: Any) -> Any:
+    """A `Field` marked RUN_ONLY."""
+    return Field(default, json_schema_extra=RUN_ONLY, **kw)
+
+
+ADDED = {"fingerprint": "when_set"}
+"""`json_schema_extra` of a field added after stage outputs already existed: left out of the fingerprint while
+it holds its default (which reproduces the earlier behaviour), so adding it invalidates no finished output."""
+
+
+def added(default: Any, **kw: Any) -> Any:
+    """A `Field` marked ADDED."""
+    return Field(default, json_schema_extra=ADDED, **kw)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
 
 
+def run_only_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Names of the RUN_ONLY fields of one section class (not recursive)."""
+    return frozenset(n for n, f in model.model_fields.items() if f.json_schema_extra == RUN_ONLY)
+
+
+def _exclusions(section: BaseModel) -> dict[str, Any]:
+    out: dict[str, Any] = {name: True for name in run_only_fields(type(section))}
+    out |= {n: True for n, f in type(section).model_fields.items()
+            if f.json_schema_extra == ADDED and getattr(section, n) == f.default}  # fmt: skip
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if name not in out and isinstance(value, BaseModel) and (sub := _exclusions(value)):
+            out[name] = sub
+    return out
+
+
+def output_slice(section: BaseModel) -> dict[str, Any]:
+    """The section as JSON without its RUN_ONLY fields, nor its ADDED ones at their default (at any depth):
+    what a stage fingerprint covers."""
+    return section.model_dump(mode="json", exclude=_exclusions(section) or None)
+
+
 class CorpusSpec(_Section):
-    paths: list[str] = ["sample:enwiki", "sample:ko-constitution", "sample:ko-bills"]
+    paths: list[str] = run_only(["sample:enwiki", "sample:ko-constitution", "sample:ko-bills"])
     """Files, directories, globs or named samples (`sample:enwiki`, `sample:ko-constitution`, `sample:ko-bills`, `sample:lee`)."""
     text_unit: Literal["file", "paragraph", "line"] = "file"
     """How a plain-text file is cut into documents: whole file, blank-line blocks, or lines."""
@@ -45,7 +88,7 @@ class CorpusSpec(_Section):
     """Decompressed bytes after which `max_compression_ratio` applies (small, highly compressible files are fine)."""
     max_decompressed_bytes: int = Field(32 * 1024**3, ge=1)
     """A compressed input that decompresses to more than this is a `decompression_bomb`."""
-    allowed_roots: list[str] = []
+    allowed_roots: list[str] = run_only([])
     """Directories inputs must resolve into (symlinks followed); empty = current directory, PLM_HOME, the temp directory and the sample packages."""
     korean_sentences: Literal["kiwi", "regex"] = "kiwi"
     """Korean sentence splitter: `kiwi` (morphological, finds unpunctuated endings, ~0.05 MB/s) or `regex` (punctuation only, ~10 MB/s)."""
@@ -73,7 +116,7 @@ class CorpusSpec(_Section):
     """Fraction of documents (by document hash) assigned to the test split."""
     min_validation_docs: int = Field(10, ge=0)
     """A language with at least this many documents in a snapshot, but none in validation by hash, gets one: its train document with the smallest id moves (only when `validation_fraction` > 0; 0 disables). Small corpora then still have held-out data per language."""
-    max_quarantined_fraction: float = Field(0.5, ge=0, le=1)
+    max_quarantined_fraction: float = run_only(0.5, ge=0, le=1)
     """The stage fails when more than this fraction of all rows read is quarantined."""
     max_symbol_ratio: float = Field(0.5, ge=0, le=1)
     """Documents whose share of characters that are neither letters, digits nor whitespace exceeds this are filtered (`too_many_symbols`)."""
@@ -113,11 +156,11 @@ class CorpusSpec(_Section):
     """LSH bands (rows = num_perm // bands); None chooses them for `near_dup_threshold`, weighting misses 9:1 over spurious candidates."""
     minhash_shingle: int = Field(5, ge=1, le=64)
     """Shingle size in words (lower-cased, punctuation trimmed; Korean eojeol count as words)."""
-    batch_records: int = Field(20_000, ge=1)
+    batch_records: int = run_only(20_000, ge=1)
     """Records per processing batch (a source is streamed in batches; each kept batch becomes one Parquet part)."""
-    batch_bytes: int = Field(32_000_000, ge=1000)
+    batch_bytes: int = run_only(32_000_000, ge=1000)
     """Raw text bytes per processing batch: with `batch_records`, bounds the ingest's memory."""
-    lock_timeout_s: float = Field(60.0, ge=0)
+    lock_timeout_s: float = run_only(60.0, ge=0)
     """Seconds an ingest waits for another ingest's catalog lock before failing with the holder's pid, host and start time."""
 
 
@@ -309,7 +352,7 @@ class Word2VecSpec(_Section):
     """Positive pairs per update (each with its negatives); 1024 trains faster than 4096 on a CPU, same quality."""
     regenerate: bool = True
     """Epochs after the first draw fresh subsampling, windows and negatives (as gensim); False replays the example shards."""
-    log_every: int = Field(50, ge=1)
+    log_every: int = run_only(50, ge=1)
     """Log loss, learning rate, words/s and pairs/s every N updates."""
     analogy_vocab: int = Field(30_000, ge=1)
     """Analogy evaluation searches only the N most frequent words (gensim's `restrict_vocab`)."""
@@ -368,7 +411,7 @@ class GloveSpec(_Section):
     """Weighting exponent (the paper's 3/4)."""
     batch_size: int = Field(4096, ge=1)
     """Co-occurrence entries per AdaGrad update."""
-    log_every: int = Field(50, ge=1)
+    log_every: int = run_only(50, ge=1)
     """Log loss and entries/s every N updates."""
     analogy_vocab: int = Field(30_000, ge=1)
     """Analogy evaluation searches only the N most frequent words."""
@@ -402,27 +445,29 @@ class TrainSpec(_Section):
     """Seed for initialisation, data order and dropout."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """`auto` picks CUDA when present, else CPU."""
-    log_every: int = Field(10, ge=1)
+    log_every: int = run_only(10, ge=1)
     """Log training metrics every N steps."""
     eval_batches: int = Field(8, ge=1)
     """Held-out batches evaluated at the end (and at every checkpoint, to keep the best one)."""
     grad_accum: int = Field(1, ge=1)
     """Micro-batches per optimizer step: each holds batch_size / (grad_accum x world size) sequences."""
+    nproc: int = added(1, ge=1)
+    """Data-parallel processes on this node: above 1 the pretrain stage launches `torch.distributed.run` itself (DDP: gloo on CPU, NCCL with one GPU per process; `plm pretrain --nproc N`); multi-node through torchrun's `PET_NNODES` / `PET_NODE_RANK` / `PET_RDZV_ENDPOINT` environment variables. Each process reads every N-th shard, so the weights differ from one process: part of the fingerprint."""
     schedule: Literal["linear", "cosine"] = "linear"
     """Decay after warmup: linear to zero, or cosine down to `min_lr_ratio` x lr."""
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     """`cosine`: final learning rate as a fraction of the peak."""
     compile: Literal["auto", "on", "off"] = "auto"
     """`torch.compile` the model: `auto` = on CUDA only (compilation costs more than it saves on CPU)."""
-    prefetch: int = Field(4, ge=0)
+    prefetch: int = run_only(4, ge=0)
     """Batches prepared ahead by a background thread (0: prepare in the training loop)."""
     shuffle_buffer: int = Field(8192, ge=1)
     """Rows per shuffle buffer of the streaming loader (memory bound; rows are shuffled within a buffer)."""
-    checkpoint_every: int = Field(0, ge=0)
+    checkpoint_every: int = run_only(0, ge=0)
     """Write a resumable checkpoint every N steps (0: only the final one)."""
-    keep_checkpoints: int = Field(2, ge=1)
+    keep_checkpoints: int = run_only(2, ge=1)
     """Periodic checkpoints kept (the latest N), besides `best.pt` (lowest held-out loss at a checkpoint)."""
-    resume: bool = False
+    resume: bool = run_only(False)
     """Continue from the latest checkpoint of an interrupted run of the same spec and data (`plm pretrain --resume`)."""
 
     @model_validator(mode="after")
@@ -431,6 +476,8 @@ class TrainSpec(_Section):
             raise ValueError("train.warmup_steps must be < train.steps")
         if self.batch_size % self.grad_accum:
             raise ValueError("train.batch_size must be divisible by train.grad_accum")
+        if self.batch_size % (self.grad_accum * self.nproc):
+            raise ValueError("train.batch_size must be divisible by train.grad_accum x train.nproc")
         return self
 
 
@@ -540,6 +587,25 @@ class TrackingSpec(_Section):
     """Register the pretrained encoder and the fine-tuned model in the MLflow registry."""
 
 
+class RunnerSpec(_Section):
+    kind: Literal["local", "dask"] = run_only("local")
+    """Where the data stages run their shards: `local` (this process, or an `objectives.workers` fork pool) or `dask` (a Dask cluster: `address`, else a LocalCluster of `workers` processes). Outputs are byte-identical either way."""
+    workers: int = run_only(2, ge=1)
+    """`kind: dask` without an address: worker processes of the LocalCluster started for the run (one thread each)."""
+    address: str | None = run_only(None)
+    """`kind: dask`: the scheduler of an existing cluster (`tcp://host:8786`); default `$PLM_DASK_ADDRESS`, else a LocalCluster. Workers must see the home directory at the same path."""
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> RunnerSpec:
+        if self.address and self.kind != "dask":
+            raise ValueError("runner.address is the scheduler of a Dask cluster: set runner.kind=dask")
+        return self
+
+    def resolved_address(self) -> str | None:
+        """`address`, else `$PLM_DASK_ADDRESS` (None: start a LocalCluster)."""
+        return self.address or os.environ.get("PLM_DASK_ADDRESS") or None
+
+
 class ScheduleSpec(_Section):
     cron: str | None = None
     """Cron expression for a scheduled deployment (none: run on demand)."""
@@ -570,6 +636,8 @@ class PipelineSpec(_Section):
     """MLflow tracking and registry."""
     schedule: ScheduleSpec = ScheduleSpec()
     """When a deployment runs."""
+    runner: RunnerSpec = RunnerSpec()
+    """Where shard work runs (never part of a fingerprint)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -172,17 +172,11 @@ class MlflowTracker:
 
     def log_curves(self, keys: list[str], title: str, file_name: str) -> None:
         """Plot the recorded history of `keys` (one panel each) and log it as a PNG."""
-        import tempfile
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         histories = {k: self.client.get_metric_history(self.run_id, k) for k in keys}
         histories = {k: sorted(h, key=lambda m: m.step) for k, h in histories.items() if h}
         if not histories:
             return
+        plt = _pyplot()
         fig, axes = plt.subplots(1, len(histories), figsize=(4 * len(histories), 3.2), squeeze=False)
         for ax, (key, hist) in zip(axes[0], histories.items(), strict=True):
             ax.plot([m.step for m in hist], [m.value for m in hist], marker="." if len(hist) < 30 else None)
@@ -190,12 +184,50 @@ class MlflowTracker:
             ax.set_xlabel("step")
             ax.grid(alpha=0.3)
         fig.suptitle(title)
+        self._log_figure(fig, file_name)
+
+    def log_histogram(self, values: list[int], title: str, file_name: str) -> None:
+        """A 40-bin histogram of `values` (document or example lengths) as a PNG under `plots/`."""
+        if not values:
+            return
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.hist(values, bins=40)
+        ax.set_title(title)
+        ax.set_ylabel("examples")
+        self._log_figure(fig, file_name)
+
+    def log_bars(self, counts: dict[str, int], title: str, ylabel: str, file_name: str) -> None:
+        """A bar chart of `counts` (e.g. documents per language) as a PNG under `plots/`."""
+        if not counts:
+            return
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.bar(list(counts), list(counts.values()))
+        ax.set_title(title)
+        ax.set_ylabel(ylabel)
+        self._log_figure(fig, file_name)
+
+    def _log_figure(self, fig: Any, file_name: str) -> None:
+        import tempfile
+
+        import matplotlib.pyplot as plt
+
         fig.tight_layout()
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / file_name
             fig.savefig(out, dpi=100)
             self.log_artifact(out, "plots")
         plt.close(fig)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 class TrackingSession:

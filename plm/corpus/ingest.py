@@ -48,7 +48,7 @@ import pyarrow.parquet as pq
 
 from plm import sql
 from plm.artifacts import canonical_json, fingerprint, sha256_file
-from plm.config import CorpusSpec
+from plm.config import CorpusSpec, run_only_fields
 from plm.corpus.dedup import NearDupIndex
 from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
@@ -69,9 +69,8 @@ DUCKDB_MEMORY_LIMIT = "512MB"
 
 # Fields of CorpusSpec that do not change what a source turns into (which sources, batching, locking, the
 # failure threshold); every other field does, so a new reader or filter option re-processes by default.
-NON_PROCESSING_FIELDS = frozenset({
-    "paths", "allowed_roots", "max_quarantined_fraction", "batch_records", "batch_bytes", "lock_timeout_s",
-})
+NON_PROCESSING_FIELDS = run_only_fields(CorpusSpec)
+"""corpus.* fields that do not change the documents written (marked RUN_ONLY in plm.config)."""
 COUNT_KEYS = (
     "rows_read", "rows_kept", "rows_duplicate", "rows_filtered", "rows_quarantined", "documents", "sentences", "chars",
 )

@@ -144,3 +144,12 @@ def analogies(
             c, a = sections[name]
             sections[name] = (c + int(hit), a + 1)
     return AnalogyResult(correct, len(questions), total, sections)
+
+
+def similarity_metrics(words: list[str], vectors: np.ndarray, analogy_vocab: int, lowercase: bool) -> dict[str, float]:
+    """WordSim-353 and Google-analogy figures of a word-vector table (every vector family reports the same)."""
+    sim = wordsim(words, vectors, lowercase=lowercase)
+    analogy = analogies(words, vectors, restrict_vocab=analogy_vocab, lowercase=lowercase)
+    return {"wordsim_spearman": sim.spearman, "wordsim_pairs": float(sim.pairs), "wordsim_coverage": sim.coverage,
+            "analogy_accuracy": analogy.accuracy, "analogy_answered": float(analogy.answered),
+            "analogy_coverage": analogy.coverage}  # fmt: skip

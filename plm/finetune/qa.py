@@ -11,7 +11,6 @@ back to characters of the original context through the tokenizer's offsets.
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import math
 import re
@@ -109,11 +108,9 @@ def read_squad(cfg: FinetuneSpec) -> QAData:
 
 def split_by_context(examples: list[QAExample], test_fraction: float) -> tuple[list[int], list[int]]:
     """Train/test indices by context hash: questions on one paragraph stay on one side."""
-    train, test = [], []
-    for i, ex in enumerate(examples):
-        bucket = int(hashlib.sha256(ex.context.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-        (test if bucket < test_fraction else train).append(i)
-    return train, test
+    from plm.finetune.tasks import split_by_hash
+
+    return split_by_hash([ex.context for ex in examples], test_fraction)
 
 
 def make_windows(tok: Tokenizer, examples: Sequence[QAExample], ft: FinetuneSpec) -> QAFeatures:

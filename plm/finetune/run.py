@@ -15,9 +15,6 @@ from typing import Any
 from plm.config import FinetuneSpec
 from plm.finetune.engine import FinetuneResult, finetune_classifier
 from plm.finetune.strategies import Strategy
-
-GPT_STRATEGIES = {"full", "frozen", "discriminative", "scratch", "zero_shot"}
-"""What applies to a GPT decoder (plm.finetune.gpt): the word-vector strategies do not."""
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
 PRIMARY = {"classification": "accuracy", "pair_classification": "accuracy", "regression": "pearson", "qa": "f1"}
@@ -88,8 +85,9 @@ class PreparedTask:
 
     def strategies(self, wanted: list[str]) -> list[Strategy]:
         """The strategies that apply to this model family, in the given order."""
-        usable = {"word2vec": {"embeddings", "features", "scratch"}, "bert": {"full", "frozen", "discriminative", "scratch"},
-                  "gpt": GPT_STRATEGIES}[self.arch]  # fmt: skip
+        from plm.families import FAMILIES
+
+        usable = set(FAMILIES[self.arch].strategies)
         if self.ft.task_type == "regression":
             usable = usable - {"zero_shot"}
         chosen = [s for s in wanted if s in usable]

@@ -32,3 +32,11 @@ def read_meta(path: Path) -> dict[bytes, bytes]:
 
 def read_stats(path: Path, key: bytes) -> dict[str, Any]:
     return json.loads(read_meta(path)[key])
+
+
+def remove_partial(directory: Path) -> int:
+    """Delete the temporary files of shards whose writer died before renaming them (a killed worker); returns how many."""
+    stale = list(Path(directory).rglob("*.parquet.tmp*"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +29,7 @@ from plm.config import ObjectivesSpec
 from plm.objectives.mlm import IGNORE, MaskedBatch, mask_tokens
 from plm.objectives.nsp import PairPlan, plan_document
 from plm.objectives.shardio import read_stats, stats_meta, write_shard
+from plm.objectives.shardrun import run_shards
 from plm.tokenizer.encode import EncodedDoc
 from plm.tokenizer.specials import SpecialIds
 from plm.tracker import Progress, no_progress
@@ -278,13 +278,10 @@ class _Job:
     path: Path
 
 
-# Set before the worker processes fork, so the documents are shared, not pickled per job.
-_WORK: dict[str, object] = {}
-
-
-def _generate(job: _Job) -> ExampleStats:
-    bounds: list[list[int]] = _WORK["bounds"]  # type: ignore[assignment]
-    cfg: ObjectivesSpec = _WORK["cfg"]  # type: ignore[assignment]
+def _generate(job: _Job, work: dict[str, Any]) -> ExampleStats:
+    """One shard of one copy: its pairs planned, masked and written (`work`: what every shard reads)."""
+    bounds: list[list[int]] = work["bounds"]
+    cfg: ObjectivesSpec = work["cfg"]
     objective = pair_objective(cfg.kinds)
     rng = np.random.default_rng([cfg.seed, SPLIT_CODES[job.split], OBJECTIVE_CODES[objective], job.shard, job.copy])
     coin = random.Random(int(rng.integers(2**63)))
@@ -294,8 +291,8 @@ def _generate(job: _Job) -> ExampleStats:
         plan_document(bounds, i, cfg.seq_len, cfg.short_seq_prob, cfg.nsp_random_fraction, coin, plan,
                       order_prediction=objective == "sop")  # fmt: skip
     table, stats = _mask_and_table(
-        plan, rng.permutation(len(plan)), _WORK["flat"], _WORK["doc_start"], _WORK["doc_ids"],  # type: ignore[arg-type]
-        cfg, _WORK["vocab_size"], _WORK["specials"], rng,  # type: ignore[arg-type]
+        plan, rng.permutation(len(plan)), work["flat"], work["doc_start"], work["doc_ids"],
+        cfg, work["vocab_size"], work["specials"], rng,
     )
     stats.shards_written = 1
     # Dictionary-encoding token-id lists is wasted work; only the document ids repeat.
@@ -334,20 +331,9 @@ def write_bert_examples(
         else:
             todo.append(job)
     flat, doc_start, bounds = _flat_documents(docs, cfg.whole_word)
-    _WORK.update(
-        flat=flat, doc_start=doc_start, bounds=bounds, doc_ids=[d.doc_id for d in docs], cfg=cfg,
-        vocab_size=vocab_size, specials=specials,
-    )  # fmt: skip
-    try:
-        if cfg.workers > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(cfg.workers, mp_context=get_context("fork")) as pool:
-                for stats in pool.map(_generate, todo):
-                    total.add(stats)
-                    progress(f"examples {split}", total.examples, None)
-        else:
-            for job in todo:
-                total.add(_generate(job))
-                progress(f"examples {split}", total.examples, None)
-    finally:
-        _WORK.clear()
+    work = dict(flat=flat, doc_start=doc_start, bounds=bounds, doc_ids=[d.doc_id for d in docs], cfg=cfg,
+                vocab_size=vocab_size, specials=specials)  # fmt: skip
+    for stats in run_shards(_generate, todo, work, cfg.workers):
+        total.add(stats)
+        progress(f"examples {split}", total.examples, None)
     return total

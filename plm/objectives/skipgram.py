@@ -25,10 +25,9 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +35,7 @@ import pyarrow.parquet as pq
 
 from plm.config import SkipgramSpec
 from plm.objectives.shardio import read_meta, stats_meta, write_shard
+from plm.objectives.shardrun import run_shards
 from plm.tracker import Progress, no_progress
 
 OBJECTIVE_CODE = 7
@@ -438,21 +438,18 @@ def shard_path(out_dir: Path, shard: int) -> Path:
     return out_dir / f"part-{shard:05d}.parquet"
 
 
-# Set before the worker processes fork, so the corpus is shared, not pickled per shard.
-_WORK: dict[str, object] = {}
-
-
-def _write_shard(shard: int) -> SkipgramStats:
-    ids: np.ndarray = _WORK["ids"]  # type: ignore[assignment]
-    offsets: np.ndarray = _WORK["offsets"]  # type: ignore[assignment]
-    bounds: np.ndarray = _WORK["bounds"]  # type: ignore[assignment]
-    cfg: SkipgramSpec = _WORK["cfg"]  # type: ignore[assignment]
-    out_dir: Path = _WORK["out_dir"]  # type: ignore[assignment]
-    rng = np.random.default_rng([_WORK["seed"], OBJECTIVE_CODE, shard])  # type: ignore[list-item]
+def _write_shard(shard: int, work: dict[str, Any]) -> SkipgramStats:
+    """One skip-gram shard written (`work`: the encoded corpus, shard bounds, sampler and spec every shard reads)."""
+    ids: np.ndarray = work["ids"]
+    offsets: np.ndarray = work["offsets"]
+    bounds: np.ndarray = work["bounds"]
+    cfg: SkipgramSpec = work["cfg"]
+    out_dir: Path = work["out_dir"]
+    rng = np.random.default_rng([work["seed"], OBJECTIVE_CODE, shard])
     first, last = bounds[shard], bounds[shard + 1]
     shard_examples = skipgram_shard(
         ids[offsets[first] : offsets[last]], np.diff(offsets[first : last + 1]),
-        _WORK["keep_prob"], _WORK["sampler"], cfg, rng,  # type: ignore[arg-type]
+        work["keep_prob"], work["sampler"], cfg, rng,
     )  # fmt: skip
     stats = shard_examples.stats
     meta = {
@@ -510,19 +507,10 @@ def write_skipgram(
             total.add(read_shard_stats(path))
         else:
             todo.append(shard)
-    _WORK.update(ids=ids, offsets=offsets, bounds=bounds, cfg=cfg, out_dir=out_dir, seed=seed, keep_prob=keep_prob,
-                 sampler=NegativeSampler(noise))  # fmt: skip
-    try:
-        if workers > 1 and len(todo) > 1:
-            with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
-                for stats in pool.map(_write_shard, todo):
-                    total.add(stats)
-                    progress("skipgram", total.examples, None)
-        else:
-            for shard in todo:
-                total.add(_write_shard(shard))
-                progress("skipgram", total.examples, None)
-    finally:
-        _WORK.clear()
+    work = dict(ids=ids, offsets=offsets, bounds=bounds, cfg=cfg, out_dir=out_dir, seed=seed, keep_prob=keep_prob,
+                sampler=NegativeSampler(noise))  # fmt: skip
+    for stats in run_shards(_write_shard, todo, work, workers):
+        total.add(stats)
+        progress("skipgram", total.examples, None)
     total.noise = noise
     return total

@@ -203,3 +203,11 @@ def read_encoded(paths: Sequence[Path]) -> list[EncodedDoc]:
         ):
             docs.append(EncodedDoc(doc_id, ids[i] or [], words[i], starts[i], texts[i], lang or ""))
     return docs
+
+
+def encode_file(path: Path, work: dict[str, object]) -> list[EncodedDoc]:
+    """One lake file's documents of `work["split"]`, encoded: a shard job (`plm.objectives.shardrun`) run where
+    the tokenizer is not at hand, so `work` carries it as JSON. In file order, the concatenation over the
+    lake's files equals `encode_documents` over all of them."""
+    tok = Tokenizer.from_str(work["tokenizer"])  # type: ignore[arg-type]
+    return encode_documents(tok, [path], work["split"], with_words=bool(work["with_words"]))  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from plm.config import TrainSpec
+from plm.config import TrainSpec, output_slice, run_only_fields
 from plm.eval.lm import autocast, evaluate_lm
 from plm.models.bert import BertConfig, BertForPreTraining
 from plm.models.gpt import GPTConfig, GPTLMHeadModel
@@ -62,7 +62,7 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TIED = ("cls.predictions.decoder.weight",)  # == bert.embeddings.word_embeddings.weight
 CHECKPOINTS = "checkpoints"
-RUN_ONLY = ("resume", "prefetch", "keep_checkpoints", "checkpoint_every", "log_every")
+RUN_ONLY = tuple(sorted(run_only_fields(TrainSpec)))
 """TrainSpec fields that change how a run is executed or recorded, never the weights it ends with."""
 
 # Dense bf16 peak FLOP/s by device-name substring (first match wins); MFU is omitted for others.
@@ -103,7 +103,7 @@ def peak_flops(device: torch.device) -> float | None:
 
 def run_slice(train: TrainSpec) -> dict[str, Any]:
     """The part of the train spec that determines the weights (what a resumed checkpoint must match)."""
-    return train.model_dump(mode="json", exclude=set(RUN_ONLY))
+    return output_slice(train)
 
 
 def load_pretrained(model_dir: Path) -> tuple[BertForPreTraining, BertConfig]:

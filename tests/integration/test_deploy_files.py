@@ -38,6 +38,11 @@ def test_compose_services_auth_and_only_uis_published():
         assert services[worker]["command"][services[worker]["command"].index("--pool") + 1] == pool
     gpu = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
+    # the data stages' Dask cluster: workers share the home volume; Prefect workers find it by PLM_DASK_ADDRESS
+    assert services["dask-scheduler"]["command"][:2] == ["dask", "scheduler"]
+    assert services["dask-worker"]["command"][:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
+    assert "plmhome:/data/plm" in services["dask-worker"]["volumes"] and services["dask-worker"]["deploy"]["replicas"] == 2
+    assert services["worker-cpu"]["environment"]["PLM_DASK_ADDRESS"] == "tcp://dask-scheduler:8786"
 
 
 @pytest.mark.skipif(

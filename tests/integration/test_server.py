@@ -215,7 +215,7 @@ def test_mlflow_server_has_runs_metrics_and_registered_model(served, first_run):
 def test_incremental_rerun_through_the_deployment(served, first_run, corpus_dir, test_artifacts, timing):
     before = served.artifacts(first_run.id)
     old_fp = _fingerprints(before)
-    old_lake = {f: (served.home / f).stat().st_mtime_ns for f in _manifest(served.home, "ingest", old_fp["ingest"])["extra"]["lake_files"]}
+    old_lake = {f: (served.home / f).stat().st_mtime_ns for f in _manifest(served.home, "ingest", old_fp["ingest"])["output"]["lake_files"]}
     (corpus_dir / "notes_2.txt").write_text("\n".join(MORE_LINES) + "\n")
 
     t0 = time.perf_counter()
@@ -228,10 +228,10 @@ def test_incremental_rerun_through_the_deployment(served, first_run, corpus_dir,
     assert set(_stage_status(after).values()) == {"ran"}
     # Only the new file was read: the earlier sources' lake files are untouched and still in the snapshot.
     manifest = _manifest(served.home, "ingest", new_fp["ingest"])
-    new_lake = manifest["extra"]["lake_files"]
+    new_lake = manifest["output"]["lake_files"]
     assert set(old_lake) < set(new_lake)
     assert all((served.home / f).stat().st_mtime_ns == m for f, m in old_lake.items())
-    assert manifest["extra"]["snapshot_id"] != _manifest(served.home, "ingest", old_fp["ingest"])["extra"]["snapshot_id"]
+    assert manifest["output"]["snapshot_id"] != _manifest(served.home, "ingest", old_fp["ingest"])["output"]["snapshot_id"]
     logs = served.logs_until(run.id, ["ingest notes_2.txt (rows)"])
     assert "ingest notes_2.txt (rows)" in logs and "ingest lee_background.cor (rows)" not in logs
     assert "ingest notes_1.txt (rows)" not in logs

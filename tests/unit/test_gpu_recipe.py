@@ -34,4 +34,4 @@ def test_gpu_recipe_at_a_reduced_size(tmp_path, imdb_slice):
     assert results["pretrain"].metrics["val_mlm_accuracy"] >= 0
     report = pd.read_csv(results["transfer"].path / "report.csv")
     assert set(report.strategy) == {"full", "features", "tfidf_lr", "tfidf_lr_cv"} and set(report.seed) == {1234, 1235}
-    assert {c["family"] for c in results["finetune"].extra["candidates"]} == {"bert-small", "word2vec-16d"}
+    assert {c.family for c in results["finetune"].output.candidates} == {"bert-small", "word2vec-16d"}

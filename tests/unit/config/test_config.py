@@ -78,3 +78,14 @@ def test_model_arch_selects_the_family_and_keys_are_checked_per_family():
         load_spec(None, ["model.dim=50"])  # a word2vec key on the default (bert) family
     with pytest.raises(SpecError, match="unknown key 'model.bogus'"):
         load_spec(None, ["model.bogus=1"])
+
+
+def test_runner_section_is_no_part_of_any_fingerprint():
+    from plm.config import output_slice
+
+    spec = load_spec(None, ["runner.kind=dask", "runner.workers=4", "runner.address=tcp://127.0.0.1:8786"])
+    plain = load_spec(None, [])
+    assert all(output_slice(getattr(spec, s)) == output_slice(getattr(plain, s))
+               for s in ("corpus", "tokenizer", "objectives", "model", "train", "finetune"))
+    with pytest.raises(SpecError, match="runner.kind=dask"):
+        load_spec(None, ["runner.address=tcp://127.0.0.1:8786"])

@@ -222,11 +222,12 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
     tok_dir.mkdir()
     shutil.copy(gpt_tokenizer, tok_dir / "tokenizer.json")
     tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
-    pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0, extra={"model_dir": gpt_dir.name})
+    pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0,
+                             output=stages.pretrain.Output(model_dir=gpt_dir.name, arch="gpt-debug", kind="decoder"))
     with stages.Pipeline(spec, tracking=False) as p:
-        ft = stages.finetune(p, tok, pre)
-        tr = stages.transfer(p, tok, pre)
-    assert ft.extra["kind"] == "gpt_classifier" and ft.extra["strategy"] == "full"
+        ft = stages.finetune.run(p, tok, pre)
+        tr = stages.transfer.run(p, tok, pre)
+    assert ft.output.kind == "gpt_classifier" and ft.output.strategy == "full"
     assert (ft.path / "model" / "task.json").is_file() or (ft.path / "pretrained" / "model" / "task.json").is_file()
     report = pd.read_csv(tr.path / "report.csv")
     acc = report[report.metric == "accuracy"]
@@ -241,9 +242,9 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
 
     zspec = load_spec(None, [f"{o}" for o in spec_overrides] + ["finetune.strategy=zero_shot"])
     with stages.Pipeline(zspec, tracking=False) as p:
-        zft = stages.finetune(p, tok, pre)
-    assert zft.extra["strategy"] == "zero_shot" and zft.metrics["pretrained.test_accuracy"] >= 0.9
-    model_dir = zft.path / zft.extra["model_dir"]
+        zft = stages.finetune.run(p, tok, pre)
+    assert zft.output.strategy == "zero_shot" and zft.metrics["pretrained.test_accuracy"] >= 0.9
+    model_dir = zft.path / zft.output.model_dir
     assert load_file(str(model_dir / "model.safetensors")).keys() == load_file(str(gpt_dir / "model.safetensors")).keys()
     pipe = load_predictor("gpt_classifier", model_dir, model_dir / "tokenizer.json")
     out = pipe.predict_frame(pd.DataFrame({"text": ["the film was superb and moving .", "the plot was dull and boring ."]}))
@@ -276,8 +277,10 @@ def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir)
     tok_dir.mkdir()
     shutil.copy(gpt_tokenizer, tok_dir / "tokenizer.json")
     tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
-    pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0, extra={"model_dir": gpt_dir.name})
-    ing = stages.StageResult("ingest", "i0", tmp_path / "ing", False, 0.0, extra={"snapshot_id": "s0"})
+    pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0,
+                             output=stages.pretrain.Output(model_dir=gpt_dir.name, arch="gpt-debug", kind="decoder"))
+    ing = stages.StageResult("ingest", "i0", tmp_path / "ing", False, 0.0, output=stages.ingest.Output(
+        snapshot_id="s0", lake_files=[], reasons={}, reason_table={}, processed_sources=0))
     for stood_in in (tok, pre, ing):  # upstream outputs are logged as MLflow inputs by their manifest
         stood_in.path.mkdir(exist_ok=True)
         (stood_in.path / "manifest.json").write_text("{}")
@@ -286,19 +289,19 @@ def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir)
         spec = load_spec(None, [*common, *extra])
         with stages.Pipeline(spec) as p:
             p.results.update(ingest=ing, tokenizer=tok, pretrain=pre)
-            ft = stages.finetune(p, tok, pre)
-            tr = stages.transfer(p, tok, pre) if transfer else None
-            return ft, tr, stages.register(p)
+            ft = stages.finetune.run(p, tok, pre)
+            tr = stages.transfer.run(p, tok, pre) if transfer else None
+            return ft, tr, stages.run_stage(p, "register")
 
     _, _, reg = run("finetune.task=sentiment", f"finetune.data={sent}")
-    parent = reg.extra["models"]["t-sentiment"]
+    parent = reg.output.models["t-sentiment"].model_dump()
     client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
     ft, tr, reg = run("finetune.task=samesent", "finetune.task_type=pair_classification", f"finetune.data={pairs}",
                       "finetune.init=models:/t-sentiment@champion", "finetune.transfer_strategies=[full]",
                       "finetune.transfer_labels=[20]", "finetune.baseline=false", transfer=True)  # fmt: skip
-    assert ft.extra["metric"] == "registered.test_accuracy" and ft.inputs["init"].startswith(f"t-sentiment/{parent['version']}:")
+    assert ft.output.metric == "registered.test_accuracy" and ft.inputs["init"].startswith(f"t-sentiment/{parent['version']}:")
     assert (ft.path / "registered" / "model" / "task.json").is_file()
-    child = reg.extra["models"]["t-samesent"]
+    child = reg.output.models["t-samesent"].model_dump()
     tags = client.get_model_version("t-samesent", str(child["version"])).tags
     assert tags["plm.parent.model"] == "t-sentiment" and tags["plm.parent.version"] == str(parent["version"])
     assert tags["plm.parent.uri"] == f"models:/t-sentiment/{parent['version']}"

@@ -17,12 +17,13 @@ from plm.config import load_spec
 from .conftest import PAIRS, SQUAD, write_word2vec
 
 
-def _upstream(tmp_path, tokenizer_path, model_dir):
+def _upstream(tmp_path, tokenizer_path, model_dir, arch="bert-debug"):
     tok_dir = tmp_path / "tok"
     tok_dir.mkdir()
     shutil.copy(tokenizer_path, tok_dir / "tokenizer.json")
     tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
-    pre = stages.StageResult("pretrain", "p0", model_dir.parent, False, 0.0, extra={"model_dir": model_dir.name})
+    output = stages.pretrain.Output(model_dir=model_dir.name, arch=arch, kind="encoder")
+    pre = stages.StageResult("pretrain", "p0", model_dir.parent, False, 0.0, output=output)
     return tok, pre
 
 
@@ -35,9 +36,9 @@ def test_qa_finetune_and_transfer_stages(tmp_path, tokenizer_path, bert_dir):
     ])  # fmt: skip
     tok, pre = _upstream(tmp_path, tokenizer_path, bert_dir)
     with stages.Pipeline(spec, tracking=False) as p:  # nested MLflow runs cost seconds each here; tested elsewhere
-        ft = stages.finetune(p, tok, pre)
-        tr = stages.transfer(p, tok, pre)
-    assert ft.extra["kind"] == "qa" and ft.extra["metric"] == "pretrained.test_f1"
+        ft = stages.finetune.run(p, tok, pre)
+        tr = stages.transfer.run(p, tok, pre)
+    assert ft.output.kind == "qa" and ft.output.metric == "pretrained.test_f1"
     assert {"pretrained.test_exact_match", "scratch.test_f1", "gain.test_f1"} <= set(ft.metrics)
     assert ft.counts["skipped_rows"] == 2
     table = pq.read_table(ft.path / "task.parquet")
@@ -50,7 +51,7 @@ def test_qa_finetune_and_transfer_stages(tmp_path, tokenizer_path, bert_dir):
     assert len(report) == 2 * 2 * 2 * 2  # strategies x inits x budgets x metrics (QA has no TF-IDF baseline)
     scratch = report[report.init == "scratch"].pivot_table(index=["labels", "metric"], columns="strategy", values="value")
     assert (scratch["full"] == scratch["frozen"]).all()  # one scratch run per fraction, shared
-    assert (tr.path / "report.png").is_file() and tr.extra["metric"] == "f1"
+    assert (tr.path / "report.png").is_file() and tr.output.metric == "f1"
 
 
 def test_embeddings_strategy_through_the_stages(tmp_path, tokenizer_path):
@@ -64,11 +65,11 @@ def test_embeddings_strategy_through_the_stages(tmp_path, tokenizer_path):
         "finetune.text_pair_column=sentence2", "finetune.epochs=2", "finetune.strategy=embeddings",
         "finetune.transfer_strategies=[embeddings]", "finetune.transfer_fractions=[0.5, 1.0]",
     ])  # fmt: skip
-    tok, pre = _upstream(tmp_path, tokenizer_path, w2v)
+    tok, pre = _upstream(tmp_path, tokenizer_path, w2v, arch="word2vec")
     with stages.Pipeline(spec, tracking=False) as p:
-        ft = stages.finetune(p, tok, pre)
-        tr = stages.transfer(p, tok, pre)
-    assert ft.extra["kind"] == "embeddings_classifier" and ft.extra["strategy"] == "embeddings"
+        ft = stages.finetune.run(p, tok, pre)
+        tr = stages.transfer.run(p, tok, pre)
+    assert ft.output.kind == "embeddings_classifier" and ft.output.strategy == "embeddings"
     assert {"pretrained.test_accuracy", "scratch.test_accuracy", "pretrained.test_oov_rate"} <= set(ft.metrics)
     report = pd.read_csv(tr.path / "report.csv")
     assert set(report.strategy) == {"embeddings", "tfidf_lr", "tfidf_lr_cv"}

@@ -36,15 +36,15 @@ def test_gpt_pipeline_from_spec(tmp_path, monkeypatch):
         results = stages.run_all(p)
     assert [r.stage for r in results] == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
     ft = p.results["finetune"]  # GPT-1 head on the decoder, registered under its own gate metric, served as a pyfunc
-    assert ft.extra["kind"] == "gpt_classifier" and ft.extra["metric"] == "pretrained.test_accuracy"
-    models = p.results["register"].extra["models"]
-    assert models["gpt-tiny-sentiment"]["metric"] == "pretrained.test_accuracy"
+    assert ft.output.kind == "gpt_classifier" and ft.output.metric == "pretrained.test_accuracy"
+    models = p.results["register"].output.models
+    assert models["gpt-tiny-sentiment"].metric == "pretrained.test_accuracy"
     from plm.tracking import predict_texts
 
     rows = predict_texts(f"sqlite:///{tmp_path / 'mlflow.db'}", "models:/gpt-tiny-sentiment@champion", ["a fine film"])
     assert rows[0]["label"] in {"neg", "pos"} and 0.5 <= rows[0]["score"] <= 1
     pre = p.results["pretrain"]
-    assert pre.extra["arch"] == "gpt-debug" and pre.extra["kind"] == "decoder" and pre.extra["export_dir"] == "hf"
+    assert pre.output.arch == "gpt-debug" and pre.output.kind == "decoder" and pre.output.export_dir == "hf"
     for key in ("val_loss", "val_perplexity", "val_accuracy", "train_loss", "tokens_per_s"):
         assert key in pre.metrics, key
     assert (pre.path / "checkpoint.pt").is_file() and (pre.path / "checkpoints" / "best.pt").is_file()
@@ -71,15 +71,15 @@ def test_gpt_pipeline_from_spec(tmp_path, monkeypatch):
 def test_gpt_refuses_specs_without_clm_or_gpt_tokenizer(tmp_path):
     spec = load_spec(None, [f"home={tmp_path}", *OVERRIDES, "tokenizer.family=bert", "tokenizer.kind=wordpiece"])
     with pytest.raises(ValueError, match="tokenizer.family=gpt"), stages.Pipeline(spec, tracking=False) as p:
-        ing = stages.ingest(p)
-        tok = stages.tokenizer(p, ing)
-        stages.pretrain(p, tok, stages.examples(p, ing, tok))
+        ing = stages.ingest.run(p)
+        tok = stages.tokenizer.run(p, ing)
+        stages.pretrain.run(p, tok, stages.examples.run(p, ing, tok))
     spec = load_spec(None, [f"home={tmp_path}", *OVERRIDES, "objectives.kinds=[mlm, nsp]", "tokenizer.family=bert",
                             "tokenizer.kind=wordpiece"])  # fmt: skip
     with pytest.raises(ValueError, match="objectives.kinds must include clm"), stages.Pipeline(spec, tracking=False) as p:
-        ing = stages.ingest(p)
-        tok = stages.tokenizer(p, ing)
-        stages.pretrain(p, tok, stages.examples(p, ing, tok))
+        ing = stages.ingest.run(p)
+        tok = stages.tokenizer.run(p, ing)
+        stages.pretrain.run(p, tok, stages.examples.run(p, ing, tok))
 
 
 def test_cli_pretrain_json(tmp_path):

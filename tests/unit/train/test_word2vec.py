@@ -132,15 +132,15 @@ def test_pretrain_stage_end_to_end_with_tracking(tmp_path):
                             "objectives.skipgram.min_count=3", "model.arch=word2vec", "model.dim=32",
                             "model.epochs=2", "model.batch_size=1024"])  # fmt: skip
     with stages.Pipeline(spec) as p:
-        ing = stages.ingest(p)
-        tok = stages.tokenizer(p, ing)
-        ex = stages.examples(p, ing, tok)
-        pre = stages._pretrain_word2vec(p, tok, ex)
-    assert pre.extra["arch"] == "word2vec" and not pre.reused
-    words, vectors = load_word_vectors(pre.path / pre.extra["model_dir"])
-    kv = gensim_models.KeyedVectors.load_word2vec_format(str(pre.path / pre.extra["export_path"]), binary=True)
+        ing = stages.ingest.run(p)
+        tok = stages.tokenizer.run(p, ing)
+        ex = stages.examples.run(p, ing, tok)
+        pre = stages.pretrain.run(p, tok, ex)
+    assert pre.output.arch == "word2vec" and not pre.reused
+    words, vectors = load_word_vectors(pre.path / pre.output.model_dir)
+    kv = gensim_models.KeyedVectors.load_word2vec_format(str(pre.path / pre.output.export_path), binary=True)
     assert list(kv.index_to_key) == words and np.array_equal(kv.vectors, vectors)
-    text = gensim_models.KeyedVectors.load_word2vec_format(str(pre.path / pre.extra["export_text_path"]))
+    text = gensim_models.KeyedVectors.load_word2vec_format(str(pre.path / pre.output.export_text_path))
     assert np.array_equal(text.vectors, vectors)
     for key in ("val_loss", "wordsim_spearman", "wordsim_coverage", "analogy_coverage", "words_per_s", "train_loss"):
         assert key in pre.metrics
@@ -149,5 +149,5 @@ def test_pretrain_stage_end_to_end_with_tracking(tmp_path):
     assert run.data.metrics["wordsim_spearman"] == pytest.approx(pre.metrics["wordsim_spearman"])
     assert "loss" in run.data.metrics and run.data.params["model.arch"] == "word2vec"
     with stages.Pipeline(spec, tracking=False) as p2:  # same fingerprint: reused, not retrained
-        again = stages._pretrain_word2vec(p2, tok, ex)
+        again = stages.pretrain.run(p2, tok, ex)
     assert again.reused and again.fingerprint == pre.fingerprint

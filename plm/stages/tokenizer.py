@@ -1,0 +1,69 @@
+"""tokenizer: lake sentences -> a trained `tokenizer.json`, evaluated on the validation split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from plm.artifacts import StageWriter
+from plm.config import PipelineSpec, output_slice
+from plm.stages.runtime import Done, Pipeline, Stage, StageResult
+from plm.tracker import Tracker
+
+NAME, VERSION = "tokenizer", 3
+
+
+class Output(BaseModel):
+    file: str = "tokenizer.json"
+    """The tokenizer, relative to the stage directory."""
+
+
+def spec_slice(spec: PipelineSpec) -> dict[str, Any]:
+    return output_slice(spec.tokenizer)
+
+
+def path_of(result: StageResult) -> Path:
+    """The `tokenizer.json` of a tokenizer result."""
+    return result.path / (result.output.file if result.output is not None else "tokenizer.json")
+
+
+def run(p: Pipeline, ingest: StageResult) -> StageResult:
+    from plm.tokenizer.train import NOT_REPRODUCIBLE, evaluate_tokenizer, fit_tokenizer
+
+    cfg = p.spec.tokenizer
+
+    def work(w: StageWriter, tracker: Tracker) -> Done:
+        files = ingest.output.files(p.home)
+        tok, stats = fit_tokenizer(cfg, files, w.path / "tokenizer.json", progress=p.progress)
+        if cfg.kind in NOT_REPRODUCIBLE:
+            p.log(f"tokenizer: warning: {NOT_REPRODUCIBLE[cfg.kind]}")
+        if stats.sampled_fraction < 1:
+            p.log(f"tokenizer: train split over tokenizer.max_train_bytes, trained on a "
+                  f"{stats.sampled_fraction:.1%} hash sample of documents")  # fmt: skip
+        metrics = {**evaluate_tokenizer(tok, files, "validation"), **stats.as_metrics()}
+        tracker.log_artifact(w.path / "tokenizer.json")
+        return Done({"vocab_size": float(tok.get_vocab_size())}, metrics, Output())
+
+    return p.run(STAGE, spec_slice(p.spec), {"ingest": ingest.fingerprint}, work)
+
+
+def compare(specs: dict[str, PipelineSpec], progress: Any = None) -> list[dict[str, Any]]:
+    """Train (or reuse) each spec's tokenizer and evaluate all of them on the first spec's validation split."""
+    from plm.stages import run_until
+    from plm.tokenizer.train import compare_tokenizers
+    from plm.tracker import no_progress
+
+    paths: dict[str, Path] = {}
+    files: list[Path] = []
+    for name, spec in specs.items():
+        with Pipeline(spec, progress=progress or no_progress, tracking=False) as p:
+            run_until(p, NAME)
+        paths[name] = path_of(p.results[NAME])
+        files = files or p.results["ingest"].output.files(p.home)
+    return compare_tokenizers(paths, files, "validation")
+
+
+STAGE = Stage(NAME, VERSION, needs=("ingest",), output=Output, run=run, command=True,
+              label=lambda p: f"{p.spec.tokenizer.kind}-{p.results['ingest'].output.snapshot_id}")  # fmt: skip
