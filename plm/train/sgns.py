@@ -65,6 +65,25 @@ def _pair_update(h: np.ndarray, out: np.ndarray, work: np.ndarray, label: float,
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
+def _sampled_updates(h: np.ndarray, syn1: np.ndarray, work: np.ndarray, center: int, table: np.ndarray,
+                     state: np.ndarray, negatives: int, lr: float) -> float:
+    """The center word as the positive and `negatives` draws from the unigram table (the center itself skipped),
+    each one `_pair_update`; returns their summed loss."""
+    table_size = table.shape[0]
+    total = 0.0
+    for j in range(negatives + 1):
+        if j == 0:
+            target, label = center, 1.0
+        else:
+            target = table[int(_next(state) % np.uint64(table_size))]
+            if target == center:
+                continue
+            label = 0.0
+        total += _pair_update(h, syn1[target], work, label, lr)
+    return total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def _train_part(
     ids: np.ndarray, offsets: np.ndarray, first: int, last: int, keep: np.ndarray, table: np.ndarray,
     syn0: np.ndarray, syn1: np.ndarray, window: int, negatives: int, cbow: bool, contexts: int,
@@ -83,7 +102,6 @@ def _train_part(
     l1 = np.zeros(dim, dtype=np.float32)
     lr = lr0
     since = 0
-    table_size = table.shape[0]
     for s in range(first, last):
         lo, hi = offsets[s], offsets[s + 1]
         n = hi - lo
@@ -121,15 +139,7 @@ def _train_part(
                 for d in range(dim):
                     neu1[d] /= count
                     work[d] = 0.0
-                for j in range(negatives + 1):
-                    if j == 0:
-                        target, label = center, 1.0
-                    else:
-                        target = table[int(_next(state) % np.uint64(table_size))]
-                        if target == center:
-                            continue
-                        label = 0.0
-                    loss[slot * 2] += _pair_update(neu1, syn1[target], work, label, lr)
+                loss[slot * 2] += _sampled_updates(neu1, syn1, work, center, table, state, negatives, lr)
                 loss[slot * 2 + 1] += 1.0
                 for c in range(start, end):  # the C tool adds the mean's gradient to every context word
                     if c != pos:
@@ -154,15 +164,7 @@ def _train_part(
                 for d in range(dim):
                     l1[d] = syn0[row, d]
                     work[d] = 0.0
-                for j in range(negatives + 1):
-                    if j == 0:
-                        target, label = center, 1.0
-                    else:
-                        target = table[int(_next(state) % np.uint64(table_size))]
-                        if target == center:
-                            continue
-                        label = 0.0
-                    loss[slot * 2] += _pair_update(l1, syn1[target], work, label, lr)
+                loss[slot * 2] += _sampled_updates(l1, syn1, work, center, table, state, negatives, lr)
                 for d in range(dim):
                     syn0[row, d] += work[d]
                 loss[slot * 2 + 1] += 1.0
