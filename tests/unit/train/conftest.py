@@ -8,6 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
+
+from plm.train.loader import StreamingLoader
 
 VOCAB = 64
 SEQ = 32
@@ -67,3 +70,29 @@ def mlm_shards(tmp_path_factory):
 @pytest.fixture(scope="session")
 def clm_shards(tmp_path_factory):
     return make_shards(tmp_path_factory.mktemp("clm"), "clm")
+
+
+class BothRanks:
+    """One process's loader yielding rank 0's micro-batch rows followed by rank 1's (what two DDP ranks of
+    batch_size // 2 see together), for the one-process side of the DDP equivalence tests."""
+
+    def __init__(self, train: list[Path], spec) -> None:
+        self.ranks = [StreamingLoader(train, spec.batch_size // 2, "clm", seed=spec.seed, buffer_rows=spec.shuffle_buffer,
+                                      rank=r, world=2) for r in range(2)]  # fmt: skip
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        parts = [next(r) for r in self.ranks]
+        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def state_dict(self) -> dict:
+        return {"ranks": [r.state_dict() for r in self.ranks]}
+
+    def load_state_dict(self, state: dict) -> None:
+        for r, s in zip(self.ranks, state["ranks"], strict=True):
+            r.load_state_dict(s)
+
+
+@pytest.fixture(scope="session")
+def both_ranks():
+    """The `BothRanks` class (conftest modules are not importable under --import-mode=importlib)."""
+    return BothRanks

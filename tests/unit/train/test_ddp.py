@@ -29,26 +29,8 @@ CFG = GPTConfig(vocab_size=64, hidden_size=32, num_layers=2, num_heads=2, interm
                 dropout=0.0)  # fmt: skip
 
 
-class _BothRanks:
-    """One process's loader that yields rank 0's micro-batch rows followed by rank 1's."""
 
-    def __init__(self, train: list[Path]) -> None:
-        self.ranks = [StreamingLoader(train, SPEC.batch_size // 2, "clm", seed=SPEC.seed, buffer_rows=SPEC.shuffle_buffer,
-                                      rank=r, world=2) for r in range(2)]  # fmt: skip
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        parts = [next(r) for r in self.ranks]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-    def state_dict(self) -> dict:
-        return {"ranks": [r.state_dict() for r in self.ranks]}
-
-    def load_state_dict(self, state: dict) -> None:
-        for r, s in zip(self.ranks, state["ranks"], strict=True):
-            r.load_state_dict(s)
-
-
-def test_two_rank_ddp_matches_one_process(clm_shards, tmp_path):
+def test_two_rank_ddp_matches_one_process(clm_shards, tmp_path, both_ranks):
     train, val = clm_shards
     args = json.dumps({"train": [str(p) for p in train], "val": [str(p) for p in val], "out": str(tmp_path / "ddp")})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__, args]
@@ -56,7 +38,7 @@ def test_two_rank_ddp_matches_one_process(clm_shards, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert not (tmp_path / "ddp-rank1").exists(), "a rank other than 0 wrote output"
 
-    single = pretrain(lambda: GPTLMHeadModel(CFG), SPEC, _BothRanks(train),
+    single = pretrain(lambda: GPTLMHeadModel(CFG), SPEC, both_ranks(train, SPEC),
                       PretrainLoader(val, SPEC.batch_size, shuffle=False, drop_last=False, kind="clm"),
                       tmp_path / "single", kind="clm", config=CFG.to_dict())  # fmt: skip
     ddp = load_file(str(tmp_path / "ddp" / "model" / "model.safetensors"))

@@ -22,7 +22,7 @@ from plm.config import load_spec
 from plm.models.gpt import GPTConfig, GPTLMHeadModel
 from plm.train.checkpoint import load_checkpoint
 from plm.train.engine import pretrain
-from plm.train.loader import PretrainLoader, StreamingLoader
+from plm.train.loader import PretrainLoader
 
 OVERRIDES = ["corpus.paths=[sample:lee]", "corpus.text_unit=line", "tokenizer.kind=bytelevel_bpe",
              "tokenizer.family=gpt", "tokenizer.vocab_size=400", "objectives.kinds=[clm]", "objectives.seq_len=32",
@@ -32,26 +32,8 @@ OVERRIDES = ["corpus.paths=[sample:lee]", "corpus.text_unit=line", "tokenizer.ki
              "tracking.register_models=false"]  # fmt: skip
 
 
-class _BothRanks:
-    """One process's loader yielding rank 0's micro-batch rows followed by rank 1's."""
 
-    def __init__(self, train: list[Path], spec) -> None:
-        self.ranks = [StreamingLoader(train, spec.batch_size // 2, "clm", seed=spec.seed, buffer_rows=spec.shuffle_buffer,
-                                      rank=r, world=2) for r in range(2)]  # fmt: skip
-
-    def __next__(self) -> dict[str, torch.Tensor]:
-        parts = [next(r) for r in self.ranks]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-    def state_dict(self) -> dict:
-        return {"ranks": [r.state_dict() for r in self.ranks]}
-
-    def load_state_dict(self, state: dict) -> None:
-        for r, s in zip(self.ranks, state["ranks"], strict=True):
-            r.load_state_dict(s)
-
-
-def test_pretrain_nproc_2_matches_one_process(tmp_path, monkeypatch):
+def test_pretrain_nproc_2_matches_one_process(tmp_path, monkeypatch, both_ranks):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     spec_file = tmp_path / "ddp.yaml"
     spec_file.write_text("name: ddp\n")
@@ -72,7 +54,7 @@ def test_pretrain_nproc_2_matches_one_process(tmp_path, monkeypatch):
     val = sorted((tmp_path / "artifacts" / "examples" / str(examples) / "clm" / "validation").glob("part-*.parquet"))
     assert len(shards) >= 2  # each rank reads its own shards
     cfg = GPTConfig.from_dict(json.loads((out / "model" / "config.json").read_text()))
-    single = pretrain(lambda: GPTLMHeadModel(cfg), spec.train, _BothRanks(shards, spec.train),
+    single = pretrain(lambda: GPTLMHeadModel(cfg), spec.train, both_ranks(shards, spec.train),
                       PretrainLoader(val, spec.train.batch_size, shuffle=False, drop_last=False, kind="clm"),
                       tmp_path / "single", kind="clm", config=cfg.to_dict())  # fmt: skip
     ddp, ref = load_file(str(out / "model" / "model.safetensors")), load_file(str(single.model_dir / "model.safetensors"))
