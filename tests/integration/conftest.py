@@ -429,3 +429,12 @@ def fast_spec() -> Path:
 @pytest.fixture(scope="session")
 def timing():
     return record_timing
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A fresh PLM_HOME for a module's in-process flow runs (the served tests start their own homes)."""
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("plm_home")
+        mp.setenv("PLM_HOME", str(home))
+        yield home

@@ -1,7 +1,6 @@
 """The quickstart chain through a real Prefect flow run and a real MLflow store, reduced to run fast."""
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -25,18 +24,6 @@ FAST = [
     "finetune.epochs=2",
     "finetune.seq_len=32",
 ]
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("plm_home")
-    old = os.environ.get("PLM_HOME")
-    os.environ["PLM_HOME"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("PLM_HOME", None)
-    else:
-        os.environ["PLM_HOME"] = old
 
 
 @pytest.fixture(scope="module")

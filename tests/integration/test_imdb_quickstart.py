@@ -5,8 +5,6 @@ tiny, so the numbers mean nothing, but the shape of the report, the seeds, inter
 candidates and the gate's choice, and the lineage are what `make demo` produces.
 """
 
-import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -26,18 +24,6 @@ def fast(slice_dir: Path) -> list[str]:
         "word_vectors.epochs=1", "word_vectors.dim=32", "finetune.epochs=1", "finetune.seq_len=48",
         "finetune.train_labels=200", "finetune.transfer_labels=[50, 100]", "finetune.transfer_max_labels={full: 50}",
     ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("plm_home")
-    old = os.environ.get("PLM_HOME")
-    os.environ["PLM_HOME"] = str(home)
-    yield home
-    if old is None:
-        os.environ.pop("PLM_HOME", None)
-    else:
-        os.environ["PLM_HOME"] = old
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ a deployed run goes through, its records land in Postgres, and requests without 
 credential are refused. Configuration is environment variables only, as in deploy/compose.yaml.
 """
 
-import json
 import time
 
 import pytest
