@@ -21,6 +21,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,9 +243,34 @@ def pretrain(
     and has `state_dict`/`load_state_dict`; `config` is written as the model folder's config.json;
     `extra` (e.g. {"fingerprints": {...}}) is stored in every checkpoint and compared on resume.
     `resume_from` continues from a checkpoint of the same config, data and spec: the result is
-    bit-identical to an uninterrupted CPU run. Raises FloatingPointError (naming the step) on a
-    non-finite loss or gradient norm; nothing is written after that step.
+    bit-identical to an uninterrupted CPU run: on CPU the checkpoint records torch's intra-op thread
+    count (parallel reductions round differently with another count), and a resume adopts it for the
+    run, with a warning when this process would have used another. Raises FloatingPointError (naming
+    the step) on a non-finite loss or gradient norm; nothing is written after that step.
     """
+    threads = torch.get_num_threads()
+    try:
+        return _pretrain(build, train, train_loader, val_loader, out_dir, kind=kind, config=config, tracker=tracker,
+                         progress=progress, resume_from=resume_from, extra=extra, dist=dist)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _pretrain(
+    build: Callable[[], nn.Module],
+    train: TrainSpec,
+    train_loader: StreamingLoader | PretrainLoader | Iterator[dict[str, torch.Tensor]],
+    val_loader: PretrainLoader | None,
+    out_dir: Path,
+    *,
+    kind: Literal["mlm", "clm"],
+    config: dict[str, Any],
+    tracker: Tracker,
+    progress: Progress,
+    resume_from: Path | None,
+    extra: dict[str, Any] | None,
+    dist: DistContext | None,
+) -> PretrainResult:
     out_dir = Path(out_dir)
     ctx = dist or DistContext(device=resolve_device(train.device))
     device = ctx.device
@@ -271,6 +297,13 @@ def pretrain(
         rank_state = ck["ranks"][ctx.rank] if "ranks" in ck else {"loader": ck["loader"], "rng": ck["rng"]}
         train_loader.load_state_dict(rank_state["loader"])  # type: ignore[union-attr]
         start = int(ck["step"]) + 1
+        saved = ck.get("extra", {}).get("cpu_threads")
+        if device.type == "cpu" and saved and saved != torch.get_num_threads():
+            warnings.warn(f"pretrain: resuming with {saved} CPU threads as the checkpoint was written (this process "
+                          f"would use {torch.get_num_threads()}), so the run continues bit-identically", stacklevel=3)  # fmt: skip
+            torch.set_num_threads(int(saved))
+    if device.type == "cpu":
+        extra["cpu_threads"] = torch.get_num_threads()
 
     model = _compile(raw, train.compile, device)
     if ctx.active:

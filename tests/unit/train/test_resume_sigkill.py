@@ -2,7 +2,9 @@
 
 The interrupted run is a real child process (this file run as a script) killed with SIGKILL as soon as
 its first periodic checkpoint is on disk; it sleeps a little after each step (outside the maths) so the
-kill lands mid-run on any machine. Dropout is on, so the RNG states must be restored too.
+kill lands mid-run on any machine. Dropout is on, so the RNG states must be restored too. The child
+runs with this process's CPU thread count (its default may differ: OMP_NUM_THREADS, a cgroup); the
+resume runs with another count, and the engine must adopt the checkpoint's.
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ def test_sigkill_then_resume_is_bit_identical(arch, mlm_shards, clm_shards, tmp_
     full = run(arch, train, val, tmp_path / "full", resume=False)
 
     out = tmp_path / "run"
-    args = json.dumps({"arch": arch, "train": [str(p) for p in train], "val": [str(p) for p in val], "out": str(out)})
+    threads = torch.get_num_threads()
+    args = json.dumps({"arch": arch, "train": [str(p) for p in train], "val": [str(p) for p in val], "out": str(out),
+                       "threads": threads})  # fmt: skip
     child = subprocess.Popen([sys.executable, __file__, args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while resume_point(out) is None:
@@ -69,7 +73,14 @@ def test_sigkill_then_resume_is_bit_identical(arch, mlm_shards, clm_shards, tmp_
     assert killed_at % SPEC.checkpoint_every == 0 and killed_at < SPEC.steps
     assert len(list_checkpoints(out / "checkpoints")) <= SPEC.keep_checkpoints
 
-    resumed = run(arch, train, val, out, resume=True)
+    other = 1 if threads > 1 else 2
+    torch.set_num_threads(other)
+    try:
+        with pytest.warns(UserWarning, match=f"resuming with {threads} CPU threads"):
+            resumed = run(arch, train, val, out, resume=True)
+        assert torch.get_num_threads() == other  # restored after the run
+    finally:
+        torch.set_num_threads(threads)
     a, b = _weights(full.model_dir), _weights(resumed.model_dir)
     assert a.keys() == b.keys()
     for k in a:
@@ -101,5 +112,6 @@ def test_resume_refuses_other_data_or_spec(clm_shards, tmp_path):
 
 if __name__ == "__main__":  # the child process that gets killed
     a = json.loads(sys.argv[1])
+    torch.set_num_threads(a["threads"])
     run(a["arch"], [Path(p) for p in a["train"]], [Path(p) for p in a["val"]], Path(a["out"]), resume=False,
         step_sleep=0.3)  # fmt: skip
