@@ -540,6 +540,8 @@ class FinetuneSpec(_Section):
     """Start the fine-tune from a registered model, `models:/<name>@<alias>` or `models:/<name>/<version>` (a BERT or GPT classifier, encoder or decoder with this pipeline's tokenizer); its task head is kept when its labels equal this task's, else replaced. The candidate is `init: registered`, its version's `plm.parent.*` tags name the parent; `plm transfer` adds `registered` rows beside pretrained and scratch. None = this pipeline's pretrained model."""
     lm_aux_weight: float = Field(0.5, ge=0)
     """GPT fine-tuning: weight of the language-model loss on the input kept as an auxiliary objective (GPT-1: 0.5; 0 = task loss only)."""
+    pair_orderings: Literal["one", "both"] = added("one")
+    """GPT fine-tuning of a pair task: `one` reads `<start> A <delim> B <extract>`; `both` also reads `<start> B <delim> A <extract>` and sums the two `<extract>` states before the head (GPT-1's input for similarity tasks, whose pairs have no order)."""
     verbalizers: dict[str, str] = {}
     """`zero_shot`: label -> the text whose likelihood after the prompt stands for it (e.g. `{positive: " great", negative: " terrible"}`); empty = `" <label>"`."""
     zero_shot_template: str = "{text}"

@@ -5,7 +5,9 @@ A text becomes `<start> text <extract>`, a pair `<start> A <delim> B <extract>`;
 new, randomly initialised embeddings (`task_tokens`, ids vocab_size + 0/1/2, kept apart from the tokenizer's
 vocabulary so the LM head and the pretrained embedding matrix stay as pretrained). The causal decoder reads
 the sequence and a linear head reads the final hidden state of `<extract>`, the only position that has seen
-the whole input. The language-model loss on the input's own tokens stays on as an auxiliary objective,
+the whole input. A pair task with `finetune.pair_orderings: both` (GPT-1's similarity input) gives every
+example two views, `A <delim> B` and `B <delim> A`; the decoder reads each and the two `<extract>` states
+are summed before the head, so the prediction does not depend on the order of the pair. The language-model loss on the input's own tokens stays on as an auxiliary objective,
 `loss = task loss + finetune.lm_aux_weight * LM loss` (GPT-1: 0.5). Right padding is safe without a mask: a
 causal position never attends to a later one, and the head reads the last real position.
 
@@ -15,7 +17,8 @@ as the continuation; the most likely label wins. With `finetune.zero_shot_calibr
 its score after the content-free input "N/A" subtracted (contextual calibration, Zhao et al. 2021), which
 removes the decoder's prior preference for one verbaliser.
 
-Shapes: B batch, T tokens, C hidden, V vocabulary, L labels.
+Shapes: B batch, K views per example (1, or 2 for both orderings), T tokens, C hidden, V vocabulary, L labels.
+An encoded example is its list of K views (`encode_views`); a batch holds the B*K views example by example.
 """
 
 from __future__ import annotations
@@ -52,11 +55,12 @@ ZERO_SHOT_CONTENT_FREE = "N/A"
 class GPTForSequenceClassification(nn.Module):
     """Decoder (+ tied LM head) -> hidden state of the `<extract>` token -> dropout -> linear (1 output = regression)."""
 
-    def __init__(self, cfg: GPTConfig, num_labels: int, lm_aux_weight: float = 0.0) -> None:
+    def __init__(self, cfg: GPTConfig, num_labels: int, lm_aux_weight: float = 0.0, views: int = 1) -> None:
         super().__init__()
         self.config = cfg
         self.num_labels = num_labels
         self.lm_aux_weight = lm_aux_weight
+        self.views = views
         self.transformer = GPTModel(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.task_tokens = nn.Embedding(len(TASK_TOKENS), cfg.hidden_size)
@@ -85,8 +89,9 @@ class GPTForSequenceClassification(nn.Module):
     def forward(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        h = self.hidden(input_ids)  # (B, T, C)
-        last = h[torch.arange(len(h), device=h.device), lengths - 1]  # (B, C): the <extract> token's state
+        h = self.hidden(input_ids)  # (B*K, T, C)
+        last = h[torch.arange(len(h), device=h.device), lengths - 1]  # (B*K, C): each <extract> token's state
+        last = last.view(-1, self.views, last.shape[-1]).sum(1)  # (B, C): the views summed (GPT-1, similarity)
         logits = self.classifier(self.dropout(last))  # (B, L)
         out = {"logits": logits}
         if labels is None:
@@ -132,6 +137,27 @@ def encode_gpt(
     return out
 
 
+def encode_views(
+    tok: Any, texts: Sequence[str], pairs: Sequence[str] | None, seq_len: int, vocab_size: int,
+    orderings: str = "one",
+) -> list[list[list[int]]]:
+    """Each example's views: `[A <delim> B]`, or with `orderings="both"` also `[B <delim> A]` (pairs only)."""
+    ab = encode_gpt(tok, texts, pairs, seq_len, vocab_size)
+    if pairs is None or orderings == "one":
+        return [[x] for x in ab]
+    ba = encode_gpt(tok, pairs, texts, seq_len, vocab_size)
+    return [[x, y] for x, y in zip(ab, ba)]
+
+
+def collate_views(views: Sequence[Sequence[Sequence[int]]], labels: Sequence[int] | Sequence[float] | None = None
+                  ) -> dict[str, torch.Tensor]:  # fmt: skip
+    """A batch of examples, each a list of K views, as B*K rows example by example (`collate_gpt`)."""
+    k = {len(v) for v in views}
+    if len(k) != 1:
+        raise ValueError(f"every example needs the same number of views, got {sorted(k)}")
+    return collate_gpt([x for v in views for x in v], labels)
+
+
 def collate_gpt(ids: Sequence[Sequence[int]], labels: Sequence[int] | Sequence[float] | None = None,
                 pad_id: int = 0) -> dict[str, torch.Tensor]:  # fmt: skip
     """Right-padded `input_ids` (B, T) and `lengths` (B,)[, `labels`]."""
@@ -147,14 +173,15 @@ def collate_gpt(ids: Sequence[Sequence[int]], labels: Sequence[int] | Sequence[f
 
 
 @torch.no_grad()
-def gpt_logits(model: GPTForSequenceClassification, ids: Sequence[Sequence[int]], batch_size: int) -> torch.Tensor:
-    """Head logits (N, L) on CPU, float32, in input order."""
+def gpt_logits(model: GPTForSequenceClassification, views: Sequence[Sequence[Sequence[int]]], batch_size: int
+               ) -> torch.Tensor:  # fmt: skip
+    """Head logits (N, L) of N examples (each its list of views) on CPU, float32, in input order."""
     device = next(model.parameters()).device
     was = model.training
     model.eval()
     out = []
-    for s in range(0, len(ids), batch_size):
-        batch = {k: v.to(device) for k, v in collate_gpt(ids[s : s + batch_size]).items()}
+    for s in range(0, len(views), batch_size):
+        batch = {k: v.to(device) for k, v in collate_views(views[s : s + batch_size]).items()}
         out.append(model(**batch)["logits"].float().cpu())
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, model.num_labels)
@@ -186,9 +213,9 @@ def _epoch_hook(model: GPTForSequenceClassification, strategy: str, ft: Finetune
 def finetune_gpt(
     cfg: GPTConfig,
     ft: FinetuneSpec,
-    train_ids: list[list[int]],
+    train_ids: list[list[list[int]]],
     train_labels: list[int] | list[float],
-    test_ids: list[list[int]],
+    test_ids: list[list[list[int]]],
     test_labels: list[int] | list[float],
     id2label: dict[int, str],
     out_dir: Path | None,
@@ -197,7 +224,8 @@ def finetune_gpt(
     tracker: Tracker = NullTracker(),
     progress: Progress = no_progress,
 ) -> FinetuneResult:
-    """Train a GPT-1 classifier (regressor when `id2label` is empty) on encoded inputs (`encode_gpt`).
+    """Train a GPT-1 classifier (regressor when `id2label` is empty) on encoded examples (`encode_views`: each
+    example's list of views, 2 when both orderings of a pair are read).
 
     `init_from` = a pretrained decoder folder, None = random weights (`scratch`, always every weight trained).
     Metrics: test_* of the task, train_loss (task + aux), epochs. `out_dir=None` writes no model.
@@ -211,7 +239,10 @@ def finetune_gpt(
     num_labels = 1 if regression else len(id2label)
     device = resolve_device("auto")
     torch.manual_seed(ft.seed)  # same head, task tokens, dropout masks and order from pretrained and from scratch
-    model = GPTForSequenceClassification(cfg, num_labels, ft.lm_aux_weight)
+    views = {len(v) for v in train_ids + test_ids}
+    if len(views) != 1:
+        raise ValueError(f"every example needs the same number of views, got {sorted(views)}")
+    model = GPTForSequenceClassification(cfg, num_labels, ft.lm_aux_weight, views=views.pop())
     head = "new"
     if init_from is not None:
         load_decoder(model, init_from)
@@ -225,7 +256,7 @@ def finetune_gpt(
                         "num_labels": num_labels, "lm_aux_weight": ft.lm_aux_weight, "head": head})  # fmt: skip
 
     def make_batch(idx: list[int]) -> dict[str, torch.Tensor]:
-        return collate_gpt([train_ids[i] for i in idx], [train_labels[i] for i in idx])
+        return collate_views([train_ids[i] for i in idx], [train_labels[i] for i in idx])
 
     def evaluate() -> dict[str, float]:
         return sequence_metrics(gpt_logits(model, test_ids, ft.batch_size * 4), test_labels, regression)
@@ -238,6 +269,8 @@ def finetune_gpt(
         config = cfg.to_dict() | {"head": "extract", "regression": regression, "num_labels": num_labels,
                                   "id2label": {str(k): v for k, v in sorted(id2label.items())},
                                   "max_seq_len": ft.seq_len, "lm_aux_weight": ft.lm_aux_weight}  # fmt: skip
+        if model.views != 1:  # absent = 1: a one-ordering model's files are as before pair_orderings existed
+            config["views"] = model.views
         save_model_dir(model, config, model_dir)
     return FinetuneResult(metrics=metrics, model_dir=model_dir)
 
@@ -378,7 +411,8 @@ class GPTClassifierPipeline:
             self.model = None
         else:
             self.scorer = None
-            self.model = GPTForSequenceClassification(cfg, int(self.config["num_labels"]))
+            self.views = int(self.config.get("views", 1))
+            self.model = GPTForSequenceClassification(cfg, int(self.config["num_labels"]), views=self.views)
             state = load_file(str(Path(model_dir) / WEIGHTS))
             missing, unexpected = self.model.load_state_dict(state, strict=False)
             if [k for k in missing if k != "lm_head.weight"] or unexpected:
@@ -394,7 +428,8 @@ class GPTClassifierPipeline:
         if self.scorer is not None:
             return torch.from_numpy(self.scorer.scores(texts, pairs)).float()
         assert self.model is not None
-        ids = encode_gpt(self.tok, texts, pairs, self.seq_len, self.model.config.vocab_size)
+        ids = encode_views(self.tok, texts, pairs, self.seq_len, self.model.config.vocab_size,
+                           "both" if self.views == 2 else "one")  # fmt: skip
         return gpt_logits(self.model, ids, 64)
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:

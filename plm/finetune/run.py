@@ -41,7 +41,7 @@ class PreparedTask:
     """The parsed task as a pyarrow Table with a `split` column (written beside the model: the task's lake copy)."""
     data: Any
     encoded: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
-    """BERT (ids, segment ids), or GPT (ids, []), per row, encoded on first use: a transfer report touches a few thousand of 50k rows."""
+    """BERT (ids, segment ids), or GPT (views, []), per row, encoded on first use: a transfer report touches a few thousand of 50k rows."""
     features: Any = None
     """`WordVectorFeatures` of a word2vec task, built on the first `features` fit and reused by every later one."""
     init_dir: Path | None = None
@@ -188,16 +188,17 @@ class PreparedTask:
                             [labels[i] for i in test], dict(enumerate(self.label_names)), out_dir, init_from,
                             strategy, tracker, progress)  # fmt: skip
 
-    def gpt_rows(self, rows: list[int], vocab_size: int) -> list[list[int]]:
-        """GPT-1 inputs (`<start> A [<delim> B] <extract>`) of `rows`, encoding (once) those not encoded yet."""
+    def gpt_rows(self, rows: list[int], vocab_size: int) -> list[list[list[int]]]:
+        """GPT-1 inputs (each example's views of `<start> A [<delim> B] <extract>`) of `rows`, encoding (once)
+        those not encoded yet."""
         missing = [i for i in dict.fromkeys(rows) if i not in self.encoded]
         if missing:
-            from plm.finetune.gpt import encode_gpt
+            from plm.finetune.gpt import encode_views
             from plm.tokenizer.train import load_tokenizer
 
             pairs = None if self.data.pairs is None else [self.data.pairs[i] for i in missing]
-            ids = encode_gpt(load_tokenizer(self.tokenizer_path), [self.data.texts[i] for i in missing], pairs,
-                             self.ft.seq_len, vocab_size)  # fmt: skip
+            ids = encode_views(load_tokenizer(self.tokenizer_path), [self.data.texts[i] for i in missing], pairs,
+                               self.ft.seq_len, vocab_size, self.ft.pair_orderings)  # fmt: skip
             self.encoded.update((i, (x, [])) for i, x in zip(missing, ids))
         return [self.encoded[i][0] for i in rows]
 

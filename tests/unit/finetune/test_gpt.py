@@ -18,7 +18,8 @@ from safetensors.torch import load_file
 from plm import stages
 from plm.config import FinetuneSpec, TokenizerSpec, load_spec
 from plm.finetune.gpt import (
-    GPTClassifierPipeline, GPTForSequenceClassification, ZeroShotScorer, collate_gpt, encode_gpt, finetune_gpt,
+    GPTClassifierPipeline, GPTForSequenceClassification, ZeroShotScorer, collate_gpt, collate_views, encode_gpt,
+    encode_views, finetune_gpt,
 )  # fmt: skip
 from plm.finetune.strategies import build_strategy_optimizer, depth
 from plm.models.gpt import GPTConfig, GPTLMHeadModel
@@ -157,9 +158,34 @@ def test_decoder_strategies_frozen_and_discriminative(gpt_tokenizer):
                                                                             0: 6.25e-5})  # fmt: skip
 
 
+def test_both_orderings_read_each_pair_twice_and_ignore_its_order(gpt_tokenizer):
+    tok = _tok(gpt_tokenizer)
+    V = tok.get_vocab_size()
+    cfg = GPTConfig(vocab_size=V, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_position=32)
+    a, b = ["the film was dull", "moving"], ["the plot was clumsy and slow", "a superb cast"]
+    assert encode_views(tok, a, b, 32, V) == [[x] for x in encode_gpt(tok, a, b, 32, V)]
+    both = encode_views(tok, a, b, 32, V, "both")
+    assert [v[0] for v in both] == encode_gpt(tok, a, b, 32, V) and [v[1] for v in both] == encode_gpt(tok, b, a, 32, V)
+    assert encode_views(tok, a, None, 32, V, "both") == [[x] for x in encode_gpt(tok, a, None, 32, V)]  # no pair
+    torch.manual_seed(3)
+    model = GPTForSequenceClassification(cfg, 2, views=2).eval()
+    ab, ba = model(**collate_views(both))["logits"], model(**collate_views(encode_views(tok, b, a, 32, V, "both")))["logits"]
+    assert ab.shape == (2, 2) and torch.allclose(ab, ba, atol=1e-5)  # the order of a pair no longer matters
+    one = GPTForSequenceClassification(cfg, 2).eval()
+    one.load_state_dict(model.state_dict())
+    x_ab, x_ba = one(**collate_views([v[:1] for v in both]))["logits"], one(**collate_views([v[1:] for v in both]))["logits"]
+    assert not torch.allclose(x_ab, x_ba, atol=1e-5)  # one ordering: it does
+    h = model.hidden(collate_views(both)["input_ids"])  # the head reads the sum of the two <extract> states
+    lengths = collate_views(both)["lengths"]
+    last = h[torch.arange(4), lengths - 1].view(2, 2, -1).sum(1)
+    assert torch.allclose(model.classifier(last), ab, atol=1e-5)
+    with pytest.raises(ValueError, match="same number of views"):
+        collate_views([both[0], both[1][:1]])
+
+
 def _data(tok, n, seed, seq_len=32):
     rows = _rows(n, seed)
-    ids = encode_gpt(tok, [t for t, _ in rows], None, seq_len, tok.get_vocab_size())
+    ids = encode_views(tok, [t for t, _ in rows], None, seq_len, tok.get_vocab_size())
     return ids, [int(y == "positive") for _, y in rows]
 
 
@@ -298,9 +324,19 @@ def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir)
     client = MlflowClient(f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
     ft, tr, reg = run("finetune.task=samesent", "finetune.task_type=pair_classification", f"finetune.data={pairs}",
                       "finetune.init=models:/t-sentiment@champion", "finetune.transfer_strategies=[full]",
-                      "finetune.transfer_labels=[20]", "finetune.baseline=false", transfer=True)  # fmt: skip
+                      "finetune.transfer_labels=[20]", "finetune.baseline=false", "finetune.pair_orderings=both",
+                      transfer=True)  # fmt: skip
     assert ft.output.metric == "registered.test_accuracy" and ft.inputs["init"].startswith(f"t-sentiment/{parent['version']}:")
     assert (ft.path / "registered" / "model" / "task.json").is_file()
+    from plm.tracking import load_predictor
+
+    served = ft.path / "registered" / "model"
+    assert json.loads((served / "config.json").read_text())["views"] == 2  # both orderings, also when served
+    pipe = load_predictor("gpt_classifier", served, tok_dir / "tokenizer.json")
+    a, b = ["the film was superb .", "dull and boring ."], ["the plot was dull .", "a moving story ."]
+    ab, ba = pipe.predict_frame(pd.DataFrame({"text": a, "text_pair": b})), pipe.predict_frame(
+        pd.DataFrame({"text": b, "text_pair": a}))  # fmt: skip
+    assert list(ab.label) == list(ba.label) and np.allclose(ab.score, ba.score, atol=1e-5)
     child = reg.output.models["t-samesent"].model_dump()
     tags = client.get_model_version("t-samesent", str(child["version"])).tags
     assert tags["plm.parent.model"] == "t-sentiment" and tags["plm.parent.version"] == str(parent["version"])
