@@ -10,6 +10,7 @@ output model saved in the manifest.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -260,6 +261,14 @@ def data_cluster(runner: RunnerSpec, log: Callable[[str], None] = lambda msg: No
             yield client
         return
     log(f"runner: local Dask cluster of {runner.workers} processes")
-    with LocalCluster(n_workers=runner.workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        with Client(cluster) as client:
+    environ = dict(os.environ)
+    try:
+        with LocalCluster(n_workers=runner.workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
             yield client
+    finally:
+        # distributed's nannies set their workers' `pre-spawn-environ` (OMP_NUM_THREADS=1, MKL_..., MALLOC_...)
+        # in this process's environment; left there, every later subprocess (torchrun ranks, ...) would run
+        # one BLAS thread
+        os.environ.clear()
+        os.environ.update(environ)

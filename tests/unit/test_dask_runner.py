@@ -97,7 +97,9 @@ def _layout(base_home: Path, tmp_path: Path) -> Path:
 
 
 def test_local_cluster_gives_the_same_shards(base_home, reference, tmp_path):
+    environ = dict(os.environ)
     result = _examples(_spec(_layout(base_home, tmp_path), "runner.kind=dask", "runner.workers=2"))
+    assert dict(os.environ) == environ  # the nannies' OMP_NUM_THREADS=1 & co. do not leak into later subprocesses
     assert result.fingerprint == reference.fingerprint  # where shards ran is no part of what they are
     assert len([f for f in _files(reference) if f.startswith("mlm/train/part-")]) > 20
     assert _files(result) == _files(reference) and result.counts == reference.counts
