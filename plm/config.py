@@ -629,7 +629,7 @@ class PipelineSpec(_Section):
     model: ModelSpec = BertSpec()
     """Stage 4: the model architecture (`model.arch` selects the family)."""
     word_vectors: Word2VecSpec | None = None
-    """Stage 4b: word2vec vectors pretrained beside a BERT `model` on the same corpus and skip-gram examples (the word-vector strategies `features` / `embeddings`); None trains none."""
+    """Stage 4b: word2vec vectors pretrained beside a BERT or GPT `model` on the same corpus and skip-gram examples (the word-vector strategies `features` / `embeddings`, in the same transfer report); None trains none."""
     train: TrainSpec = TrainSpec()
     """Stage 4: the pretraining run."""
     finetune: FinetuneSpec = FinetuneSpec()
@@ -652,8 +652,9 @@ class PipelineSpec(_Section):
     @model_validator(mode="after")
     def _word_vectors(self) -> "PipelineSpec":
         wv = self.word_vectors
-        if wv is not None and self.model.arch != "bert":
-            raise ValueError("word_vectors: companion word vectors go with model.arch=bert (a word2vec model is its own `model`)")
+        if wv is not None and self.model.arch not in ("bert", "gpt"):
+            raise ValueError("word_vectors: companion word vectors go with model.arch=bert or gpt (a word-vector model "
+                             "is its own `model`)")  # fmt: skip
         trained = wv or (self.model if isinstance(self.model, Word2VecSpec) else None)
         if wv is not None and "skipgram" not in self.objectives.kinds:
             raise ValueError("word_vectors: objectives.kinds must include skipgram (the vocabulary and held-out pairs)")

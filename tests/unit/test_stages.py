@@ -146,6 +146,10 @@ def test_one_dag_plans_every_entry_point():
         "ingest", "tokenizer", "examples", "pretrain", "word_vectors", "finetune", "transfer", "register"]
     gpt = ["model.arch=gpt", "tokenizer.family=gpt", "objectives.kinds=[clm]"]
     assert plan("register", *gpt) == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
+    gpt_wv = ["model.arch=gpt", "tokenizer.family=gpt", "objectives.kinds=[clm, skipgram]", "word_vectors={}"]
+    assert plan("transfer", *gpt_wv) == ["ingest", "tokenizer", "examples", "pretrain", "word_vectors", "transfer"]
+    with pytest.raises(ValueError, match="companion word vectors go with model.arch=bert or gpt"):
+        load_spec(None, ["model.arch=glove", "objectives.kinds=[cooccurrence, skipgram]", "word_vectors={}"])
     glove = ["model.arch=glove", "objectives.kinds=[cooccurrence]"]
     assert plan("finetune", *glove) == ["ingest", "tokenizer", "examples", "pretrain", "finetune"]
     assert plan("register", "finetune.report=true", skip=stages.PRETRAIN_ONLY)[-2:] == ["pretrain", "register"]
