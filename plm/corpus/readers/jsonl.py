@@ -47,7 +47,8 @@ def read_jsonl(path: Path, cfg: CorpusSpec) -> Iterator[RawRecord]:
     try:
         position = 0
         for text, unit, too_large in src.text_lines():
-            if text is None and (too_large or src.decode(unit)[1] != "nul_bytes"):
+            # a unit handed over undecoded (UTF-16/32, or a block with a bad line in it) is JSON once it decodes
+            if text is None and (too_large or src.decode(unit)[1] not in (None, "nul_bytes")):
                 yield src.record(position, unit, too_large)  # too large or undecodable
             else:
                 line = text if text is not None else unit if isinstance(unit, str) else unit.decode(src._codec, "replace")
@@ -56,7 +57,7 @@ def read_jsonl(path: Path, cfg: CorpusSpec) -> Iterator[RawRecord]:
                 except ValueError:
                     obj = _INVALID
                 if obj is _INVALID:  # a raw NUL byte is invalid JSON too
-                    yield RawRecord(position, None, unit if text is None else src.raw(text + "\n"), "invalid_json")
+                    yield RawRecord(position, None, src.raw(unit) if text is None else src.raw(text + "\n"), "invalid_json")
                 else:
                     yield _json_record(position, obj, lambda line=line: src.raw(line + "\n"), cfg)
             position += 1
