@@ -1,4 +1,9 @@
-"""The one bounded line reader: a source's decoded-or-byte units, never more than `corpus.max_record_bytes` in hand."""
+"""The bounded line reader: a source's decoded-or-byte units, never more than `corpus.max_record_bytes` in hand.
+
+`bounded_lines` cuts any readline-able stream (paragraph text, CSV rows, UTF-16/32 lines);
+`Source.text_lines` is its fast path for ASCII-compatible codecs (whole blocks decoded in one call),
+with the same bounds and the same records (the fuzz harness and the reader tests hold both to that).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ _BLOCK = 256 * 1024  # lines decoded per call in the fast path
 def bounded_lines(readline: Callable[[int], Any], limit: int, newline: Any, bom: Any) -> Iterator[tuple[Any, bool]]:
     """(line, too_large) from `readline` (bytes or text), `bom` stripped from the first line: a line longer
     than `limit` units is not held, its first QUARANTINE_RAW_BYTES units stand for it and the rest is
-    skipped in BUFFER-sized reads. Every line-cut reader (text, CSV, labelled data) reads through this."""
+    skipped in BUFFER-sized reads."""
     first = True
     while True:
         line = readline(limit + 1)
