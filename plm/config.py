@@ -498,6 +498,8 @@ class FinetuneSpec(_Section):
     """Column holding the second text of pair tasks; empty makes `regression` single-text."""
     label_column: str = "label"
     """Column holding the label (a class name, or a number for `regression`)."""
+    encoding: str = added("auto")
+    """Text encoding of the labelled file: `auto` (sniffed as `corpus.encoding: auto` sniffs corpus files, on a bounded prefix) or a Python codec name; rows that do not decode are quarantined `undecodable:<encoding>`."""
     test_fraction: float = Field(0.2, gt=0, lt=1)
     """Fraction held out for testing, chosen deterministically by text hash (QA: by context, so no context leaks)."""
     split_column: str | None = None
@@ -575,6 +577,13 @@ class FinetuneSpec(_Section):
             raise ValueError("finetune.format: task_type qa reads SQuAD JSON (format squad), and only it does")
         if self.task_type == "pair_classification" and not self.text_pair_column:
             raise ValueError("finetune.text_pair_column must name the second text for pair_classification")
+        if self.encoding != "auto":
+            import codecs
+
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ValueError(f"finetune.encoding: unknown codec {self.encoding!r} (use `auto` or a Python codec name)") from None
         if self.task_type == "qa" and self.max_query_len + 4 > self.seq_len:
             raise ValueError("finetune.max_query_len must leave room for context: max_query_len + 4 <= seq_len")
         return self

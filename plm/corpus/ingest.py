@@ -58,7 +58,7 @@ from plm.corpus.wordstats import word_stats_reasons
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
 
-INGEST_VERSION = 3
+INGEST_VERSION = 4  # 4: JSONL lines read undecoded (UTF-16/32, or beside a bad line in a block) are parsed as JSON
 """Bump when processing changes in a way that must re-process every source."""
 CATALOG = "catalog.duckdb"
 LAKE_DOCUMENTS = Path("lake") / "documents"

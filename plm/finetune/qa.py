@@ -28,7 +28,7 @@ from plm.config import FinetuneSpec
 from plm.finetune.engine import FinetuneResult, _batches, collate, load_encoder, resolve_strategy, strategy_epoch, train_loop
 from plm.finetune.heads import BertForQuestionAnswering
 from plm.finetune.strategies import Strategy, build_strategy_optimizer
-from plm.finetune.tasks import data_path, decode_strict
+from plm.finetune.tasks import data_path, read_document
 from plm.models.bert import BertConfig
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 from plm.train.engine import CONFIG, WEIGHTS, autocast, resolve_device, save_model_dir
@@ -73,14 +73,15 @@ class QAFeatures:
 
 
 def read_squad(cfg: FinetuneSpec) -> QAData:
-    """SQuAD-format JSON (`data` -> `paragraphs` -> `context`, `qas` -> `question`, `answers`), strictly decoded.
+    """SQuAD-format JSON (`data` -> `paragraphs` -> `context`, `qas` -> `question`, `answers`), strictly decoded
+    (compressed too) by `read_document`.
 
     A question without a usable answer (missing, or `answer_start` not pointing at its text) is skipped and counted.
     """
     path = data_path(cfg)
     if not path.is_file():
         raise FileNotFoundError(f"finetune.data: {path} not found")
-    content, encoding = decode_strict(path.read_bytes(), f"finetune.data {path}")
+    content, encoding = read_document(path, cfg.encoding)
     try:
         doc = json.loads(content)
     except json.JSONDecodeError as exc:

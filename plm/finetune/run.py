@@ -1,7 +1,7 @@
 """One labelled task, prepared once and fitted many times (the finetune stage and every transfer setting).
 
-`prepare_task` reads the data of `finetune.task_type` (strict decoding, skipped rows counted), splits
-it deterministically, encodes it for the pretrained model's family (BERT ids + segments, QA windows,
+`prepare_task` reads the data of `finetune.task_type` (through the corpus readers, bad rows quarantined
+with reasons), splits it deterministically, encodes it for the pretrained model's family (BERT ids + segments, QA windows,
 or word2vec words) and returns a `PreparedTask` whose `fit` trains one (strategy, init, subset).
 """
 

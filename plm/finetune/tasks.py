@@ -1,4 +1,4 @@
-"""Labelled task data: read (strict decoding, skipped rows counted), split by text hash, encode.
+"""Labelled task data: read through the corpus readers (bad rows quarantined with reasons), split by hash, encode.
 
 Single texts become `[CLS] text [SEP]`, pairs `[CLS] A [SEP] B [SEP]` with segment ids 0/1 (the
 NSP-shaped input, longer side truncated first). SQuAD JSON for extractive QA lives in plm.finetune.qa.
@@ -6,19 +6,40 @@ NSP-shaped input, longer side truncated first). SQuAD JSON for extractive QA liv
 
 from __future__ import annotations
 
-import csv
-import io
 import hashlib
-import json
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer
 
-from plm.config import FinetuneSpec
+from plm.config import CorpusSpec, FinetuneSpec
 from plm.samples import FETCHED, LABELLED_DEFAULTS, is_sample, resolve_fetched, resolve_sample
 
+if TYPE_CHECKING:
+    from plm.corpus.readers import RawRecord
+
 FASTTEXT_PREFIX = "__label__"
+
+
+LABELLED_REASONS = ("missing_text", "missing_label", "missing_pair", "bad_label")
+"""Why a row the corpus readers decoded is still not a labelled example (beside their own reasons,
+`undecodable:<encoding>`, `invalid_json`, `too_large`, `bad_columns`, `nul_bytes`, ...): blank or absent
+text, label or second text; a `regression` label that is not a finite number."""
+EXCERPT_CHARS = 200
+"""Characters of a quarantined row kept in its report (bad bytes shown as \\xNN)."""
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """A row of the labelled file that is not an example: where it is and why."""
+
+    position: int
+    """The row's index in the file, from 0: non-blank lines (fastText, JSONL) or data rows after the header (CSV, Parquet)."""
+    reason: str
+    excerpt: str
 
 
 @dataclass
@@ -26,12 +47,34 @@ class LabelledData:
     texts: list[str]
     labels: list[str]
     source: Path
-    skipped: int  # malformed rows (no label or no text), counted and reported, never silent
+    quarantine: list[QuarantinedRow]
+    """Every row read that is not an example, with its reason: rows_read = len(texts) + len(quarantine)."""
     encoding: str
+    rows_read: int
     pairs: list[str] | None = None
     """Second text of each row for pair tasks, else None."""
     splits: list[str] | None = None
     """Each row's value of `finetune.split_column` (`test` = held out), when the spec names one."""
+
+    @property
+    def skipped(self) -> int:
+        """Rows read but not kept (the quarantine's length)."""
+        return len(self.quarantine)
+
+    def reasons(self) -> dict[str, int]:
+        """Quarantined rows per reason, most frequent first."""
+        return dict(Counter(row.reason for row in self.quarantine).most_common())
+
+    def summary(self) -> str:
+        """One line: rows read, kept and quarantined by reason."""
+        why = ", ".join(f"{r} {n}" for r, n in self.reasons().items())
+        return (f"{self.source.name}: {self.rows_read} rows read, {len(self.texts)} kept, {self.skipped} quarantined"
+                + (f" ({why})" if why else ""))
+
+    def quarantine_table(self) -> dict[str, list[Any]]:
+        """The quarantine as columns (position, reason, excerpt), for a tracking table."""
+        return {"position": [r.position for r in self.quarantine], "reason": [r.reason for r in self.quarantine],
+                "excerpt": [r.excerpt for r in self.quarantine]}
 
     def split_keys(self) -> list[str]:
         """What the hash split looks at: the text, or both texts of a pair."""
@@ -43,21 +86,21 @@ def uses_pairs(cfg: FinetuneSpec) -> bool:
     return cfg.task_type == "pair_classification" or (cfg.task_type == "regression" and bool(cfg.text_pair_column))
 
 
-def decode_strict(data: bytes, what: str) -> tuple[str, str]:
-    """UTF-8 (BOM allowed), else the encoding charset-normalizer detects; never replaces bytes."""
-    try:
-        return data.decode("utf-8-sig"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
+def read_document(path: Path, encoding: str = "auto") -> tuple[str, str]:
+    """A whole document (SQuAD JSON is parsed whole) through the corpus readers' streams and sniffing:
+    decompressed under the bomb caps, its codec sniffed on a bounded prefix (or `encoding`), decoded strictly."""
+    from plm.corpus.readers import Limits, Rejected, detect_encoding, open_binary
 
-    best = from_bytes(data).best()
-    if best is None or best.encoding is None:
-        raise ValueError(f"{what}: not UTF-8 and no encoding could be detected")
+    limits = Limits()
+    codec = detect_encoding(path, "json", encoding, limits)
     try:
-        return data.decode(best.encoding), best.encoding
+        with open_binary(path, limits) as f:
+            data = f.read()
+        return data.decode(codec).removeprefix("\ufeff"), codec
+    except Rejected as exc:
+        raise ValueError(f"finetune.data {path}: {exc.reason}: {exc}") from None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{what}: undecodable as {best.encoding}: {exc}") from None
+        raise ValueError(f"finetune.data {path}: undecodable as {codec}: {exc}") from None
 
 
 def data_path(cfg: FinetuneSpec) -> Path:
@@ -78,11 +121,57 @@ def with_sample_defaults(cfg: FinetuneSpec) -> FinetuneSpec:
     return cfg.model_copy(update=defaults) if defaults else cfg
 
 
-def read_labelled(cfg: FinetuneSpec) -> LabelledData:
-    """Rows of (text[, text_pair], label) from a fastText, CSV, JSONL or Parquet file.
+_READ_AS = {"fasttext": "txt", "csv": "csv", "jsonl": "jsonl", "parquet": "parquet"}
 
-    Rows missing a text or a label (or with a non-numeric label for `regression`) are skipped and counted.
+
+def _reader_spec(cfg: FinetuneSpec, path: Path, pairs: bool) -> CorpusSpec:
+    """How the corpus readers read the labelled file: one record per line or row, the text column as the
+    text, label / second text / split column as metadata; CSV comma-separated. `path` was checked against
+    the allowed roots by `data_path` (named samples are exempt there), so the reader checks it against itself."""
+    fields = [cfg.label_column, *([cfg.text_pair_column] if pairs else []), *([cfg.split_column] if cfg.split_column else [])]
+    return CorpusSpec(text_unit="line", jsonl_text_field=cfg.text_column, metadata_fields=list(dict.fromkeys(fields)),
+                      csv_delimiter=",", encoding=cfg.encoding, allowed_roots=[str(path)])  # fmt: skip
+
+
+def _excerpt(raw: str | bytes) -> str:
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "backslashreplace")
+    return text[:EXCERPT_CHARS]
+
+
+def _blank(v: object) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or not str(v).strip()
+
+
+def _labelled_rows(cfg: FinetuneSpec, path: Path, pairs: bool) -> Iterator[tuple[RawRecord, str | None, dict[str, Any]]]:
+    """(record, text, fields) per row the corpus readers yield (quarantined ones included, text None): the
+    fastText line split into label and text, or the record's text and metadata columns."""
+    from plm.corpus.readers import read_records
+
+    if cfg.format == "fasttext" and pairs:
+        raise ValueError("finetune.format fasttext holds one text per line: use csv, jsonl or parquet for pairs")
+    try:
+        for rec in read_records(path, _READ_AS[cfg.format], _reader_spec(cfg, path, pairs)):
+            if rec.reason is not None:
+                yield rec, None, {}
+            elif cfg.format == "fasttext":
+                head, _, rest = rec.raw.strip().partition(" ")  # type: ignore[union-attr]
+                label = head.removeprefix(FASTTEXT_PREFIX) if head.startswith(FASTTEXT_PREFIX) else None
+                yield rec, rest, {cfg.label_column: label}
+            else:
+                yield rec, rec.raw, rec.metadata or {}  # type: ignore[misc]
+    except ValueError as exc:  # a missing text column: name the finetune key, not the corpus one
+        raise ValueError(f"finetune.data: {exc}".replace("corpus.jsonl_text_field", "finetune.text_column")) from None
+
+
+def read_labelled(cfg: FinetuneSpec) -> LabelledData:
+    """Rows of (text[, text_pair], label) from a fastText, CSV, JSONL or Parquet file (compressed too).
+
+    Read through the corpus readers, streaming: the allowed-roots check before the file is opened,
+    decompression under the bomb caps, the bounded line reader, strict decoding. A row that is not an
+    example is quarantined with its reason (the readers' own, or LABELLED_REASONS), never dropped silently.
     """
+    from plm.corpus.readers import detect_encoding
+
     cfg = with_sample_defaults(cfg)
     path = data_path(cfg)
     if not path.is_file():
@@ -94,73 +183,51 @@ def read_labelled(cfg: FinetuneSpec) -> LabelledData:
     seconds: list[str] = []
     labels: list[str] = []
     splits: list[str] = []
-    skipped = 0
-
-    def blank(v: object) -> bool:
-        return v is None or (isinstance(v, float) and v != v) or not str(v).strip()
-
-    def add(text: object, label: object, second: object = None, split: object = None) -> None:
-        nonlocal skipped
-        if blank(text) or blank(label) or (pairs and blank(second)):
-            skipped += 1
-            return
-        if cfg.task_type == "regression":
-            try:
-                value = float(str(label))
-            except ValueError:
-                skipped += 1
-                return
-            if value != value or value in (float("inf"), float("-inf")):
-                skipped += 1
-                return
+    quarantine: list[QuarantinedRow] = []
+    rows_read = 0
+    for rec, text, fields in _labelled_rows(cfg, path, pairs):
+        rows_read += 1
+        label, second = fields.get(cfg.label_column), fields.get(cfg.text_pair_column) if pairs else None
+        reason = rec.reason or _why_not(cfg, text, label, second, pairs)
+        if reason is not None:
+            if reason == "missing_field":  # the corpus readers' name for a record without a string text
+                reason = "missing_text"
+            quarantine.append(QuarantinedRow(rec.position, reason, _excerpt(rec.raw)))
+            continue
         texts.append(" ".join(str(text).split()))
         labels.append(str(label).strip())
         if pairs:
             seconds.append(" ".join(str(second).split()))
         if cfg.split_column:
+            split = fields.get(cfg.split_column)
             splits.append(str(split).strip() if split is not None else "")
-
-    def row_of(row: dict) -> None:
-        add(row.get(cfg.text_column), row.get(cfg.label_column), row.get(cfg.text_pair_column) if pairs else None,
-            row.get(cfg.split_column) if cfg.split_column else None)
-
-    encoding = "parquet"
-    if cfg.format == "parquet":
-        import pyarrow.parquet as pq
-
-        for row in pq.read_table(path).to_pylist():
-            row_of(row)
-    else:
-        content, encoding = decode_strict(path.read_bytes(), f"finetune.data {path}")
-        f = io.StringIO(content, newline=None)
-        if cfg.format == "fasttext":
-            if pairs:
-                raise ValueError("finetune.format fasttext holds one text per line: use csv, jsonl or parquet for pairs")
-            for line in f:
-                head, _, rest = line.strip().partition(" ")
-                add(rest, head.removeprefix(FASTTEXT_PREFIX) if head.startswith(FASTTEXT_PREFIX) else None)
-        elif cfg.format == "csv":
-            for row in csv.DictReader(f):
-                row_of(row)
-        else:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    skipped += 1
-                    continue
-                if isinstance(row, dict):
-                    row_of(row)
-                else:
-                    skipped += 1
+    encoding = "parquet" if cfg.format == "parquet" else detect_encoding(path, "txt", cfg.encoding)
+    data = LabelledData(texts, labels, path, quarantine, encoding, rows_read, seconds if pairs else None,
+                        splits if cfg.split_column else None)  # fmt: skip
+    assert data.rows_read == len(data.texts) + data.skipped, "labelled rows lost between reading and quarantine"
     if not texts:
-        raise ValueError(f"finetune.data: no labelled rows in {path} (format {cfg.format})")
+        raise ValueError(f"finetune.data: no labelled rows in {path} (format {cfg.format}): {data.summary()}")
     if cfg.split_column and "test" not in splits:
         raise ValueError(f"finetune.split_column: no row of {path} has {cfg.split_column}=test")
-    return LabelledData(texts, labels, path, skipped, encoding, seconds if pairs else None,
-                        splits if cfg.split_column else None)  # fmt: skip
+    return data
+
+
+def _why_not(cfg: FinetuneSpec, text: object, label: object, second: object, pairs: bool) -> str | None:
+    """The LABELLED_REASONS reason a decoded row is not an example, or None."""
+    if _blank(text):
+        return "missing_text"
+    if _blank(label):
+        return "missing_label"
+    if pairs and _blank(second):
+        return "missing_pair"
+    if cfg.task_type == "regression":
+        try:
+            value = float(str(label))
+        except ValueError:
+            return "bad_label"
+        if value != value or value in (float("inf"), float("-inf")):
+            return "bad_label"
+    return None
 
 
 def split_rows(data: LabelledData, test_fraction: float) -> tuple[list[int], list[int]]:

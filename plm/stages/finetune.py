@@ -11,6 +11,7 @@ The register stage offers every candidate to the registry gate, which picks the 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
@@ -22,7 +23,9 @@ from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.stages.tokenizer import path_of
 from plm.tracker import Prefixed, Tracker
 
-NAME, VERSION = "finetune", 4
+# 5: labelled rows read through the corpus readers (CSV rows with extra columns are bad_columns, strict decoding
+# per row, blank lines are not rows) and quarantined with reasons (counts rows_read, quarantine.<reason>)
+NAME, VERSION = "finetune", 5
 
 
 class Candidate(BaseModel):
@@ -111,17 +114,32 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
         if cfg.task_type in ("classification", "pair_classification") and len(positions) > 0:
             metrics["majority_baseline"] = _majority(task0._labels(), task0.train_idx, task0.test_idx, positions)
         first = candidates[0]
-        if task0.skipped:
-            p.log(f"finetune: skipped {task0.skipped} malformed rows of {cfg.data}")
+        quarantine = report_quarantine(task0.data, tracker, p.log)
         tracker.log_curves(curves, f"fine-tuning {cfg.task}: pretrained vs scratch", "finetune_curves.png")
         counts = {"train_examples": float(len(positions)), "train_split": float(len(task0.train_idx)),
                   "test_examples": float(len(task0.test_idx)), "skipped_rows": float(task0.skipped),
-                  "labels": float(len(task0.label_names))}  # fmt: skip
+                  "labels": float(len(task0.label_names)), **quarantine}  # fmt: skip
         output = Output(model_dir=first.model_dir, labels=task0.label_names, kind=first.kind, task_type=cfg.task_type,
                         strategy=first.strategy, metric=first.metric, candidates=candidates)  # fmt: skip
         return Done(counts, metrics, output)
 
     return p.run(STAGE, spec_slice(p.spec), labelled_inputs(p, tokenizer, pretrain, word_vectors), work)
+
+
+def report_quarantine(data: Any, tracker: Tracker, log: Callable[[str], None]) -> dict[str, float]:
+    """Labelled rows that are not examples, where a user finds them: the MLflow table `labelled_quarantine.json`
+    (position, reason, excerpt), one summary line, and the counts `rows_read` and `quarantine.<reason>`.
+    QA data (`QAData`) counts its unusable questions in `skipped_rows` only."""
+    from plm.finetune.tasks import LabelledData
+
+    if not isinstance(data, LabelledData):
+        if data.skipped:
+            log(f"finetune: skipped {data.skipped} unusable questions of {data.source}")
+        return {}
+    if data.quarantine:
+        tracker.log_table(data.quarantine_table(), "labelled_quarantine.json")
+        log(f"finetune: {data.summary()}; rows in the run's labelled_quarantine.json")
+    return {"rows_read": float(data.rows_read), **{f"quarantine.{k}": float(v) for k, v in data.reasons().items()}}
 
 
 def labelled_inputs(p: Pipeline, tokenizer: StageResult, pretrain: StageResult,

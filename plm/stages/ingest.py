@@ -14,7 +14,8 @@ from plm.config import PipelineSpec, output_slice
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.tracker import Tracker
 
-NAME, VERSION = "ingest", 3
+# 4: INGEST_VERSION 4 (JSONL lines beside an undecodable one, and UTF-16/32 JSONL, were kept unparsed)
+NAME, VERSION = "ingest", 4
 
 
 class Output(BaseModel):

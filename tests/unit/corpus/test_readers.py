@@ -294,3 +294,17 @@ def test_allowed_roots_and_symlink_escape(tmp_path):
     with pytest.raises(PermissionError):
         check_allowed(root / ".." / "secret.txt", [str(root)])
     assert check_allowed(inside) == inside.resolve()  # default roots include the temp directory
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16"])
+def test_jsonl_lines_beside_an_undecodable_one_are_still_parsed(tmp_path, codec):
+    # A block with a bad line is decoded line by line (and UTF-16 always is): those lines are JSON too,
+    # not documents holding the JSON source text (as before INGEST_VERSION 4).
+    good = ['{"text": "na\u00efve one", "title": "a"}', '{"text": "three", "title": "c"}']
+    bad = b'{"text": "caf\xe9"}' if codec == "utf-8" else '{"text": "caf\udce9"}'.encode(codec, "surrogatepass")[2:]
+    sep = "\n".encode(codec)[2:] if codec == "utf-16" else b"\n"
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(good[0].encode(codec) + sep + bad + sep + good[1].encode(codec)[2 if codec == "utf-16" else 0:] + sep)
+    records = list(read_records(path, "jsonl", spec()))
+    assert [(r.raw, r.title) for r in records if r.reason is None] == [("na\u00efve one", "a"), ("three", "c")]
+    assert [(r.position, r.reason) for r in records if r.reason] == [(1, f"undecodable:{detect_encoding(path, 'jsonl')}")]

@@ -1,24 +1,41 @@
 import pytest
 
 from plm.config import FinetuneSpec
-from plm.finetune.tasks import decode_strict, encode_for_classification, read_labelled, split_by_hash
+from plm.finetune.tasks import encode_for_classification, read_labelled, split_by_hash
 from plm.tokenizer.train import CLS_ID, SEP_ID
 
 
 def test_fasttext_with_cp1252_bytes_is_decoded_not_replaced(tmp_path):
     path = tmp_path / "d.txt"
-    raw = "__label__pos a fine film \u2014 truly\n__label__neg dull\nno label here\n".encode("cp1252")
+    raw = "__label__pos a fine café film \u2014 truly\n__label__neg dull crème brûlée\nno label here\n".encode("cp1252")
     path.write_bytes(raw)
     data = read_labelled(FinetuneSpec(data=str(path)))
     assert data.labels == ["pos", "neg"] and data.skipped == 1
-    assert data.encoding != "utf-8" and "\ufffd" not in data.texts[0]
+    assert data.encoding == "cp1252" and "\ufffd" not in data.texts[0]
     # lossless: the decoded text encodes back to exactly the bytes that were read
     assert raw.decode(data.encoding).encode(data.encoding) == raw
     assert data.texts[0].encode(data.encoding) in raw
 
 
-def test_decode_strict_prefers_utf8():
-    assert decode_strict("한국어".encode(), "x") == ("한국어", "utf-8")
+def test_legacy_bytes_the_sniffer_cannot_confirm_are_quarantined_not_replaced(tmp_path):
+    # One em dash is no evidence of CP1252 (the shared sniffer takes a legacy codec only when its text reads
+    # as words): the row is quarantined undecodable, and `finetune.encoding` reads it.
+    path = tmp_path / "d.txt"
+    path.write_bytes("__label__pos a fine film \u2014 truly\n__label__neg dull\n".encode("cp1252"))
+    data = read_labelled(FinetuneSpec(data=str(path)))
+    assert data.labels == ["neg"] and [(r.position, r.reason) for r in data.quarantine] == [(0, "undecodable:utf-8")]
+    assert data.quarantine[0].excerpt == "__label__pos a fine film \\x97 truly"
+    forced = read_labelled(FinetuneSpec(data=str(path), encoding="cp1252"))
+    assert forced.labels == ["pos", "neg"] and forced.texts[0] == "a fine film \u2014 truly" and forced.skipped == 0
+
+
+def test_utf8_is_preferred(tmp_path):
+    path = tmp_path / "d.txt"
+    path.write_text("__label__pos 한국어 문장\n")
+    data = read_labelled(FinetuneSpec(data=str(path)))
+    assert data.texts == ["한국어 문장"] and data.encoding == "utf-8"
+    with pytest.raises(ValueError, match="finetune.encoding: unknown codec 'nope'"):
+        FinetuneSpec(encoding="nope")
 
 
 def test_csv_and_jsonl(tmp_path):
