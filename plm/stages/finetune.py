@@ -22,7 +22,7 @@ from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.stages.tokenizer import path_of
 from plm.tracker import Prefixed, Tracker
 
-NAME, VERSION = "finetune", 4
+NAME, VERSION = "finetune", 5  # 5: fastText parents give unseen words their n-gram vectors; test_unseen_rate
 
 
 class Candidate(BaseModel):

@@ -22,7 +22,7 @@ from plm.stages.finetune import labelled_inputs, pretrained_families
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.tracker import Tracker
 
-NAME, VERSION = "transfer", 3
+NAME, VERSION = "transfer", 4  # 4: fastText parents give unseen words their n-gram vectors; test_unseen_rate
 
 
 class Output(BaseModel):
