@@ -60,7 +60,9 @@ def test_korean_wordforms(tmp_path):
     counts = Counter(w for t in tokens for w in t)
     vocab = build_vocab([texts], MIN_COUNT, True)
     task = build_task(vocab.words, [w for w, c in counts.items() if c < MIN_COUNT], max_queries=100_000)
-    print(f"BENCH korean_wordform_task {json.dumps({'vocab': len(vocab), 'queries': len(task), 'tokens': sum(counts.values()), 'examples': list(zip(task.queries[:6], task.stems[:6], strict=True))}, ensure_ascii=False)}")
+    about = {"vocab": len(vocab), "queries": len(task), "tokens": sum(counts.values()),
+             "examples": list(zip(task.queries[:6], task.stems[:6], strict=True))}
+    print(f"BENCH korean_wordform_task {json.dumps(about, ensure_ascii=False)}")
     assert len(task) >= 200
     encoded = encode_sentences([texts], vocab, True)
     sg = SkipgramSpec(window=WINDOW, negatives=NEG, min_count=MIN_COUNT, subsample=SAMPLE)
