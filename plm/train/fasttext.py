@@ -12,7 +12,7 @@ Formats:
     take the n-grams of the same jamo strings, so the file stays faithful for words given in that form.
   * `.vec`: the word2vec text format of the vocabulary's word vectors (fastText's `.vec`).
   * plm's folder: `vectors.safetensors` (`in_embed` = word vectors, `input` = the whole input matrix,
-    `out_embed`), `vocab.parquet` and `config.json` (`arch: fasttext`, minn, maxn, buckets).
+    `out_embed`), `vocab.parquet` and `config.json` (`arch: fasttext`, minn, maxn, buckets, subword, word_unit).
 """
 
 from __future__ import annotations
