@@ -118,13 +118,13 @@ class ParentVectors:
         return WordIndex(self.words, self.lowercase, max_words, self.word_unit, self.oov_vector)
 
 
-def _load_vectors(vectors_dir: Path) -> ParentVectors:
+def _load_vectors(vectors_dir: Path, subword_oov: bool = True) -> ParentVectors:
     from plm.train.word2vec import load_word_vectors
 
     words, vectors = load_word_vectors(vectors_dir)
     config = json.loads((Path(vectors_dir) / CONFIG).read_text())
     oov = None
-    if config.get("arch") == "fasttext":
+    if subword_oov and config.get("arch") == "fasttext":
         from plm.train.fasttext import SubwordVectors
 
         oov = SubwordVectors(vectors_dir).vector
@@ -170,7 +170,7 @@ def finetune_embeddings(
         raise ValueError("no training examples")
     regression = not id2label
     num_labels = 1 if regression else len(id2label)
-    parent = _load_vectors(vectors_dir)
+    parent = _load_vectors(vectors_dir, ft.subword_oov)
     index = parent.index(ft.max_words or ft.seq_len)
     pair = tr_pairs is not None
     tr_a, te_a = index.encode(tr_texts), index.encode(te_texts)

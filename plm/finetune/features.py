@@ -178,10 +178,13 @@ class TfidfBaseline:
 class WordVectorFeatures:
     """One labelled task's texts encoded once against a word2vec vocabulary; `fit` runs the `features` strategy."""
 
-    def __init__(self, vectors_dir: Path, texts: Sequence[str], pairs: Sequence[str] | None, max_words: int) -> None:
+    def __init__(
+        self, vectors_dir: Path, texts: Sequence[str], pairs: Sequence[str] | None, max_words: int,
+        subword_oov: bool = True,
+    ) -> None:  # fmt: skip
         from plm.finetune.embeddings import _load_vectors
 
-        parent = _load_vectors(vectors_dir)
+        parent = _load_vectors(vectors_dir, subword_oov)
         self.lowercase, self.word_unit, self.max_words = parent.lowercase, parent.word_unit, max_words
         index = parent.index(max_words)  # a fastText parent adds the task's unseen words with their n-gram vectors
         self.a = index.encode(list(texts))

@@ -140,3 +140,14 @@ def test_fasttext_parent_gives_unseen_words_their_ngram_vectors(fasttext_dir, ve
     np.testing.assert_allclose(saved[OFFSET + vocab.index("films")], sub.vector("films"), atol=1e-6)
     feats = WordVectorFeatures(fasttext_dir, test_texts, None, max_words=50)
     assert feats.oov_rate == 0.0 < feats.unseen_rate and len(feats.words) > len(sub.words)
+
+
+def test_subword_oov_false_keeps_a_fasttext_parents_unseen_words_unknown(fasttext_dir, tmp_path):
+    from plm.finetune.features import WordVectorFeatures
+
+    texts = ["The films were greatest", "the film"]
+    res = finetune_embeddings(FT.model_copy(update={"epochs": 1, "subword_oov": False}), fasttext_dir,
+                              (texts, None, [1, 0]), (texts, None, [1, 0]), {0: "neg", 1: "pos"}, tmp_path / "off",
+                              pretrained=True)  # fmt: skip
+    assert res.metrics["test_oov_rate"] == res.metrics["test_unseen_rate"] == 0.5
+    assert WordVectorFeatures(fasttext_dir, texts, None, 50, subword_oov=False).oov_rate == 0.5
