@@ -10,7 +10,7 @@ word. Compared on the same vocabulary and queries:
   * the longest-common-prefix baseline (no training) and word2vec (no vector for an unseen word:
     coverage 0, recall 0; stated, not trained).
 Skip-gram dim 100, window 5, 5 negatives, sample 1e-3, 20k buckets, lr 0.05, `PLM_KO_EPOCHS` epochs
-(default 20), seeds `PLM_KO_SEEDS` (default 1,2,3). Prints `BENCH korean_wordform {json}` per model and
+(default 20; 5 with `PLM_BENCH_QUICK=1`), seeds `PLM_KO_SEEDS` (default 1,2,3; 1 when quick). Prints `BENCH korean_wordform {json}` per model and
 seed: recall@1/5/10, MRR with 95 % bootstrap intervals over queries, coverage. Run:
   nice -n 10 /work/main/.venv/bin/python -m pytest -q -s tests/benchmarks/bench_korean_wordforms.py
 """
@@ -33,8 +33,9 @@ from plm.train.fasttext import train_fasttext
 
 gensim_ft = pytest.importorskip("gensim.models.fasttext")
 
-EPOCHS = int(os.environ.get("PLM_KO_EPOCHS", "20"))
-SEEDS = [int(s) for s in os.environ.get("PLM_KO_SEEDS", "1,2,3").split(",")]
+QUICK = bool(os.environ.get("PLM_BENCH_QUICK"))
+EPOCHS = int(os.environ.get("PLM_KO_EPOCHS", "5" if QUICK else "20"))
+SEEDS = [int(s) for s in os.environ.get("PLM_KO_SEEDS", "1" if QUICK else "1,2,3").split(",")]
 DIM, WINDOW, NEG, MIN_COUNT, SAMPLE, BUCKETS, LR = 100, 5, 5, 2, 1e-3, 20_000, 0.05
 PLM_SETTINGS = {"plm_char_3_6": ("char", 3, 6), "plm_jamo_3_6": ("jamo", 3, 6)}
 
