@@ -383,7 +383,7 @@ class FastTextSpec(Word2VecSpec):
     buckets: int = Field(2_000_000, ge=0)
     """Hash buckets shared by all n-grams (fastText `-bucket`); each holds one `dim` vector (2M x 100 = 800 MB)."""
     subword: Literal["char", "jamo"] = added("char")
-    """What the n-grams run over: `char` (fastText: code points, a Hangul syllable is one) or `jamo` (each Hangul syllable decomposed into its 2-3 conjoining jamo first, as NFD does; Park et al. 2018). A jamo model's `.bin` / `.vec` hold the words decomposed, so fastText's tools see the same n-grams: query them with `unicodedata.normalize("NFD", word)`."""
+    """What the n-grams run over: `char` (fastText: code points, a Hangul syllable is one) or `jamo` (each Hangul syllable decomposed into its 2-3 conjoining jamo first, as NFD does; Park et al. 2018). A jamo model's `.bin` / `.vec` hold the words decomposed, so fastText's tools see the same n-grams: query them with `plm.objectives.subwords.decompose_jamo(word)` (NFD on Hangul)."""
 
     @model_validator(mode="after")
     def _ngram_range(self) -> FastTextSpec:
