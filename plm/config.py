@@ -194,6 +194,8 @@ class SkipgramSpec(_Section):
     """Emit CBOW examples (context bag -> center) instead of skip-gram pairs."""
     lowercase: bool = True
     """Lowercase words before counting."""
+    word_unit: Literal["eojeol", "morpheme"] = added("eojeol")
+    """What a word is: `eojeol` = a Unicode `\\w+` run (a Korean eojeol, 학교에서, stays whole); `morpheme` = Kiwi's morphemes (학교 + 에서; 했다 -> 하 + 었 + 다), for Korean text. The vectors' `config.json` records it, so fine-tuning and serving split text the same way."""
     shard_size: int = Field(1_000_000, ge=1)
     """Pairs per Parquet shard."""
     unit: Literal["sentence", "document"] = "sentence"
@@ -380,6 +382,8 @@ class FastTextSpec(Word2VecSpec):
     """Longest character n-gram (fastText `-maxn`); 0 = no n-grams (word2vec with fastText's files)."""
     buckets: int = Field(2_000_000, ge=0)
     """Hash buckets shared by all n-grams (fastText `-bucket`); each holds one `dim` vector (2M x 100 = 800 MB)."""
+    subword: Literal["char", "jamo"] = added("char")
+    """What the n-grams run over: `char` (fastText: code points, a Hangul syllable is one) or `jamo` (each Hangul syllable decomposed into its 2-3 conjoining jamo first, as NFD does; Park et al. 2018). A jamo model's `.bin` / `.vec` hold the words decomposed, so fastText's tools see the same n-grams: query them with `plm.objectives.subwords.decompose_jamo(word)` (NFD on Hangul)."""
 
     @model_validator(mode="after")
     def _ngram_range(self) -> FastTextSpec:
@@ -538,6 +542,8 @@ class FinetuneSpec(_Section):
     """`embeddings`: fine-tune the pretrained word vectors too (False: they stay fixed, the feature-based approach)."""
     embeddings_hidden: int = Field(128, ge=1)
     """`embeddings`: width of the MLP over the mean-pooled word vectors."""
+    subword_oov: bool = added(True)
+    """`embeddings` / `features` on a fastText parent: a word outside its vocabulary gets its n-gram vector (fastText's `get_word_vector`); False leaves it unknown, as word2vec and GloVe do."""
     init: str | None = Field(None, pattern=r"^models:/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9_-]+|/[0-9]+)$")
     """Start the fine-tune from a registered model, `models:/<name>@<alias>` or `models:/<name>/<version>` (a BERT or GPT classifier, encoder or decoder with this pipeline's tokenizer); its task head is kept when its labels equal this task's, else replaced. The candidate is `init: registered`, its version's `plm.parent.*` tags name the parent; `plm transfer` adds `registered` rows beside pretrained and scratch. None = this pipeline's pretrained model."""
     lm_aux_weight: float = Field(0.5, ge=0)

@@ -4,6 +4,10 @@ The feature-based approach of word embeddings: words of a text (the word splitte
 examples, `split_words`, with the vectors' own lowercasing) are looked up in the word2vec table,
 mean-pooled over the known words, and an MLP (one hidden ReLU layer) predicts the label; pairs are
 combined as [u, v, |u - v|, u * v]. The vectors stay fixed unless `finetune.embeddings_trainable`.
+A fastText parent gives every word of the task's texts outside its vocabulary its n-gram vector
+(fastText's `get_word_vector`): those words join the table as extra rows, and only words without any
+n-gram vector stay unknown; `test_oov_rate` counts those, `test_unseen_rate` every word outside the
+pretrained vocabulary.
 The `scratch` baseline is the same model (same vocabulary, seed, budget) with a random table, which
 always trains (a fixed random table would be a random-features baseline, not training from scratch).
 """
@@ -12,7 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from plm.config import FinetuneSpec
 from plm.finetune.engine import FinetuneResult, _batches, sequence_metrics, train_loop
 from plm.finetune.heads import EmbeddingBagClassifier
-from plm.objectives.skipgram import split_words
+from plm.objectives.skipgram import split_words_batch
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 from plm.train.engine import resolve_device
 from plm.train.optim import build_optimizer
@@ -34,25 +39,62 @@ DROPOUT = 0.1
 
 
 class WordIndex:
-    """Text -> word ids of a word2vec vocabulary (`OFFSET` + rank; `UNK` for unknown words)."""
+    """Text -> word ids of a word2vec vocabulary (`OFFSET` + rank; `UNK` for unknown words).
 
-    def __init__(self, words: Sequence[str], lowercase: bool, max_words: int) -> None:
+    With `oov_vector` (a fastText parent), an unknown word that has a vector (its n-grams') is added as a
+    new word, id `OFFSET + len(words)`, its vector kept in `extra`: `table(vectors)` appends them.
+    """
+
+    def __init__(
+        self, words: Sequence[str], lowercase: bool, max_words: int, word_unit: str = "eojeol",
+        oov_vector: Callable[[str], np.ndarray | None] | None = None,
+    ) -> None:  # fmt: skip
         self.words = list(words)
-        self.lowercase = lowercase
-        self.max_words = max_words
+        self.pretrained_size = len(self.words)
+        self.lowercase, self.max_words, self.word_unit = lowercase, max_words, word_unit
         self.index = {w: i + OFFSET for i, w in enumerate(self.words)}
+        self.oov_vector = oov_vector
+        self.extra: list[np.ndarray] = []
+        self.no_vector: set[str] = set()
+
+    def _id(self, word: str) -> int:
+        i = self.index.get(word)
+        if i is not None:
+            return i
+        if self.oov_vector is None or word in self.no_vector:
+            return UNK
+        vector = self.oov_vector(word)
+        if vector is None:
+            self.no_vector.add(word)
+            return UNK
+        i = self.index[word] = len(self.words) + OFFSET
+        self.words.append(word)
+        self.extra.append(np.asarray(vector, dtype=np.float32))
+        return i
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Word ids per text, cut to `max_words`; an empty text is one UNK (so pooling has a token)."""
         out = []
-        for text in texts:
-            ids = [self.index.get(w, UNK) for w in split_words(text, self.lowercase)[: self.max_words]]
+        for words in split_words_batch(texts, self.lowercase, self.word_unit):
+            ids = [self._id(w) for w in words[: self.max_words]]
             out.append(ids or [UNK])
         return out
 
+    def table(self, vectors: np.ndarray) -> np.ndarray:
+        """The pretrained vectors (one per pretrained word) with the rows of the words added since."""
+        if not self.extra:
+            return vectors
+        return np.concatenate([vectors, np.stack(self.extra).astype(vectors.dtype)])
+
     def oov_rate(self, encoded: list[list[int]]) -> float:
+        """Share of words without a vector (UNK)."""
         flat = [i for ids in encoded for i in ids]
         return float(np.mean([i == UNK for i in flat])) if flat else math.nan
+
+    def unseen_rate(self, encoded: list[list[int]]) -> float:
+        """Share of words outside the pretrained vocabulary (UNK or an added n-gram vector)."""
+        flat = [i for ids in encoded for i in ids]
+        return float(np.mean([i == UNK or i >= self.pretrained_size + OFFSET for i in flat])) if flat else math.nan
 
 
 def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -62,12 +104,31 @@ def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     return out
 
 
-def _load_vectors(vectors_dir: Path) -> tuple[list[str], np.ndarray, bool]:
+@dataclass
+class ParentVectors:
+    """A word-vector parent as fine-tuning reads it: words, vectors, how text was split, OOV rule."""
+
+    words: list[str]
+    vectors: np.ndarray
+    lowercase: bool
+    word_unit: str
+    oov_vector: Callable[[str], np.ndarray | None] | None  # fastText: the n-gram vector of an unseen word
+
+    def index(self, max_words: int) -> WordIndex:
+        return WordIndex(self.words, self.lowercase, max_words, self.word_unit, self.oov_vector)
+
+
+def _load_vectors(vectors_dir: Path, subword_oov: bool = True) -> ParentVectors:
     from plm.train.word2vec import load_word_vectors
 
     words, vectors = load_word_vectors(vectors_dir)
     config = json.loads((Path(vectors_dir) / CONFIG).read_text())
-    return words, vectors, bool(config.get("lowercase", True))
+    oov = None
+    if subword_oov and config.get("arch") == "fasttext":
+        from plm.train.fasttext import SubwordVectors
+
+        oov = SubwordVectors(vectors_dir).vector
+    return ParentVectors(words, vectors, bool(config.get("lowercase", True)), config.get("word_unit", "eojeol"), oov)
 
 
 def build_model(
@@ -109,12 +170,13 @@ def finetune_embeddings(
         raise ValueError("no training examples")
     regression = not id2label
     num_labels = 1 if regression else len(id2label)
-    words, vectors, lowercase = _load_vectors(vectors_dir)
-    index = WordIndex(words, lowercase, ft.max_words or ft.seq_len)
+    parent = _load_vectors(vectors_dir, ft.subword_oov)
+    index = parent.index(ft.max_words or ft.seq_len)
     pair = tr_pairs is not None
     tr_a, te_a = index.encode(tr_texts), index.encode(te_texts)
     tr_b = index.encode(tr_pairs) if tr_pairs is not None else None
     te_b = index.encode(te_pairs) if te_pairs is not None else None
+    words, vectors, lowercase = index.words, index.table(parent.vectors), parent.lowercase
     device = resolve_device("auto")
     model = build_model(words, vectors, ft, num_labels, pair, pretrained).to(device)
     optimizer = build_optimizer(model, ft.lr, WEIGHT_DECAY)
@@ -148,11 +210,12 @@ def finetune_embeddings(
     config = {
         "arch": "embeddings", "dim": int(vectors.shape[1]), "hidden": ft.embeddings_hidden, "num_labels": num_labels,
         "id2label": {str(k): v for k, v in sorted(id2label.items())}, "pair": pair, "regression": regression,
-        "lowercase": lowercase, "max_words": ft.max_words or ft.seq_len,
+        "lowercase": lowercase, "max_words": ft.max_words or ft.seq_len, "word_unit": parent.word_unit,
     }  # fmt: skip
     (model_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
     (model_dir / VOCAB).write_text(json.dumps(words, ensure_ascii=False))
-    metrics = {**scores, "test_oov_rate": index.oov_rate(te_a), "train_loss": train_loss, "epochs": float(ft.epochs)}
+    metrics = {**scores, "test_oov_rate": index.oov_rate(te_a), "test_unseen_rate": index.unseen_rate(te_a),
+               "train_loss": train_loss, "epochs": float(ft.epochs)}  # fmt: skip
     return FinetuneResult(metrics, model_dir)
 
 
@@ -164,7 +227,7 @@ class EmbeddingsModel:
         self.config = json.loads((model_dir / CONFIG).read_text())
         words = json.loads((model_dir / VOCAB).read_text())
         c = self.config
-        self.index = WordIndex(words, c["lowercase"], c["max_words"])
+        self.index = WordIndex(words, c["lowercase"], c["max_words"], c.get("word_unit", "eojeol"))
         self.id2label = {int(k): v for k, v in c["id2label"].items()}
         self.model = EmbeddingBagClassifier(len(words) + OFFSET, c["dim"], c["hidden"], c["num_labels"], c["pair"], DROPOUT)
         self.model.load_state_dict(load_file(str(model_dir / WEIGHTS)), strict=True)

@@ -178,16 +178,19 @@ class TfidfBaseline:
 class WordVectorFeatures:
     """One labelled task's texts encoded once against a word2vec vocabulary; `fit` runs the `features` strategy."""
 
-    def __init__(self, vectors_dir: Path, texts: Sequence[str], pairs: Sequence[str] | None, max_words: int) -> None:
-        from plm.finetune.embeddings import WordIndex, _load_vectors
+    def __init__(
+        self, vectors_dir: Path, texts: Sequence[str], pairs: Sequence[str] | None, max_words: int,
+        subword_oov: bool = True,
+    ) -> None:  # fmt: skip
+        from plm.finetune.embeddings import _load_vectors
 
-        self.words, vectors, self.lowercase = _load_vectors(vectors_dir)
-        self.vectors = unit_rows(vectors)
-        self.max_words = max_words
-        index = WordIndex(self.words, self.lowercase, max_words)
+        parent = _load_vectors(vectors_dir, subword_oov)
+        self.lowercase, self.word_unit, self.max_words = parent.lowercase, parent.word_unit, max_words
+        index = parent.index(max_words)  # a fastText parent adds the task's unseen words with their n-gram vectors
         self.a = index.encode(list(texts))
         self.b = index.encode(list(pairs)) if pairs is not None else None
-        self.oov_rate = index.oov_rate(self.a)
+        self.words, self.vectors = index.words, unit_rows(index.table(parent.vectors))
+        self.oov_rate, self.unseen_rate = index.oov_rate(self.a), index.unseen_rate(self.a)
         self._pooled: dict[tuple[bool, int], np.ndarray] = {}
 
     def model(self, num_labels: int, pretrained: bool, seed: int) -> EmbeddingBagClassifier:
@@ -225,13 +228,15 @@ class WordVectorFeatures:
         y = np.asarray(labels)
         fit = fit_logistic(X[list(train_rows)], y[list(train_rows)], len(id2label), seed)
         metrics = classification_metrics(fit.logits(X[list(test_rows)]), y[list(test_rows)].tolist())
-        metrics.update({"C": fit.C, "test_oov_rate": self.oov_rate, "train_examples": float(len(train_rows))})
+        metrics.update({"C": fit.C, "test_oov_rate": self.oov_rate, "test_unseen_rate": self.unseen_rate,
+                        "train_examples": float(len(train_rows))})  # fmt: skip
         model_dir = Path()
         if out_dir is not None:
             config = {
                 "arch": "embeddings", "dim": int(self.vectors.shape[1]), "hidden": 0, "num_labels": len(id2label),
                 "id2label": {str(k): v for k, v in sorted(id2label.items())}, "pair": self.b is not None,
                 "regression": False, "lowercase": self.lowercase, "max_words": self.max_words,
+                "word_unit": self.word_unit,
                 "strategy": "features", "init": "pretrained" if pretrained else "scratch",
             }  # fmt: skip
             model_dir = save_linear(self.model(len(id2label), pretrained, seed), fit, Path(out_dir) / "model", config,

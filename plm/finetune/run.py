@@ -129,7 +129,7 @@ class PreparedTask:
 
             if self.features is None:
                 self.features = WordVectorFeatures(self.pretrained_dir, self.data.texts, self.data.pairs,
-                                                   ft.max_words or ft.seq_len)  # fmt: skip
+                                                   ft.max_words or ft.seq_len, ft.subword_oov)  # fmt: skip
             labels = self._labels()
             return self.features.fit(train, test, labels, dict(enumerate(self.label_names)), pretrained, ft.seed,
                                      out_dir if save else None)  # fmt: skip

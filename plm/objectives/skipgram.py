@@ -1,7 +1,9 @@
 """Skip-gram / CBOW examples with negative sampling (word2vec), vectorised over whole shards.
 
 The algorithm is word2vec's (Mikolov et al. 2013, the C tool and gensim):
-  * words are `\\w+` runs (Unicode-aware, so a Korean eojeol stays one word), optionally lowercased;
+  * words are `\\w+` runs (Unicode-aware, so a Korean eojeol stays one word: `word_unit="eojeol"`),
+    or Kiwi's morphemes (`word_unit="morpheme"`: 학교에서 -> 학교 에서, their surface forms, punctuation
+    dropped), optionally lowercased;
     words rarer than `min_count` are dropped from the corpus (not replaced by an unknown token);
   * frequent-word subsampling keeps a token with probability min(1, (sqrt(f/t) + 1) * t/f),
     f = count / total over the vocabulary;
@@ -54,9 +56,33 @@ WORD_RE = re.compile(r"\w+")
 # ---- vocabulary and corpus ---------------------------------------------------------------------
 
 
-def split_words(text: str, lowercase: bool) -> list[str]:
-    """Unicode `\\w+` words of a sentence (a Korean eojeol, particles attached, stays whole)."""
-    return WORD_RE.findall(text.lower() if lowercase else text)
+WORD_UNITS = ("eojeol", "morpheme")
+
+
+def split_words(text: str, lowercase: bool, word_unit: str = "eojeol") -> list[str]:
+    """The words of a sentence: Unicode `\\w+` runs (`eojeol`: a Korean eojeol, particles attached, stays
+    whole) or Kiwi's morphemes (`morpheme`)."""
+    return split_words_batch([text], lowercase, word_unit)[0]
+
+
+def split_words_batch(texts: Sequence[str], lowercase: bool, word_unit: str = "eojeol") -> list[list[str]]:
+    """`split_words` of many texts; `morpheme` sends the whole batch to Kiwi at once.
+
+    A morpheme is Kiwi's form (its normalised surface: 했다 -> 하 었 다), kept when it is a `\\w+` run
+    (punctuation and symbols dropped, as `eojeol` drops them); non-Korean text comes back as Kiwi's
+    tokens (words and numbers).
+    """
+    if word_unit == "eojeol":
+        return [WORD_RE.findall(t.lower() if lowercase else t) for t in texts]
+    if word_unit != "morpheme":
+        raise ValueError(f"word_unit must be one of {WORD_UNITS}, got {word_unit!r}")
+    from plm.corpus.sentences import _kiwi
+
+    out = []
+    for tokens in _kiwi().tokenize(list(texts)):
+        words = [w for tok in tokens for w in WORD_RE.findall(tok.form)]
+        out.append([w.lower() for w in words] if lowercase else words)
+    return out
 
 
 @dataclass
@@ -91,23 +117,27 @@ class Vocab:
         return cls(table.column("word").to_pylist(), table.column("count").to_numpy().astype(np.int64))
 
 
-def build_vocab(sentence_batches: Iterable[list[str]], min_count: int, lowercase: bool) -> Vocab:
+def build_vocab(
+    sentence_batches: Iterable[list[str]], min_count: int, lowercase: bool, word_unit: str = "eojeol"
+) -> Vocab:
     """Count words over all batches; keep those with count >= min_count, sorted by count desc, word."""
     counter: Counter[str] = Counter()
     for batch in sentence_batches:
-        for sentence in batch:
-            counter.update(split_words(sentence, lowercase))
+        for words in split_words_batch(batch, lowercase, word_unit):
+            counter.update(words)
     kept = sorted(((w, c) for w, c in counter.items() if c >= min_count), key=lambda wc: (-wc[1], wc[0]))
     return Vocab([w for w, _ in kept], np.array([c for _, c in kept], dtype=np.int64))
 
 
-def encode_sentences(sentence_batches: Iterable[list[str]], vocab: Vocab, lowercase: bool) -> list[np.ndarray]:
+def encode_sentences(
+    sentence_batches: Iterable[list[str]], vocab: Vocab, lowercase: bool, word_unit: str = "eojeol"
+) -> list[np.ndarray]:
     """Sentences as int32 vocabulary ids; out-of-vocabulary words dropped (as word2vec does), empty sentences too."""
     index = vocab.index
     out = []
     for batch in sentence_batches:
-        for sentence in batch:
-            ids = [i for i in map(index.get, split_words(sentence, lowercase)) if i is not None]
+        for words in split_words_batch(batch, lowercase, word_unit):
+            ids = [i for i in map(index.get, words) if i is not None]
             if ids:
                 out.append(np.array(ids, dtype=np.int32))
     return out

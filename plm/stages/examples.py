@@ -159,7 +159,7 @@ def _skipgram_examples(
     from plm.tokenizer.train import iter_units
 
     sg = cfg.skipgram
-    vocab = build_vocab(iter_units(files, "train", sg.unit), sg.min_count, sg.lowercase)
+    vocab = build_vocab(iter_units(files, "train", sg.unit), sg.min_count, sg.lowercase, sg.word_unit)
     if not vocab.words:
         raise ValueError(f"examples: no word occurs {sg.min_count} times (objectives.skipgram.min_count)")
     counts["skipgram.vocab_size"] = float(len(vocab.words))
@@ -169,7 +169,7 @@ def _skipgram_examples(
     failures = []
     splits = ("train", "validation") if sg.train_shards else (() if sg.contexts else ("validation",))
     for split in splits:
-        sentences = encode_sentences(iter_units(files, split, sg.unit), vocab, sg.lowercase)
+        sentences = encode_sentences(iter_units(files, split, sg.unit), vocab, sg.lowercase, sg.word_unit)
         if not sentences:
             continue
         stats = write_skipgram(sentences, vocab, sg, _split_seed(cfg.seed, split), out / split, p.progress,

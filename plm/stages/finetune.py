@@ -24,7 +24,8 @@ from plm.stages.tokenizer import path_of
 from plm.tracker import Prefixed, Tracker
 
 # 5: labelled rows read through the corpus readers (CSV rows with extra columns are bad_columns, strict decoding
-# per row, blank lines are not rows) and quarantined with reasons (counts rows_read, quarantine.<reason>)
+# per row, blank lines are not rows) and quarantined with reasons (counts rows_read, quarantine.<reason>);
+# fastText parents give unseen words their n-gram vectors (test_unseen_rate)
 NAME, VERSION = "finetune", 5
 
 

@@ -18,7 +18,7 @@ from plm.stages.tokenizer import path_of
 from plm.tracker import Tracker
 from plm.train.pretrain import PretrainOutput as Output
 
-NAME, VERSION = "pretrain", 3
+NAME, VERSION = "pretrain", 4  # 4: config.json records word_unit (+ subword); Korean fastText logs wordform_*
 
 
 def run(p: Pipeline, tokenizer: StageResult, examples: StageResult) -> StageResult:

@@ -22,7 +22,8 @@ from plm.stages.finetune import labelled_inputs, pretrained_families
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.tracker import Tracker
 
-# 4: labelled rows read through the corpus readers (see finetune VERSION 5): the kept rows can differ
+# 4: labelled rows read through the corpus readers (see finetune VERSION 5): the kept rows can differ;
+# fastText parents give unseen words their n-gram vectors (test_unseen_rate)
 NAME, VERSION = "transfer", 4
 
 

@@ -8,7 +8,7 @@ from plm.stages.pretrain import train
 from plm.stages.runtime import Pipeline, Stage, StageResult
 from plm.train.pretrain import PretrainOutput as Output
 
-NAME, VERSION = "word_vectors", 1
+NAME, VERSION = "word_vectors", 2  # 2: config.json records word_unit
 
 
 def run(p: Pipeline, tokenizer: StageResult, examples: StageResult) -> StageResult | None:

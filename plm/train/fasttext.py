@@ -8,9 +8,11 @@ Formats:
   * `.bin`: fastText's own binary model (version 12: args, dictionary, input matrix of V + buckets
     rows, output matrix), what `fasttext.load_model` and `gensim.models.fasttext.load_facebook_model`
     read; both recompute the n-gram ids from minn/maxn/bucket with the same hash, so the rows line up.
+    A `subword="jamo"` model writes its words jamo-decomposed (`export_words`): fastText's tools then
+    take the n-grams of the same jamo strings, so the file stays faithful for words given in that form.
   * `.vec`: the word2vec text format of the vocabulary's word vectors (fastText's `.vec`).
   * plm's folder: `vectors.safetensors` (`in_embed` = word vectors, `input` = the whole input matrix,
-    `out_embed`), `vocab.parquet` and `config.json` (`arch: fasttext`, minn, maxn, buckets).
+    `out_embed`), `vocab.parquet` and `config.json` (`arch: fasttext`, minn, maxn, buckets, subword, word_unit).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from safetensors.torch import load_file, save_file
 
 from plm.config import FastTextSpec, SkipgramSpec
 from plm.models.fasttext import FastText
-from plm.objectives.skipgram import VOCAB_FILE, Vocab, split_words
-from plm.objectives.subwords import ngram_buckets, subword_table
+from plm.objectives.skipgram import VOCAB_FILE, Vocab, split_words_batch
+from plm.objectives.subwords import ngram_buckets, subword_form, subword_table
 from plm.tracker import Progress, Tracker, no_progress
 from plm.train.word2vec import CONFIG_FILE, VECTORS_FILE, Word2VecPredictor, Word2VecResult, train_word2vec
 
@@ -45,7 +47,7 @@ LR_UPDATE_RATE = 100  # fastText's default; stored, not used by the loaders
 def build_fasttext(cfg: FastTextSpec, words: Sequence[str], cbow: bool) -> FastText:
     """The model with the subword table of `words` (n-grams hashed into `cfg.buckets` buckets)."""
     maxn = cfg.maxn if cfg.buckets > 0 else 0
-    ids, offsets = subword_table(words, cfg.minn, maxn, cfg.buckets)
+    ids, offsets = subword_table(words, cfg.minn, maxn, cfg.buckets, cfg.subword)
     return FastText(len(words), cfg.buckets, cfg.dim, torch.from_numpy(ids), torch.from_numpy(offsets), cbow=cbow)
 
 
@@ -65,6 +67,14 @@ def train_fasttext(
 
 
 # ---- fastText's binary format ---------------------------------------------------------------------
+
+
+def export_words(words: Sequence[str], subword: str) -> list[str]:
+    """The words as the `.bin` / `.vec` hold them: themselves (`char`) or jamo-decomposed (`jamo`), one each."""
+    out = [subword_form(w, subword) for w in words]
+    if len(set(out)) != len(out):
+        raise ValueError(f"fastText export: two words have the same {subword} form")
+    return out
 
 
 @dataclass
@@ -150,7 +160,9 @@ def load_fasttext_bin(path: Path) -> FastTextBin:
 # ---- plm's model folder ---------------------------------------------------------------------------
 
 
-def save_fasttext_folder(model_dir: Path, model: FastText, vocab: Vocab, cfg: FastTextSpec, lowercase: bool) -> Path:
+def save_fasttext_folder(
+    model_dir: Path, model: FastText, vocab: Vocab, cfg: FastTextSpec, lowercase: bool, word_unit: str = "eojeol"
+) -> Path:
     """`vectors.safetensors` (in_embed = word vectors, input, out_embed) + `vocab.parquet` + `config.json`."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -162,7 +174,7 @@ def save_fasttext_folder(model_dir: Path, model: FastText, vocab: Vocab, cfg: Fa
         vocab.save(tmp / VOCAB_FILE)
         config = {"arch": "fasttext", "vocab_size": len(vocab), "dim": model.dim, "cbow": model.cbow,
                   "lowercase": lowercase, "minn": cfg.minn, "maxn": cfg.maxn if cfg.buckets > 0 else 0,
-                  "buckets": cfg.buckets}  # fmt: skip
+                  "buckets": cfg.buckets, "subword": cfg.subword, "word_unit": word_unit}  # fmt: skip
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
         if model_dir.exists():
             shutil.rmtree(model_dir)
@@ -186,6 +198,7 @@ class SubwordVectors:
         self.words = Vocab.load(model_dir / VOCAB_FILE).words
         self.index = {w: i for i, w in enumerate(self.words)}
         self.lowercase = bool(self.config.get("lowercase", True))
+        self.word_unit = self.config.get("word_unit", "eojeol")
 
     def vector(self, word: str) -> np.ndarray | None:
         """The word's vector; None for an unseen word without n-grams (maxn 0, or no buckets)."""
@@ -193,7 +206,7 @@ class SubwordVectors:
         if i is not None:
             return self.vectors[i]
         c = self.config
-        buckets = ngram_buckets(word, c["minn"], c["maxn"], c["buckets"])
+        buckets = ngram_buckets(word, c["minn"], c["maxn"], c["buckets"], c.get("subword", "char"))
         if not buckets:
             return None
         return self.input[np.asarray(buckets) + len(self.words)].mean(axis=0)
@@ -206,6 +219,7 @@ class FastTextPredictor(Word2VecPredictor):
     def __init__(self, model_dir: Path) -> None:
         self.sub = SubwordVectors(model_dir)
         self.vectors, self.index, self.lowercase = self.sub.vectors, self.sub.index, self.sub.lowercase
+        self.word_unit = self.sub.word_unit
 
     @classmethod
     def load(cls, model_dir: Path, tokenizer_path: Path | None = None) -> FastTextPredictor:
@@ -214,8 +228,7 @@ class FastTextPredictor(Word2VecPredictor):
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         out = np.zeros((len(texts), self.vectors.shape[1]), dtype=np.float32)
         oov = np.zeros(len(texts))
-        for row, text in enumerate(texts):
-            tokens = split_words(text, self.lowercase)
+        for row, tokens in enumerate(split_words_batch(texts, self.lowercase, self.word_unit)):
             found = [v for v in map(self.sub.vector, tokens) if v is not None]
             if found:
                 out[row] = np.mean(found, axis=0)

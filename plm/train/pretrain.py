@@ -233,13 +233,13 @@ def dynamic_masker(job: PretrainJob) -> Any:
 # ---- word vectors ---------------------------------------------------------------------------------
 
 
-def _train_units(job: PretrainJob, vocab: Any, unit: str, lowercase: bool) -> list[Any]:
+def _train_units(job: PretrainJob, vocab: Any, unit: str, lowercase: bool, word_unit: str = "eojeol") -> list[Any]:
     """The train split of the lake these examples came from, encoded against `vocab` (sentences or documents),
     for engines and epochs that draw their own pairs."""
     from plm.objectives.skipgram import encode_sentences
     from plm.tokenizer.train import iter_units
 
-    return encode_sentences(iter_units(job.lake_files(), "train", unit), vocab, lowercase)
+    return encode_sentences(iter_units(job.lake_files(), "train", unit), vocab, lowercase, word_unit)
 
 
 def _found(metrics: dict[str, float]) -> dict[str, float]:
@@ -263,13 +263,13 @@ def train_word2vec(job: PretrainJob) -> Trained:
     vocab = Vocab.load(job.examples / "skipgram" / "train" / VOCAB_FILE)
     sentences = None
     if cfg.engine == "compiled" or (cfg.regenerate and cfg.epochs > 1):  # the sentences the pairs come from
-        sentences = _train_units(job, vocab, sg.unit, sg.lowercase)
+        sentences = _train_units(job, vocab, sg.unit, sg.lowercase, sg.word_unit)
     if cfg.engine == "compiled":
         result = train_word2vec_compiled(cfg, sg, vocab, sentences, seed=seed, tracker=job.tracker, progress=job.progress)
     else:
         result = train(cfg, sg, vocab, sentences, job.shards("skipgram", "train"), seed=seed, tracker=job.tracker,
                        progress=job.progress)  # fmt: skip
-    save_word_vectors(job.out / "model", result.model, vocab, sg.lowercase)
+    save_word_vectors(job.out / "model", result.model, vocab, sg.lowercase, sg.word_unit)
     save_word2vec(job.out / "vectors.bin", result.words, result.vectors, binary=True)
     save_word2vec(job.out / "vectors.txt", result.words, result.vectors, binary=False)
     metrics = {**result.metrics, "val_loss": evaluate_loss(result.model, job.shards("skipgram", "validation")),
@@ -286,7 +286,7 @@ def train_fasttext(job: PretrainJob) -> Trained:
     word2vec's torch engine: epoch 1 replays the train shards, later epochs re-draw from the lake's sentences."""
     from plm.eval.wordsim import similarity_metrics
     from plm.objectives.skipgram import VOCAB_FILE, Vocab
-    from plm.train.fasttext import save_fasttext_bin, save_fasttext_folder
+    from plm.train.fasttext import export_words, save_fasttext_bin, save_fasttext_folder
     from plm.train.fasttext import train_fasttext as train
     from plm.train.word2vec import evaluate_loss, save_word2vec
 
@@ -294,22 +294,49 @@ def train_fasttext(job: PretrainJob) -> Trained:
     vocab = Vocab.load(job.examples / "skipgram" / "train" / VOCAB_FILE)
     sentences = None
     if cfg.regenerate and cfg.epochs > 1:
-        sentences = _train_units(job, vocab, sg.unit, sg.lowercase)
+        sentences = _train_units(job, vocab, sg.unit, sg.lowercase, sg.word_unit)
     result = train(cfg, sg, vocab, sentences, job.shards("skipgram", "train"), seed=job.spec.train.seed,
                    tracker=job.tracker, progress=job.progress)  # fmt: skip
     model = result.model
-    save_fasttext_folder(job.out / "model", model, vocab, cfg, sg.lowercase)
-    save_fasttext_bin(job.out / "vectors.bin", vocab.words, vocab.counts, model.in_embed.weight.detach().numpy(),
+    save_fasttext_folder(job.out / "model", model, vocab, cfg, sg.lowercase, sg.word_unit)
+    words = export_words(vocab.words, cfg.subword)  # jamo models: decomposed, so fastText's n-grams match
+    save_fasttext_bin(job.out / "vectors.bin", words, vocab.counts, model.in_embed.weight.detach().numpy(),
                       model.out_embed.weight.detach().numpy(), minn=cfg.minn, maxn=cfg.maxn if cfg.buckets else 0,
                       buckets=cfg.buckets, window=sg.window, epochs=cfg.epochs, min_count=sg.min_count,
                       negatives=sg.negatives, subsample=sg.subsample, cbow=sg.cbow)  # fmt: skip
-    save_word2vec(job.out / "vectors.vec", result.words, result.vectors, binary=False)
+    save_word2vec(job.out / "vectors.vec", words, result.vectors, binary=False)
     metrics = {**result.metrics, "val_loss": evaluate_loss(model, job.shards("skipgram", "validation")),
-               **similarity_metrics(result.words, result.vectors, cfg.analogy_vocab, sg.lowercase)}
+               **similarity_metrics(result.words, result.vectors, cfg.analogy_vocab, sg.lowercase),
+               **_korean_wordforms(job, vocab, result, cfg)}
     counts = {"vocab_size": float(len(vocab)), "words": result.metrics["words"], "pairs": result.metrics["pairs"]}
     output = PretrainOutput(model_dir="model", export_path="vectors.bin", export_text_path="vectors.vec",
                             arch=cfg.label(), kind=job.kind)  # fmt: skip
     return Trained(counts, _found(metrics), output)
+
+
+def _korean_wordforms(job: PretrainJob, vocab: Any, result: Any, cfg: Any) -> dict[str, float]:
+    """`plm.eval.wordform` on a Korean corpus with eojeol words: the lake's words (train and validation) the
+    vocabulary lacks are the queries, each from its n-grams; empty for other corpora and for morpheme words
+    (their vocabulary holds morphemes, not the eojeol the task ranks)."""
+    from plm.eval.wordform import hangul_share, korean_wordform_metrics
+    from plm.objectives.skipgram import split_words_batch
+    from plm.objectives.subwords import ngram_buckets
+    from plm.tokenizer.train import iter_units
+
+    sg = job.spec.objectives.skipgram
+    if sg.word_unit != "eojeol" or hangul_share(vocab.words) < 0.5:
+        return {}
+    unseen: set[str] = set()
+    for split in ("train", "validation"):
+        for batch in iter_units(job.lake_files(), split, sg.unit):
+            unseen.update(w for words in split_words_batch(batch, sg.lowercase) for w in words if w not in vocab.index)
+    maxn = cfg.maxn if cfg.buckets else 0
+
+    def vector(word: str) -> Any:
+        buckets = ngram_buckets(word, cfg.minn, maxn, cfg.buckets, cfg.subword)
+        return result.model.ngram_vector(buckets).numpy() if buckets else None
+
+    return korean_wordform_metrics(vocab.words, vocab.counts, result.vectors, vector, unseen, job.spec.train.seed)
 
 
 def train_glove(job: PretrainJob) -> Trained:

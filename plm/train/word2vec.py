@@ -37,7 +37,7 @@ from plm.config import WORD_VECTOR_ARCHS, SkipgramSpec, Word2VecSpec
 from plm.models.word2vec import Word2Vec
 from plm.objectives.skipgram import (
     OBJECTIVE_CODE, VOCAB_FILE, NegativeSampler, Vocab, flatten, keep_probability, noise_distribution, plan_shards,
-    read_shard_stats, skipgram_shard, split_words,
+    read_shard_stats, skipgram_shard, split_words_batch,
 )  # fmt: skip
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 
@@ -370,7 +370,9 @@ def load_word2vec(path: Path, binary: bool) -> tuple[list[str], np.ndarray]:
 # ---- plm's model folder ---------------------------------------------------------------------------
 
 
-def save_word_vectors(model_dir: Path, model: Word2Vec, vocab: Vocab, lowercase: bool) -> Path:
+def save_word_vectors(
+    model_dir: Path, model: Word2Vec, vocab: Vocab, lowercase: bool, word_unit: str = "eojeol"
+) -> Path:
     """`vectors.safetensors` (in_embed, out_embed) + `vocab.parquet` + `config.json`, atomically."""
     model_dir = Path(model_dir)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -381,7 +383,7 @@ def save_word_vectors(model_dir: Path, model: Word2Vec, vocab: Vocab, lowercase:
         save_file(tensors, str(tmp / VECTORS_FILE), metadata={"format": "pt"})
         vocab.save(tmp / VOCAB_FILE)
         config = {"arch": "word2vec", "vocab_size": len(vocab), "dim": model.dim, "cbow": model.cbow,
-                  "lowercase": lowercase}  # fmt: skip
+                  "lowercase": lowercase, "word_unit": word_unit}  # fmt: skip
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
         if model_dir.exists():
             shutil.rmtree(model_dir)
@@ -422,7 +424,8 @@ class Word2VecPredictor:
     def __init__(self, model_dir: Path) -> None:
         words, self.vectors = load_word_vectors(model_dir)
         self.index = {w: i for i, w in enumerate(words)}
-        self.lowercase = bool(json.loads((Path(model_dir) / CONFIG_FILE).read_text()).get("lowercase", True))
+        config = json.loads((Path(model_dir) / CONFIG_FILE).read_text())
+        self.lowercase, self.word_unit = bool(config.get("lowercase", True)), config.get("word_unit", "eojeol")
 
     @classmethod
     def load(cls, model_dir: Path, tokenizer_path: Path | None = None) -> Word2VecPredictor:
@@ -433,8 +436,7 @@ class Word2VecPredictor:
         """(N, D) mean vectors of the known words (zeros when none is known) and (N,) OOV rates (0 for no words)."""
         out = np.zeros((len(texts), self.vectors.shape[1]), dtype=np.float32)
         oov = np.zeros(len(texts))
-        for row, text in enumerate(texts):
-            tokens = split_words(text, self.lowercase)
+        for row, tokens in enumerate(split_words_batch(texts, self.lowercase, self.word_unit)):
             ids = [i for i in map(self.index.get, tokens) if i is not None]
             if ids:
                 out[row] = self.vectors[ids].mean(axis=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -91,3 +93,61 @@ def test_embeddings_pair_regression_through_prepare_task(vectors_dir, tmp_path, 
         EmbeddingsPipeline.load(res.model_dir).predict_frame(pd.DataFrame({"text": ["a"]}))
     with pytest.raises(ValueError, match="do not apply"):
         task.strategies(["full", "frozen"])
+
+
+@pytest.fixture(scope="module")
+def fasttext_dir(tmp_path_factory):
+    """A fastText parent (random rows) whose vocabulary lacks the inflections the task texts use."""
+    import torch
+
+    from plm.config import FastTextSpec
+    from plm.objectives.skipgram import Vocab
+    from plm.train.fasttext import build_fasttext, save_fasttext_folder
+
+    cfg = FastTextSpec(dim=16, minn=2, maxn=4, buckets=211)
+    words = GOOD + BAD + FILLER
+    torch.manual_seed(0)
+    model = build_fasttext(cfg, words, cbow=False)
+    with torch.no_grad():
+        model.in_embed.weight.normal_(0, 1)
+    vocab = Vocab(words, np.arange(len(words), 0, -1))
+    return save_fasttext_folder(tmp_path_factory.mktemp("ft") / "model", model, vocab, cfg, lowercase=True)
+
+
+def test_fasttext_parent_gives_unseen_words_their_ngram_vectors(fasttext_dir, vectors_dir, tmp_path):
+    from plm.finetune.embeddings import _load_vectors
+    from plm.finetune.features import WordVectorFeatures
+    from plm.train.fasttext import SubwordVectors
+
+    index = _load_vectors(fasttext_dir).index(8)
+    encoded = index.encode(["The films were greatest", "the film"])
+    assert UNK not in encoded[0] and index.oov_rate(encoded) == 0.0 and index.unseen_rate(encoded) == 0.5
+    sub = SubwordVectors(fasttext_dir)
+    table = index.table(sub.vectors)
+    for word in ("films", "were", "greatest"):
+        np.testing.assert_array_equal(table[index.index[word] - OFFSET], sub.vector(word))
+    # a word2vec parent has no rule for them: the same text keeps its unknown words
+    w2v = _load_vectors(vectors_dir).index(8)
+    assert w2v.oov_rate(w2v.encode(["The films were greatest"])) == 0.75
+
+    train, test = reviews(32, 0), reviews(32, 1, unseen=True)
+    test_texts = [t.replace("film", "films") for t in test[0]]
+    res = finetune_embeddings(FT.model_copy(update={"epochs": 1}), fasttext_dir, (train[0], None, train[1]),
+                              (test_texts, None, test[1]), {0: "neg", 1: "pos"}, tmp_path / "ft", pretrained=True)  # fmt: skip
+    assert res.metrics["test_oov_rate"] == 0.0 < res.metrics["test_unseen_rate"]
+    saved = load_file(str(res.model_dir / "model.safetensors"))["embeddings.weight"].numpy()
+    vocab = json.loads((res.model_dir / "vocab.json").read_text())
+    np.testing.assert_allclose(saved[OFFSET + vocab.index("films")], sub.vector("films"), atol=1e-6)
+    feats = WordVectorFeatures(fasttext_dir, test_texts, None, max_words=50)
+    assert feats.oov_rate == 0.0 < feats.unseen_rate and len(feats.words) > len(sub.words)
+
+
+def test_subword_oov_false_keeps_a_fasttext_parents_unseen_words_unknown(fasttext_dir, tmp_path):
+    from plm.finetune.features import WordVectorFeatures
+
+    texts = ["The films were greatest", "the film"]
+    res = finetune_embeddings(FT.model_copy(update={"epochs": 1, "subword_oov": False}), fasttext_dir,
+                              (texts, None, [1, 0]), (texts, None, [1, 0]), {0: "neg", 1: "pos"}, tmp_path / "off",
+                              pretrained=True)  # fmt: skip
+    assert res.metrics["test_oov_rate"] == res.metrics["test_unseen_rate"] == 0.5
+    assert WordVectorFeatures(fasttext_dir, texts, None, 50, subword_oov=False).oov_rate == 0.5
