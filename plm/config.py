@@ -602,6 +602,8 @@ class TrackingSpec(_Section):
     """MLflow experiment name; default: the pipeline name."""
     register_models: bool = True
     """Register the pretrained encoder and the fine-tuned model in the MLflow registry."""
+    gate_metric: str | None = run_only(None, pattern=r"^[A-Za-z0-9_.]+$")
+    """The pretrain-stage metric that gates `@champion` for the pretrained model (`<pipeline>-<kind>`); None = its family's (BERT `val_mlm_accuracy`, GPT `val_perplexity`, word vectors `wordsim_spearman`). E.g. `wordform_mrr` for Korean fastText, which has no WordSim-353 pairs. `val_loss`/`val_perplexity` are lower-is-better, every other metric higher."""
 
 
 class RunnerSpec(_Section):

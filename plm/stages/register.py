@@ -70,7 +70,11 @@ class Target:
 def targets(p: Pipeline, pretrain: StageResult, word_vectors: StageResult | None,
             finetune: StageResult | None) -> list[Target]:  # fmt: skip
     family = family_of(p.spec)
-    out = [Target(f"{p.spec.name}-{family.kind}", family.kind, pretrain, family.gate_metric, pretrain.output.model_dir)]
+    gate = p.spec.tracking.gate_metric or family.gate_metric
+    if p.spec.tracking.gate_metric and gate not in pretrain.metrics:
+        raise ValueError(f"tracking.gate_metric: the pretrain stage logged no {gate!r} "
+                         f"(it has: {', '.join(sorted(pretrain.metrics)) or 'none'})")  # fmt: skip
+    out = [Target(f"{p.spec.name}-{family.kind}", family.kind, pretrain, gate, pretrain.output.model_dir)]
     if word_vectors is not None:
         wv = FAMILIES["word2vec"]
         out.append(Target(f"{p.spec.name}-{wv.kind}", wv.kind, word_vectors, wv.gate_metric,

@@ -51,3 +51,20 @@ def test_morpheme_words_reach_the_vocabulary_and_the_model_config(home):
     assert not any(k.startswith("wordform") for k in pre.metrics)  # morpheme vocabularies rank no eojeol
     with pytest.raises(ValueError, match="word_unit"):
         load_spec(None, [f"home={home}", *BASE, "objectives.skipgram.word_unit=syllable"])
+
+
+def test_a_spec_can_name_the_gate_metric_of_the_pretrained_model(home):
+    from plm.stages.register import targets
+
+    pre = stages.StageResult("pretrain", "p0", home, False, 0.0, output=stages.pretrain.Output(
+        model_dir="model", arch="fasttext-16d", kind="fasttext"), metrics={"wordsim_spearman": float("nan"),
+                                                                          "wordform_mrr": 0.3})  # fmt: skip
+
+    def gate(*overrides):  # noqa: ANN002, ANN202
+        with stages.Pipeline(load_spec(None, [f"home={home}", *BASE, *overrides]), tracking=False) as p:
+            return targets(p, pre, None, None)[0].metric
+
+    assert gate() == "wordsim_spearman"  # the family's: NaN on Korean, so never @champion
+    assert gate("tracking.gate_metric=wordform_mrr") == "wordform_mrr"
+    with pytest.raises(ValueError, match="logged no 'wordform_recall'.*wordform_mrr, wordsim_spearman"):
+        gate("tracking.gate_metric=wordform_recall")
