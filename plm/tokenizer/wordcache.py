@@ -141,11 +141,14 @@ class WordCacheEncoder:
     def _model_pieces(self, words: list[str]) -> list[np.ndarray]:
         """Each word through the model alone: the words as a few pre-tokenized sequences (the model sees each
         word on its own, as it would as a sequence of its own), encoded in parallel, and the tokens split back
-        by word index. A few Encodings instead of one per word: ~2x faster on a cold cache."""
+        by word index: MODEL_CHUNKS Encodings instead of one per word (per-Encoding overhead was most of a
+        cold-cache batch's model time)."""
         size = -(-len(words) // MODEL_CHUNKS)
         chunks = [words[i : i + size] for i in range(0, len(words), size)]
         out: list[np.ndarray] = []
-        for chunk, enc in zip(chunks, self.model_only.encode_batch(chunks, is_pretokenized=True, add_special_tokens=False)):
+        # encode_batch, not _fast: the fast variant leaves word_ids unset
+        encodings = self.model_only.encode_batch(chunks, is_pretokenized=True, add_special_tokens=False)
+        for chunk, enc in zip(chunks, encodings):
             ids = np.asarray(enc.ids, dtype=np.int32)
             word_of = np.asarray(enc.word_ids, dtype=np.int64)  # no special tokens: never None
             if len(word_of) and np.any(np.diff(word_of) < 0):
