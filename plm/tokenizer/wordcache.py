@@ -161,6 +161,6 @@ class WordCacheEncoder:
         step = max(1, min(CHECK_EVERY, len(texts) // 8))
         sample = list(range(0, len(texts), step))
         # the longest text too: long, messy sentences are where Unicode tables would differ
-        sample.append(max(range(len(texts)), key=lambda i: len(texts[i])))
+        sample.append(int(np.argmax(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)))))  # the first longest
         reference = self.tok.encode_batch_fast([texts[i] for i in sample], add_special_tokens=False)
         return all(np.array_equal(result[i], ref.ids) for i, ref in zip(sample, reference))
