@@ -4,19 +4,21 @@
     (or: .venv/bin/python tests/benchmarks/bench_tokenizer_memory.py)
 
 Target (issue 12): peak RSS <= 2 GB for a 1 GB corpus. `PLM_BENCH_QUICK=1` uses ~50 MB, `PLM_BENCH_MB=N` about
-N MB; `PLM_BENCH_DIR` keeps the generated lake between runs (default: a temp dir, removed afterwards).
+N MB; `PLM_BENCH_DIR` keeps the generated lake between runs (default: a temp dir, removed afterwards);
+`PLM_BENCH_MAX_TRAIN_BYTES` sets plm's `tokenizer.max_train_bytes` (default: the spec's default).
 
 The corpus. BPE/WordPiece training memory grows with the number of *distinct* words (the word-count map,
 each distinct word's symbol sequence, the pair -> word-positions index), not with the bytes: repeating a
 60 MB text 17 times gives 1 GB with the distinct words of 60 MB and understates it. So the text is drawn
 from a Zipf-Mandelbrot distribution (p(rank) ~ 1/(rank + 2.7), the classic fit of natural text) over a
-vocabulary of ~6 M strings: real English lemmas and headwords (WordNet `wordnet-base` and GCIDE `dict-gcide`
-when installed, gensim's test corpora otherwise) at the top ranks, then generated pseudo-words
+vocabulary of up to ~5.5 M strings (scaled with the corpus size): real English lemmas and headwords
+(WordNet `wordnet-base` and GCIDE `dict-gcide` when installed, gensim's test corpora otherwise) at the top ranks, then generated pseudo-words
 (1-4 English-like syllables with inflections), Hangul pseudo-words with particles (1 in 8), numbers and
 mixed-case variants in the tail. One sentence in ten is a real WordNet gloss (or a gensim test sentence)
-verbatim. At 1 GB this gives a few million distinct words; Heaps' law fits of English Wikipedia
-(V ~ 30-45 n^0.55-0.6) predict 1.5-2.6 M for its ~170 M words, so the tail is if anything longer than
-real text's, the pessimistic side for memory. The distinct-word count is measured and printed.
+verbatim. At 1 GB this gives 96 M words and 4.9 M distinct vocabulary entries used; Heaps' law with
+typical English parameters (V = K n^b, K 30-45, b 0.55-0.6) predicts 1.1-1.9 M distinct words for 96 M
+words, so the tail is 2.5-4x longer than real text's: the pessimistic side for memory. The distinct-word
+count is measured and printed.
 
 The lake is written directly in the lake's Parquet schema (`plm.corpus.ingest.DOCUMENT_SCHEMA`, every
 document in the train split, `text` left null: training reads only `doc_id`, `sentences`, `split`,
@@ -53,6 +55,8 @@ WORDNET = Path("/usr/share/wordnet")
 GCIDE_INDEX = Path("/usr/share/dictd/gcide.index")
 SPEC = {"kind": "wordpiece", "vocab_size": 32000}
 """BERT-base's vocabulary size: what one would train on a 1 GB corpus."""
+if os.environ.get("PLM_BENCH_MAX_TRAIN_BYTES"):  # plm's budget (`tokenizer.max_train_bytes`); the peer reads everything
+    SPEC["max_train_bytes"] = int(float(os.environ["PLM_BENCH_MAX_TRAIN_BYTES"]))
 
 CHILD = r"""
 import json, sys, time
