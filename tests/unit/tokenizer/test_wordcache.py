@@ -93,3 +93,23 @@ def test_other_pre_tokenizers_take_the_tokenizer_path(kind, tmp_path):
     tok = train_tokenizer(TokenizerSpec(kind=kind, family=family, vocab_size=300), files, tmp_path / "tok.json")
     tok = tok[0] if isinstance(tok, tuple) else tok
     assert bert_style(tok) is None and WordCacheEncoder.for_tokenizer(tok) is None
+
+
+def test_every_unicode_space_separates_words_as_the_tokenizer_does(tmp_path):
+    """The whitespace class lists Zs by hand (the plain space left out): each Zs character, tab, newline,
+    CR and the line/paragraph separators between two words, compared with the tokenizer."""
+    import sys
+    import unicodedata
+
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Zs"]
+    spaces += ["\t", "\n", "\r", "\u2028", "\u2029"]
+    files = lake(tmp_path, corpus_sentences()[:300])
+    tok = train_tokenizer(TokenizerSpec(vocab_size=300), files, tmp_path / "tok.json")
+    tok = tok[0] if isinstance(tok, tuple) else tok
+    enc = WordCacheEncoder.for_tokenizer(tok)
+    texts = [f"left{s}right{s}{s}end" for s in spaces] + ["left\u200bright"]  # ZWSP is Cf: removed, not a space
+    out = [enc.encode([t])[0] for t in texts]  # one text a batch: each is checked, a miss is a fallback
+    reference = tok.encode_batch(texts, add_special_tokens=False)
+    assert [o.tolist() for o in out] == [r.ids for r in reference]
+    assert enc.fallbacks == 0
+    assert len(reference[0].ids) > len(reference[-1].ids)  # the spaces did split the words
