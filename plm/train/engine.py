@@ -17,6 +17,7 @@ stored once, plus `config.json`). A directory with `model/` is always a finished
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import shutil
@@ -222,6 +223,21 @@ def _compile(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
     return model
 
 
+def _keeps_cpu_threads(fn: Callable[..., PretrainResult]) -> Callable[..., PretrainResult]:
+    """Restore torch's intra-op thread count after `fn` (a resume may adopt its checkpoint's)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> PretrainResult:
+        threads = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return wrapper
+
+
+@_keeps_cpu_threads
 def pretrain(
     build: Callable[[], nn.Module],
     train: TrainSpec,
@@ -248,29 +264,6 @@ def pretrain(
     run, with a warning when this process would have used another. Raises FloatingPointError (naming
     the step) on a non-finite loss or gradient norm; nothing is written after that step.
     """
-    threads = torch.get_num_threads()
-    try:
-        return _pretrain(build, train, train_loader, val_loader, out_dir, kind=kind, config=config, tracker=tracker,
-                         progress=progress, resume_from=resume_from, extra=extra, dist=dist)  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _pretrain(
-    build: Callable[[], nn.Module],
-    train: TrainSpec,
-    train_loader: StreamingLoader | PretrainLoader | Iterator[dict[str, torch.Tensor]],
-    val_loader: PretrainLoader | None,
-    out_dir: Path,
-    *,
-    kind: Literal["mlm", "clm"],
-    config: dict[str, Any],
-    tracker: Tracker,
-    progress: Progress,
-    resume_from: Path | None,
-    extra: dict[str, Any] | None,
-    dist: DistContext | None,
-) -> PretrainResult:
     out_dir = Path(out_dir)
     ctx = dist or DistContext(device=resolve_device(train.device))
     device = ctx.device
