@@ -119,17 +119,15 @@ def _ids(tok: Any, texts: Sequence[str]) -> list[list[int]]:
     return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
 
 
-def encode_gpt(
-    tok: Any, texts: Sequence[str], pairs: Sequence[str] | None, seq_len: int, vocab_size: int
-) -> list[list[int]]:
-    """`<start> A <extract>` or `<start> A <delim> B <extract>` ids, at most `seq_len`; pairs lose tokens from
-    the longer side first, a single text from its end."""
+def _task_inputs(a_ids: Sequence[Sequence[int]], b_ids: Sequence[Sequence[int]] | None, seq_len: int,
+                 vocab_size: int) -> list[list[int]]:  # fmt: skip
+    """`<start> A <extract>` or `<start> A <delim> B <extract>` from token ids, at most `seq_len`; pairs lose
+    tokens from the longer side first, a single text from its end."""
     start, delim, extract = (vocab_size + i for i in range(len(TASK_TOKENS)))
-    a_ids = _ids(tok, texts)
-    if pairs is None:
+    if b_ids is None:
         return [[start, *a[: seq_len - 2], extract] for a in a_ids]
     out = []
-    for a, b in zip(a_ids, _ids(tok, pairs)):
+    for a, b in zip(a_ids, b_ids):
         a, b = list(a), list(b)
         while len(a) + len(b) > seq_len - 3:
             (a if len(a) >= len(b) else b).pop()
@@ -137,16 +135,26 @@ def encode_gpt(
     return out
 
 
+def encode_gpt(
+    tok: Any, texts: Sequence[str], pairs: Sequence[str] | None, seq_len: int, vocab_size: int
+) -> list[list[int]]:
+    """`<start> A <extract>` or `<start> A <delim> B <extract>` ids, at most `seq_len`; pairs lose tokens from
+    the longer side first, a single text from its end."""
+    return _task_inputs(_ids(tok, texts), None if pairs is None else _ids(tok, pairs), seq_len, vocab_size)
+
+
 def encode_views(
     tok: Any, texts: Sequence[str], pairs: Sequence[str] | None, seq_len: int, vocab_size: int,
     orderings: str = "one",
 ) -> list[list[list[int]]]:
-    """Each example's views: `[A <delim> B]`, or with `orderings="both"` also `[B <delim> A]` (pairs only)."""
-    ab = encode_gpt(tok, texts, pairs, seq_len, vocab_size)
-    if pairs is None or orderings == "one":
+    """Each example's views: `[A <delim> B]`, or with `orderings="both"` also `[B <delim> A]` (pairs only);
+    each text is tokenised once."""
+    a_ids = _ids(tok, texts)
+    b_ids = None if pairs is None else _ids(tok, pairs)
+    ab = _task_inputs(a_ids, b_ids, seq_len, vocab_size)
+    if b_ids is None or orderings == "one":
         return [[x] for x in ab]
-    ba = encode_gpt(tok, pairs, texts, seq_len, vocab_size)
-    return [[x, y] for x, y in zip(ab, ba)]
+    return [list(v) for v in zip(ab, _task_inputs(b_ids, a_ids, seq_len, vocab_size))]
 
 
 def collate_views(views: Sequence[Sequence[Sequence[int]]], labels: Sequence[int] | Sequence[float] | None = None
