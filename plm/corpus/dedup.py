@@ -411,11 +411,20 @@ class NearDupIndex:
 
         `texts` may be a list of str or an Arrow string column (faster: no conversion).
         """
+        if len(texts) != len(doc_ids):
+            raise ValueError(f"check_and_add: {len(doc_ids)} doc_ids but {len(texts)} texts")
+        sigs, counts = minhash_signatures(texts, self.params.num_perm, self.params.shingle)
+        return self.check_and_add_signatures(doc_ids, sigs, counts, source_sha256)
+
+    def check_and_add_signatures(self, doc_ids: list[str], sigs: np.ndarray, counts: np.ndarray,
+                                 source_sha256: str = "") -> list[str | None]:
+        """`check_and_add` for signatures computed elsewhere (`minhash_signatures` with this index's `params`,
+        e.g. by an ingest map task on another worker): `sigs` (docs, num_perm) uint32, `counts` shingles per doc."""
         n = len(doc_ids)
-        if len(texts) != n:
-            raise ValueError(f"check_and_add: {n} doc_ids but {len(texts)} texts")
         p = self.params
-        sigs, counts = minhash_signatures(texts, p.num_perm, p.shingle)
+        if sigs.shape != (n, p.num_perm) or len(counts) != n:
+            raise ValueError(f"check_and_add_signatures: {n} doc_ids, signatures {sigs.shape}, {len(counts)} counts; "
+                             f"expected ({n}, {p.num_perm})")
         keys = band_hashes(sigs, p.bands, p.rows)
         has_words = counts > 0
         rep_seq = np.full(n, -1, np.int64)  # external representative (earlier batch or ingest)

@@ -1,26 +1,40 @@
 """Ingest: source files -> normalised, filtered, deduplicated documents in the lake + catalog rows.
 
-A source is streamed in batches (`corpus.batch_records` records or `corpus.batch_bytes` bytes of text):
-read -> normalise -> filters (`sql/quality/flt_*.sql`: length, symbols, repeated lines, language) ->
-exact dedup within the source (`dedup_exact.sql`) -> near-dup (MinHash, `corpus.near_dup`) -> sentences and
-split. What a source turns into depends on its bytes and the options alone, so it is processed once and reused
-by every snapshot that contains it. Exact duplicates across the sources of a snapshot are dropped when the
-snapshot is assembled (`dedup_snapshot.sql`: the copy in the source whose content hash sorts first is kept),
-never against unrelated corpora the home ingested before; a source that loses documents there gets a derived
-lake file without them (`<source16>-<optsfp>-x<key>.parquet`, content-addressed, reused). Each batch's kept documents become one zstd Parquet part in a staging directory;
-its quarantine rows and kept ids go to the `pending_*` catalog tables in a short transaction. Memory is
-bounded by the batch size, whatever the file size.
+Each source goes through a map step and a commit step. The map step (`map_source`) needs no catalog, so it runs
+on any worker (this process, or a Dask cluster: `runner`): the source is streamed in batches
+(`corpus.batch_records` records or `corpus.batch_bytes` bytes of text): read -> normalise -> filters
+(`sql/quality/flt_*.sql`: length, symbols, repeated lines, language) -> exact dedup within the source
+(`dedup_exact.sql`, against an in-memory DuckDB of the ids kept so far) -> sentences and split, and MinHash
+signatures when `corpus.near_dup` is on. Each batch's kept documents become one zstd Parquet part of a staging
+directory, with the quarantined units and a manifest (counts, reasons, sha256 of every file) written last; the
+directory is renamed into place, so a finished map output is found by name and reused.
 
-Crash guarantee (SIGKILL at any point; one ingest at a time under the catalog lock):
+The commit step runs in the stage's process, in source (path) order, and alone writes `catalog.duckdb` (DuckDB
+has one writer): near-dup (MinHash LSH, `NearDupIndex`) over the staged signatures against every document kept
+before, in this ingest or earlier ones; the parts without the near-duplicates renamed into the lake; the
+source's catalog rows in one transaction. Because near-dup and every catalog write happen in that order,
+what is written never depends on where the map steps ran or how many workers there were.
+
+What a source turns into depends on its bytes and the options alone (and, with near-dup, on what the lake
+kept before it), so it is processed once and reused by every snapshot that contains it. Exact duplicates
+across the sources of a snapshot are dropped when the snapshot is assembled (`dedup_snapshot.sql`: the copy in
+the source whose content hash sorts first is kept), never against unrelated corpora the home ingested before;
+a source that loses documents there gets a derived lake file without them
+(`<source16>-<optsfp>-x<key>.parquet`, content-addressed, reused). Memory is bounded by the batch size, whatever
+the file size.
+
+Crash guarantee (SIGKILL of the stage or of a worker at any point; one ingest at a time under the catalog lock):
 - a source becomes visible all at once: its parts are renamed to
-  `lake/documents/<source16>-<optsfp>-<part>.parquet`, then one transaction moves its pending rows into
-  `quarantine` and `doc_hashes` and writes its `sources` row. Killed before that commit, the source
-  leaves only leftovers no reader looks at (staging directory, renamed parts without a `sources` row,
-  `pending_*` rows); the next run deletes them and redoes the source;
+  `lake/documents/<source16>-<optsfp>-<part>.parquet`, then one transaction writes its `quarantine`,
+  `doc_hashes` and `sources` rows. Killed before that commit, the source leaves only leftovers no reader looks
+  at (staging directories, renamed parts without a `sources` row); the next run deletes them and redoes the
+  source, reusing its map output when that finished whole (every file present with its sha256);
+- a map attempt killed midway leaves only its own `<name>.tmp-<pid>-*` directory; Dask reruns the task on
+  another worker and the stage removes the leftover;
 - the `documents`/`sentences` views show the files of the latest *snapshot*, and the `snapshots` row
   is written only after every source has committed, so readers see the corpus as before the run or
   fully after it. Sources committed by a killed run are kept as progress and not redone.
-A source already processed with the same options is skipped, so re-running an ingest is cheap.
+A source already processed with the same options is skipped before any map step, so re-running an ingest is cheap.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ import os
 import shutil
 import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -49,7 +65,8 @@ import pyarrow.parquet as pq
 from plm import sql
 from plm.artifacts import canonical_json, fingerprint, sha256_file
 from plm.config import CorpusSpec, run_only_fields
-from plm.corpus.dedup import NearDupIndex
+from plm.corpus.dedup import MinHashParams, NearDupIndex, minhash_signatures
+from plm.objectives.shardrun import cluster, run_shards
 from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
 from plm.corpus.ngram import ngram_repetition_reasons
@@ -58,7 +75,10 @@ from plm.corpus.wordstats import word_stats_reasons
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
 
-INGEST_VERSION = 4  # 4: JSONL lines read undecoded (UTF-16/32, or beside a bad line in a block) are parsed as JSON
+INGEST_VERSION = 5
+# 5: a later exact copy (within a source) of a document dropped as a near-duplicate is a `duplicate`, whatever the
+#    batch boundaries (it was `near_duplicate` when the copy fell in a later batch: counts depended on batch_records)
+# 4: JSONL lines read undecoded (UTF-16/32, or beside a bad line in a block) are parsed as JSON
 """Bump when processing changes in a way that must re-process every source."""
 CATALOG = "catalog.duckdb"
 LAKE_DOCUMENTS = Path("lake") / "documents"
@@ -352,6 +372,10 @@ class _Batch:
     quarantine: pa.Table
     counts: Counter[str]
     reasons: Counter[str]
+    signatures: np.ndarray | None = None
+    """MinHash signatures of `table`'s documents (row order) when near-dup is on; the commit step decides."""
+    shingles: np.ndarray | None = None
+    """Shingles per document of `table` (0: no words, never a near-duplicate)."""
 
 
 def _drop(
@@ -385,9 +409,10 @@ def _filter_param(cfg: CorpusSpec, key: str) -> Any:
 
 def _process_batch(
     con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, source: Source, optsfp: str, records: list[RawRecord],
-    near: NearDupIndex | None,
+    minhash: MinHashParams | None,
 ) -> _Batch:
-    """Normalise, filter, deduplicate and sentence-split one batch of records."""
+    """Normalise, filter, deduplicate within the source and sentence-split one batch of records; with `minhash`, the
+    kept documents' signatures too (near-dup is decided by the commit step, against everything committed before)."""
     reasons: Counter[str] = Counter()
     counts: Counter[str] = Counter(rows_read=len(records))
     bad = [r for r in records if r.reason is not None]
@@ -433,13 +458,9 @@ def _process_batch(
     del texts, langs
     docs, n = _drop(con, docs, "quality/flt_language", reasons, languages=list(cfg.languages))
     counts["rows_filtered"] += n
-    if near is not None and docs.num_rows:
-        dup_of = near.check_and_add(docs.column("doc_id").to_pylist(), docs.column("text"), source_sha256=source.sha256)
-        is_near = pa.array([d is not None for d in dup_of], pa.bool_())
-        n = sum(d is not None for d in dup_of)
-        reasons["near_duplicate"] += n
-        counts["rows_duplicate"] += n
-        docs = docs.filter(pc.invert(is_near))
+    sigs = shingles = None
+    if minhash is not None and docs.num_rows:
+        sigs, shingles = minhash_signatures(docs.column("text"), minhash.num_perm, minhash.shingle)
     texts, ids, langs = (docs.column(c).to_pylist() for c in ("text", "doc_id", "lang"))
     sentences = split_sentences_many(texts, langs, cfg.korean_sentences)
     n = docs.num_rows
@@ -454,7 +475,7 @@ def _process_batch(
     counts["rows_kept"] = n
     counts["sentences"] = sum(len(s) for s in sentences)
     counts["chars"] = pc.sum(docs.column("n_chars")).as_py() or 0
-    return _Batch(table, quarantine, counts, +reasons)
+    return _Batch(table, quarantine, counts, +reasons, sigs, shingles)
 
 
 # ---------------------------------------------------------------- one source
@@ -474,89 +495,202 @@ def _check_accounting(source: Source, counts: Counter[str]) -> None:
         )
 
 
-def _stage_batch(con: duckdb.DuckDBPyConnection, batch: _Batch, key: dict[str, str]) -> None:
-    """One short transaction per batch: its quarantine rows and kept ids into the pending tables.
+MAP_MANIFEST = "manifest.json"
+"""Written last into a source's map output, which is then renamed into place: the directory is its completion marker."""
+QUARANTINE_FILE = "quarantine.parquet"
+QUARANTINE_SCHEMA = pa.schema([("position", pa.int64()), ("reason", pa.string()), ("raw", pa.binary())])
 
-    Not one long transaction per source: DuckDB keeps every relation registered during a transaction
-    alive until it ends, which would hold all of a source's batches in memory.
-    """
-    con.register("quarantine_batch", batch.quarantine)
+
+def _staged_dir(lake: Path, source: Source, optsfp: str) -> Path:
+    """Where the map step of `source` leaves its output (`lake/documents/.staging/<source16>-<optsfp>`)."""
+    return lake / STAGING / lake_prefix(source, optsfp)
+
+
+def _remember_kept(con: duckdb.DuckDBPyConnection, batch: _Batch, key: dict[str, str]) -> None:
+    """The batch's kept ids into the map's in-memory `pending_doc_hashes`: later batches of the source dedup against them."""
     con.register("kept_batch", batch.table.select(["doc_id"]))
-    con.begin()
     try:
-        sql.execute(con, "staging/ins_pending_quarantine", **key)
-        sql.execute(con, "staging/ins_pending_doc_hashes", **key)  # later batches dedup against these
-        con.commit()
-    except BaseException:
-        con.rollback()
-        raise
+        sql.execute(con, "staging/ins_pending_doc_hashes", **key)
     finally:
-        con.unregister("quarantine_batch")
         con.unregister("kept_batch")
 
 
 def _clear_pending(con: duckdb.DuckDBPyConnection) -> None:
+    # rows an ingest of INGEST_VERSION <= 4 killed mid-source left in the catalog (the map step keeps them in memory now)
     for name in ("staging/clr_pending_quarantine", "staging/clr_pending_doc_hashes"):
         sql.execute(con, name)
 
 
-def _ingest_source(
-    con: duckdb.DuckDBPyConnection, cfg: CorpusSpec, source: Source, optsfp: str, snap: str, lake: Path,
-    near: NearDupIndex | None, progress: Progress,
+def _read_staged(staged: Path, source: Source, optsfp: str) -> dict[str, Any] | None:
+    """The manifest of a finished map output of `source`, None unless it is complete and every file has its sha256."""
+    try:
+        manifest = json.loads((staged / MAP_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    if (manifest.get("sha256"), manifest.get("options"), manifest.get("version")) != (source.sha256, optsfp, INGEST_VERSION):
+        return None
+    for name, digest in manifest["files"].items():
+        if not (staged / name).is_file() or sha256_file(staged / name) != digest:
+            return None
+    return manifest
+
+
+def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
+    """The map step of one source: everything ingest does to it that needs no catalog, on any worker.
+
+    Reads it in batches, normalises, filters, drops exact duplicates within the source (an in-memory DuckDB holds
+    the ids kept so far) and splits sentences; with `corpus.near_dup` also computes the kept documents' MinHash
+    signatures. Writes `part-NNNNN.parquet` (+ `sig-NNNNN.npz`) per batch that kept something and
+    `quarantine.parquet` into a temporary directory, then `manifest.json` (counts, reasons, encoding, files with
+    their sha256), and renames the directory to `_staged_dir`: a finished output is found by name and reused;
+    a killed attempt leaves only its `<name>.tmp-<pid>-*` directory, which the stage removes. Returns the manifest.
+
+    `work`: `cfg` (CorpusSpec), `optsfp`, `lake` (str), optionally `progress` (in-process only) and `threads`
+    (DuckDB threads: 1 on a Dask worker, which runs one task per thread).
+    """
+    cfg: CorpusSpec = work["cfg"]
+    optsfp: str = work["optsfp"]
+    lake = Path(work["lake"])
+    progress: Progress = work.get("progress") or no_progress
+    final = _staged_dir(lake, source, optsfp)
+    done = _read_staged(final, source, optsfp)
+    if done is not None:
+        return done
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    key = {"sha256": source.sha256, "options": optsfp}
+    minhash = MinHashParams.from_spec(cfg) if cfg.near_dup else None
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    parts: list[dict[str, Any]] = []
+    con = duckdb.connect()
+    try:
+        con.execute("SET memory_limit = $limit", {"limit": DUCKDB_MEMORY_LIMIT})
+        if work.get("threads"):
+            con.execute(f"SET threads = {int(work['threads'])}")
+        sql.execute(con, "staging/ddl_pending_doc_hashes")
+        # a named sample lies in its package, which `corpus.allowed_roots` need not name
+        rcfg = cfg.model_copy(update={"allowed_roots": [str(source.path)]}) if source.sample else cfg
+        with pq.ParquetWriter(tmp / QUARANTINE_FILE, QUARANTINE_SCHEMA, compression="zstd") as quarantine:
+            for records in _batches(read_records(source.path, source.format, rcfg), cfg.batch_records, cfg.batch_bytes):
+                batch = _process_batch(con, cfg, source, optsfp, records, minhash)
+                del records
+                counts.update(batch.counts)
+                reasons.update(batch.reasons)
+                if batch.quarantine.num_rows:
+                    quarantine.write_table(batch.quarantine)
+                if batch.table.num_rows:
+                    _remember_kept(con, batch, key)
+                    part = {"file": f"part-{len(parts):05d}.parquet", "rows": batch.table.num_rows}
+                    pq.write_table(batch.table, tmp / part["file"], compression="zstd")
+                    if batch.signatures is not None:
+                        part["signatures"] = f"sig-{len(parts):05d}.npz"
+                        np.savez(tmp / part["signatures"], signatures=batch.signatures, shingles=batch.shingles)
+                    parts.append(part)
+                del batch
+                progress(f"ingest {source.path.name} (rows)", counts["rows_read"], None)
+        _check_accounting(source, counts)
+        names = [QUARANTINE_FILE, *(p[k] for p in parts for k in ("file", "signatures") if k in p)]
+        manifest = {
+            **key, "version": INGEST_VERSION, "path": str(source.path), "counts": dict(counts),
+            "reasons": dict(sorted(reasons.items())), "parts": parts,
+            "encoding": detect_encoding(source.path, source.format, cfg.encoding, Limits.of(cfg)),
+            "files": {name: sha256_file(tmp / name) for name in names},
+        }
+        (tmp / MAP_MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another attempt of this source (a rescheduled task) finished first: the same bytes
+            shutil.rmtree(tmp, ignore_errors=True)
+            other = _read_staged(final, source, optsfp)
+            if other is None:
+                raise
+            return other
+        return manifest
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        con.close()
+
+
+def _near_dup_parts(
+    staged: Path, manifest: dict[str, Any], source: Source, near: NearDupIndex, counts: Counter[str],
+    reasons: Counter[str],
+) -> list[Path]:
+    """Near-dup over the staged signatures, in document order, against the index; the parts without the near-duplicates
+    (a part that lost documents is rewritten, one that lost all of them dropped); counts and reasons updated."""
+    kept: list[Path] = []
+    for part in manifest["parts"]:
+        path = staged / part["file"]
+        with np.load(staged / part["signatures"]) as arrays:
+            sigs, shingles = arrays["signatures"], arrays["shingles"]
+        ids = pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist()
+        dup_of = near.check_and_add_signatures(ids, sigs, shingles, source_sha256=source.sha256)
+        n = sum(d is not None for d in dup_of)
+        if n:
+            table = pq.read_table(path, schema=DOCUMENT_SCHEMA)
+            is_near = pa.array([d is not None for d in dup_of], pa.bool_())
+            gone = table.filter(is_near)
+            reasons["near_duplicate"] += n
+            counts["rows_duplicate"] += n
+            counts["rows_kept"] -= n
+            counts["sentences"] -= pc.sum(pc.list_value_length(gone.column("sentences"))).as_py() or 0
+            counts["chars"] -= pc.sum(gone.column("n_chars")).as_py() or 0
+            left = table.filter(pc.invert(is_near))
+            if not left.num_rows:
+                continue
+            path = staged / f"kept-{part['file']}"
+            pq.write_table(left, path, compression="zstd")
+        kept.append(path)
+    return kept
+
+
+def _commit_source(
+    con: duckdb.DuckDBPyConnection, source: Source, optsfp: str, snap: str, lake: Path, near: NearDupIndex | None,
+    manifest: dict[str, Any],
 ) -> None:
-    """Stream one source into staged parts and pending rows; rename the parts, then commit it in one transaction."""
+    """The commit step of one mapped source (in the stage's process, in source order): near-dup against everything
+    committed before, the parts renamed into the lake, then its catalog rows in one transaction."""
     prefix = lake_prefix(source, optsfp)
-    staging = lake / STAGING / prefix
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staged = _staged_dir(lake, source, optsfp)
+    if _read_staged(staged, source, optsfp) is None:
+        raise RuntimeError(f"{source.path}: its map output in {staged} is missing or incomplete")
     for stale in lake.glob(f"{prefix}-*.parquet"):  # renamed by a run killed before its commit
         stale.unlink()
     key = {"sha256": source.sha256, "options": optsfp}
-    counts: Counter[str] = Counter()
-    reasons: Counter[str] = Counter()
-    staged: list[Path] = []
+    counts: Counter[str] = Counter(manifest["counts"])
+    reasons: Counter[str] = Counter(manifest["reasons"])
     final: list[Path] = []
-    committed = False
     try:
-        _clear_pending(con)
-        # a named sample lies in its package, which `corpus.allowed_roots` need not name
-        rcfg = cfg.model_copy(update={"allowed_roots": [str(source.path)]}) if source.sample else cfg
-        for records in _batches(read_records(source.path, source.format, rcfg), cfg.batch_records, cfg.batch_bytes):
-            batch = _process_batch(con, cfg, source, optsfp, records, near)
-            del records
-            counts.update(batch.counts)
-            reasons.update(batch.reasons)
-            _stage_batch(con, batch, key)
-            if batch.table.num_rows:
-                part = staging / f"part-{len(staged):05d}.parquet"
-                pq.write_table(batch.table, part, compression="zstd")
-                staged.append(part)
-            del batch
-            progress(f"ingest {source.path.name} (rows)", counts["rows_read"], None)
+        if near is not None:
+            parts = _near_dup_parts(staged, manifest, source, near, counts, reasons)
+        else:
+            parts = [staged / p["file"] for p in manifest["parts"]]
         _check_accounting(source, counts)
-        for i, part in enumerate(staged):
+        for i, part in enumerate(parts):
             final.append(lake / f"{prefix}-{i:05d}.parquet")
             os.replace(part, final[-1])
         con.begin()
         try:
-            # a re-processed source's old rows go; its pending rows become the committed ones
-            for name in ("staging/del_source", "staging/del_quarantine", "staging/del_doc_hashes",
-                         "staging/mov_quarantine", "staging/mov_doc_hashes"):
+            # a re-processed source's old rows go; its staged quarantine and kept ids become the committed ones
+            for name in ("staging/del_source", "staging/del_quarantine", "staging/del_doc_hashes"):
                 sql.execute(con, name, **key)
-            _clear_pending(con)
+            sql.execute(con, "staging/ins_quarantine_staged", **key, file=str(staged / QUARANTINE_FILE))
+            if final:
+                sql.execute(con, "staging/ins_doc_hashes_staged", **key, files=[str(f) for f in final])
             sql.execute(
                 con, "staging/ins_source", **key, path=str(source.path), bytes=source.bytes, format=source.format,
-                encoding=detect_encoding(source.path, source.format, cfg.encoding, Limits.of(cfg)), status="ok",
+                encoding=manifest["encoding"], status="ok",
                 **{k: counts[k] for k in ("rows_read", "rows_kept", "rows_duplicate", "rows_filtered",
                                           "rows_quarantined", "sentences", "chars")},
-                reasons=json.dumps(dict(sorted(reasons.items()))), lake_files=[f.name for f in final],
+                reasons=json.dumps(dict(sorted((+reasons).items()))), lake_files=[f.name for f in final],
                 snapshot_id=snap,
             )
             if near is not None:
                 near.forget(source.sha256)
                 near.commit()
             con.commit()
-            committed = True
         except BaseException:
             con.rollback()
             raise
@@ -565,11 +699,24 @@ def _ingest_source(
             near.rollback()
         for f in final:
             f.unlink(missing_ok=True)
-        if not committed:
-            _clear_pending(con)
         raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
+
+
+def _clean_staging(lake: Path, keep: set[str]) -> None:
+    """Removes everything under the staging directory but the finished map outputs named in `keep` (their
+    completeness is checked when they are used): killed attempts, half-written derived files, other sources' outputs."""
+    staging = lake / STAGING
+    if not staging.is_dir():
+        return
+    for entry in staging.iterdir():
+        if entry.name in keep and entry.is_dir() and (entry / MAP_MANIFEST).is_file():
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 def _catalog_rows(con: duckdb.DuckDBPyConnection, sources: list[Source], optsfp: str) -> dict[str, dict[str, Any]]:
@@ -618,22 +765,30 @@ def ingest_corpus(
     lake = home / LAKE_DOCUMENTS
     with catalog_lock(home, cfg.lock_timeout_s):
         lake.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(lake / STAGING, ignore_errors=True)  # parts of sources a killed run never committed
         con = connect_catalog(home)
         try:
             con.execute("SET memory_limit = $limit", {"limit": DUCKDB_MEMORY_LIMIT})
             _ensure_schema(con)
+            _clear_pending(con)
             done = _catalog_rows(con, sources, optsfp)
+            todo = [s for s in sources if not _cached(done.get(s.sha256), lake)]
+            pending = list(todo)  # mapped, not committed yet
+            # finished map outputs of the sources to do are reused; everything else a killed run left goes
+            _clean_staging(lake, {lake_prefix(s, optsfp) for s in todo})
             near = _open_near_dup(con, cfg, optsfp)
             processed: list[str] = []
             progress("ingest", 0, len(sources))
-            for i, source in enumerate(sources):
-                row = done.get(source.sha256)
-                cached = row is not None and all((lake / f).is_file() for f in (row["lake_files"] or []))
-                if not cached:
-                    _ingest_source(con, cfg, source, optsfp, snap, lake, near, progress)
-                    processed.append(str(source.path))
-                progress(f"ingest {source.path.name}", i + 1, len(sources))
+            mapped = _map_sources(cfg, todo, optsfp, lake, progress)
+            try:
+                for i, source in enumerate(sources):
+                    if pending and source is pending[0]:
+                        pending.pop(0)
+                        _commit_source(con, source, optsfp, snap, lake, near, next(mapped))
+                        processed.append(str(source.path))
+                    progress(f"ingest {source.path.name}", i + 1, len(sources))
+            finally:
+                mapped.close()  # a failed commit: the cluster's remaining map tasks are cancelled
+                _clean_staging(lake, {lake_prefix(s, optsfp) for s in pending})  # killed workers' attempts
             rows = _assemble_snapshot(con, cfg, _catalog_rows(con, sources, optsfp), lake, optsfp)
             result = _summarise(cfg, sources, rows, lake, snap, copies)
             result.processed = processed
@@ -641,6 +796,23 @@ def ingest_corpus(
         finally:
             con.close()
     return result
+
+
+def _cached(row: dict[str, Any] | None, lake: Path) -> bool:
+    """Whether a source's catalog row (under these options) is there with all its lake files: nothing to redo."""
+    return row is not None and all((lake / f).is_file() for f in (row["lake_files"] or []))
+
+
+def _map_sources(cfg: CorpusSpec, todo: list[Source], optsfp: str, lake: Path, progress: Progress) -> Iterator[dict[str, Any]]:
+    """The map step of every source of `todo`, manifests in `todo` order: on the Dask cluster of the enclosing
+    `on_cluster` block (`runner.kind: dask`), else one after the other in this process, as the commit asks for them."""
+    client = cluster()
+    work: dict[str, Any] = {"cfg": cfg, "optsfp": optsfp, "lake": str(lake)}
+    if client is None:
+        work["progress"] = progress
+    else:
+        work["threads"] = 1
+    yield from run_shards(map_source, todo, work)
 
 
 def _derived_name(row: dict[str, Any], optsfp: str, dropped: list[str], validation: list[str]) -> str:

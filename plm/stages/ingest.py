@@ -11,11 +11,12 @@ from pydantic import BaseModel
 
 from plm.artifacts import StageWriter
 from plm.config import PipelineSpec, output_slice
-from plm.stages.runtime import Done, Pipeline, Stage, StageResult
+from plm.stages.runtime import Done, Pipeline, Stage, StageResult, data_cluster
 from plm.tracker import Tracker
 
+# 5: INGEST_VERSION 5 (a later exact copy of a near-duplicate is a `duplicate` whatever the batch boundaries)
 # 4: INGEST_VERSION 4 (JSONL lines beside an undecodable one, and UTF-16/32 JSONL, were kept unparsed)
-NAME, VERSION = "ingest", 4
+NAME, VERSION = "ingest", 5
 
 
 class Output(BaseModel):
@@ -42,13 +43,16 @@ def run(p: Pipeline) -> StageResult:
     import pyarrow.parquet as pq
 
     from plm.corpus.ingest import ingest_corpus, reason_table, resolve_sources, sources_fingerprint
+    from plm.objectives.shardrun import on_cluster
 
     cfg = p.spec.corpus
     sources = resolve_sources(cfg.paths, cfg.allowed_roots, p.home)  # roots checked before any file is opened
     inputs = {"sources": sources_fingerprint(sources)}  # byte-identical copies count: they are in the counts
 
     def work(w: StageWriter, tracker: Tracker) -> Done:
-        result = ingest_corpus(cfg, p.home, sources=sources, progress=p.progress)
+        # per source: the map step wherever `runner` says, the commit (the only catalog writer) in this process
+        with data_cluster(p.spec.runner, p.log) as client, on_cluster(client):
+            result = ingest_corpus(cfg, p.home, sources=sources, progress=p.progress)
         counts = {k: float(v) for k, v in result.counts.items()}
         docs = pq.read_table(result.files, columns=["n_chars", "lang"])
         langs = {r["lang"]: r["lang_count"] for r in docs.group_by("lang").aggregate([("lang", "count")]).to_pylist()}
