@@ -598,15 +598,17 @@ def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
             "files": {name: sha256_file(tmp / name) for name in names},
         }
         (tmp / MAP_MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
-        try:
-            os.rename(tmp, final)
-        except OSError:  # another attempt of this source (a rescheduled task) finished first: the same bytes
-            shutil.rmtree(tmp, ignore_errors=True)
-            other = _read_staged(final, source, optsfp)
-            if other is None:
-                raise
-            return other
-        return manifest
+        for _ in range(3):
+            try:
+                os.rename(tmp, final)
+                return manifest
+            except OSError:
+                other = _read_staged(final, source, optsfp)
+                if other is not None:  # another attempt of this source (a rescheduled task) finished first: same bytes
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    return other
+                shutil.rmtree(final, ignore_errors=True)  # a damaged output (a commit killed while renaming its parts)
+        raise RuntimeError(f"{source.path}: could not rename its map output {tmp} to {final}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -521,3 +521,50 @@ def test_cli_ingest_paths_and_spec(tmp_path, mixed):
     # nothing kept: a non-zero exit with the reason (the entry point prints it as one line)
     res = CliRunner().invoke(app, ["ingest", str(mixed / "short.txt"), "--set", f"home={home}"])
     assert res.exit_code != 0 and "kept no document" in str(res.exception)
+
+
+def test_near_duplicate_reasons_do_not_depend_on_the_batch_boundaries(tmp_path):
+    # base, its near copy, then an exact copy of the near copy: the copy is a `duplicate` of a document this source
+    # already saw, whether it falls in the near copy's batch or a later one (INGEST_VERSION 4 said `near_duplicate`
+    # when the batch ended between them: the counts depended on corpus.batch_records, which no fingerprint holds)
+    d = tmp_path / "in"
+    d.mkdir()
+    words = [f"word{i}" for i in range(200)]
+    base, near = " ".join(words), " ".join(words[:100] + ["changed"] + words[101:])
+    (d / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in (base, near, near)))
+    whole = ingest_corpus(spec(d, near_dup=True), tmp_path / "h1")
+    split = ingest_corpus(spec(d, near_dup=True, batch_records=2), tmp_path / "h2")
+    assert whole.reasons == split.reasons == {"near_duplicate": 1, "duplicate": 1}
+    assert whole.counts == split.counts and whole.counts["rows_kept"] == 1
+    ids = lambda r: pq.read_table(r.files, columns=["doc_id"]).column("doc_id").to_pylist()  # noqa: E731
+    assert ids(whole) == ids(split)
+    for home in (tmp_path / "h1", tmp_path / "h2"):
+        con = connect_catalog(home, read_only=True)
+        assert con.execute("SELECT count(*) FROM near_duplicates").fetchone()[0] == 1  # one cluster member, once
+        con.close()
+
+
+def test_a_finished_map_output_is_reused_and_a_damaged_one_redone(tmp_path):
+    from plm.corpus.ingest import MAP_MANIFEST, map_source
+
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.txt").write_text("\n".join(f"Line {i} is one document of the corpus for the map test." for i in range(50)))
+    cfg = spec(d, text_unit="line", batch_records=10)
+    clean = ingest_corpus(cfg, tmp_path / "clean")
+    home = tmp_path / "home"
+    lake = home / "lake" / "documents"
+    source = resolve_sources(cfg.paths)[0]
+    work = {"cfg": cfg, "optsfp": options_fingerprint(cfg), "lake": str(lake)}
+    first = map_source(source, work)  # what a run killed after this source's map step (before its commit) leaves
+    staged = lake / STAGING / lake_prefix(source, work["optsfp"])
+    assert (staged / MAP_MANIFEST).is_file() and len(first["parts"]) == 5 and first["counts"]["rows_read"] == 50
+    marker = (staged / MAP_MANIFEST).stat().st_mtime_ns
+    assert map_source(source, work) == first and (staged / MAP_MANIFEST).stat().st_mtime_ns == marker  # reused
+    (staged / "part-00003.parquet").write_bytes(b"damaged")  # its sha256 no longer matches: the source is redone
+    assert map_source(source, work) == first and (staged / MAP_MANIFEST).stat().st_mtime_ns != marker
+    map_source(source, work)
+    result = ingest_corpus(cfg, home)
+    assert result.counts == clean.counts and [f.name for f in result.files] == [f.name for f in clean.files]
+    assert [f.read_bytes() for f in result.files] == [f.read_bytes() for f in clean.files]
+    assert not any((lake / STAGING).iterdir())
