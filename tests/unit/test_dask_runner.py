@@ -1,15 +1,18 @@
-"""The examples stage's shards on real Dask clusters: one process, a 2-worker LocalCluster started by the stage
+"""The data stages on real Dask clusters: one process, a 2-worker LocalCluster started by the stage
 (`runner.kind=dask`), and an external `dask scheduler` + 2 `dask worker` processes on 127.0.0.1 reached through
 `PLM_DASK_ADDRESS`, give byte-identical example shards and the same counts; a worker killed while shards
-run has its shards redone elsewhere, nothing lost, doubled or half-written.
+run has its shards redone elsewhere, nothing lost, doubled or half-written. The same for ingest, mapped per
+source: the same lake files (bytes), catalog rows and counts in every layout, and a worker killed mid-source.
 
-Ingest and tokenizer run once; each layout gets a copy of that home (homes are relocatable).
+For the examples, ingest and tokenizer run once; each layout gets a copy of that home (homes are relocatable).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -68,7 +71,9 @@ def external(tmp_path_factory):
     workers = [subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     with distributed.Client(address) as client:
         client.wait_for_workers(2, timeout=60)
-    yield address, workers
+    workers.append(lambda: subprocess.Popen(worker, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    yield address, workers  # workers[-1] starts one more (a test that kills a worker replaces it)
+    workers.pop()
     for proc in [*workers, scheduler]:
         if proc.poll() is None:
             proc.terminate()
@@ -130,3 +135,143 @@ def test_worker_killed_mid_run_has_its_shards_redone(base_home, reference, exter
     run.join(300)
     assert 0 < written < total, "the kill came after the shards were written"
     assert _files(out["r"]) == _files(reference) and out["r"].counts == reference.counts
+
+
+# ---------------------------------------------------------------- ingest, mapped per source
+
+
+SOURCES, LINES = 4, 150
+INGEST = ["corpus.text_unit=line", "corpus.near_dup=true", "corpus.batch_records=25", "corpus.validation_fraction=0.1"]
+
+
+@pytest.fixture(scope="module")
+def ingest_corpus_dir(tmp_path_factory) -> Path:
+    """Four sources of 150 lines: exact copies within a source (across batches too) and across sources, near copies
+    (one word changed) within and across sources, too-short lines and undecodable ones."""
+    d = tmp_path_factory.mktemp("ingest-corpus")
+    rng = random.Random(15)
+    vocab = [f"w{i}" for i in range(2000)]
+    pool = [" ".join(rng.choice(vocab) for _ in range(40)) for _ in range(300)]
+    for f in range(SOURCES):
+        lines = []
+        for _ in range(LINES):
+            r, words = rng.random(), pool[rng.randrange(len(pool))].split()
+            if r < 0.15:
+                words[rng.randrange(len(words))] = "changed"
+            elif r < 0.2:
+                words = ["tiny"]
+            elif r < 0.22:
+                words = ["caf\udce9 latin-1 bytes are not utf-8 \udcff here at all, really not"]
+            lines.append(" ".join(words).encode("utf-8", "surrogateescape"))
+        (d / f"src{f}.txt").write_bytes(b"\n".join(lines) + b"\n")
+    return d
+
+
+def _ingest(home: Path, corpus: Path, *extra: str, env: dict[str, str] | None = None) -> stages.StageResult:
+    old = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    try:
+        with stages.Pipeline(load_spec(None, [f"home={home}", f"corpus.paths=[{corpus}]", *INGEST, *extra]),
+                             tracking=False) as p:  # fmt: skip
+            stages.run_until(p, "ingest")
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    return p.results["ingest"]
+
+
+def _lake_and_catalog(home: Path) -> dict:
+    """The lake files (name -> sha256) and every catalog row ingest writes, timestamps left out."""
+    import duckdb
+
+    lake = home / "lake" / "documents"
+    con = duckdb.connect(str(home / "catalog.duckdb"), read_only=True)
+    try:
+        q = lambda s: con.execute(s).fetchall()  # noqa: E731
+        state = {
+            "files": {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(lake.glob("*.parquet"))},
+            "sources": q("SELECT * EXCLUDE (ingested_at) FROM sources ORDER BY path"),
+            "quarantine": q("SELECT * FROM quarantine ORDER BY ALL"),
+            "doc_hashes": q("SELECT * FROM doc_hashes ORDER BY ALL"),
+            "near_dup_docs": q("SELECT * FROM near_dup_docs ORDER BY seq"),
+            "near_dup_bands": q("SELECT count(*), sum(hash % 1000003) FROM near_dup_bands"),
+            "near_duplicates": q("SELECT * FROM near_duplicates ORDER BY ALL"),
+            "snapshots": q("SELECT snapshot_id, counts FROM snapshots"),
+            "derived": q("SELECT * FROM derived_files ORDER BY ALL"),
+        }
+    finally:
+        con.close()
+    assert not (lake / ".staging").exists() or not any((lake / ".staging").iterdir())  # no leftover, killed or not
+    return state
+
+
+@pytest.fixture(scope="module")
+def ingest_reference(ingest_corpus_dir, tmp_path_factory) -> tuple[stages.StageResult, dict]:
+    home = tmp_path_factory.mktemp("ingest-one-process")
+    result = _ingest(home, ingest_corpus_dir)
+    return result, _lake_and_catalog(home)
+
+
+def _same_ingest(result: stages.StageResult, home: Path, reference: tuple[stages.StageResult, dict]) -> None:
+    ref, ref_state = reference
+    state = _lake_and_catalog(home)
+    assert result.fingerprint == ref.fingerprint and result.counts == ref.counts
+    assert result.output.lake_files == ref.output.lake_files and result.output.reasons == ref.output.reasons
+    assert state == ref_state
+    for row in state["sources"]:  # the accounting identity holds per source: rows_read = kept+duplicate+filtered+quarantined
+        _, _, _, _, _, _, read, kept, dup, filtered, quarantined, *_ = row
+        assert read == kept + dup + filtered + quarantined == LINES
+
+
+def test_ingest_reference_exercises_every_path(ingest_reference):
+    result, state = ingest_reference
+    reasons = result.output.reasons
+    assert {"duplicate", "near_duplicate", "too_short", "undecodable:utf-8"} <= set(reasons)
+    assert reasons["near_duplicate"] > 20 and len(state["sources"]) == SOURCES and state["near_duplicates"]
+    assert {len(row[14]) for row in state["sources"]} != {1}  # several parts per source (several batches)
+
+
+def test_ingest_on_a_local_cluster_gives_the_same_lake_and_catalog(ingest_corpus_dir, ingest_reference, tmp_path):
+    environ = dict(os.environ)
+    result = _ingest(tmp_path / "home", ingest_corpus_dir, "runner.kind=dask", "runner.workers=2")
+    assert dict(os.environ) == environ
+    _same_ingest(result, tmp_path / "home", ingest_reference)
+
+
+def test_ingest_on_an_external_cluster_gives_the_same_lake_and_catalog(ingest_corpus_dir, ingest_reference, external,
+                                                                       tmp_path):  # fmt: skip
+    address, _ = external
+    result = _ingest(tmp_path / "home", ingest_corpus_dir, "runner.kind=dask", env={"PLM_DASK_ADDRESS": address})
+    _same_ingest(result, tmp_path / "home", ingest_reference)
+
+
+def test_ingest_worker_killed_mid_source_has_the_source_redone(ingest_corpus_dir, ingest_reference, external, tmp_path):
+    address, workers = external
+    for i, proc in enumerate(workers[:-1]):  # two live workers, whatever ran before
+        if proc.poll() is not None:
+            workers[i] = workers[-1]()
+    with distributed.Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
+    home = tmp_path / "home"
+    out: dict[str, stages.StageResult] = {}
+    run = threading.Thread(target=lambda: out.update(r=_ingest(home, ingest_corpus_dir, "runner.kind=dask",
+                                                               env={"PLM_DASK_ADDRESS": address})))  # fmt: skip
+    run.start()
+    staging = home / "lake" / "documents" / ".staging"
+    pids = {proc.pid: i for i, proc in enumerate(workers[:-1])}
+    killed = None
+    while run.is_alive() and killed is None:
+        for part in staging.glob("*.tmp-*/part-*.parquet"):  # a map attempt in flight: <source>.tmp-<pid>-<nonce>
+            attempt = part.parent
+            pid = int(attempt.name.split(".tmp-")[1].split("-")[0])
+            if pid in pids and not (attempt / "manifest.json").exists():
+                workers[pids[pid]].send_signal(signal.SIGKILL)
+                killed = attempt
+                break
+        time.sleep(0.002)
+    assert killed is not None, "no source was being mapped when the run ended"
+    workers[pids[pid]].wait(10)
+    workers[pids[pid]] = workers[-1]()  # the fixture's cluster has two workers again for later tests
+    run.join(300)
+    assert not killed.exists() and "r" in out  # the dead attempt's directory is gone; the run succeeded
+    _same_ingest(out["r"], home, ingest_reference)
