@@ -1,0 +1,111 @@
+"""Ingest mapped per source: 1 process vs a Dask LocalCluster of 1, 2 and 4 workers, in one run.
+
+A synthetic corpus of `SOURCES` files (Zipf-distributed words, blank-line paragraphs, `corpus.text_unit=paragraph`;
+every file repeats a share of the documents of the file before it, exactly or with one word changed, so exact and
+near-dup work happen) is ingested into a fresh home per layout, with (a) exact dedup only and (b) near-dup on.
+The map step of every source (read, normalise, filters, exact dedup within the source, language, sentences,
+signatures) runs wherever the layout says; the commit step (near-dup over the staged signatures, renames, the
+catalog) runs in this process, in source order, overlapping with the maps still running. Clusters are started
+and warmed up (plm imported and a tiny source mapped on every worker: the language model and numba kernels
+loaded) before the clock starts. Lake files (bytes) and counts are asserted identical in every layout.
+
+Prints `BENCH ingest_dask_<mode> layout=<local|dask> workers=N seconds=S speedup=X MB/s=M`, speedup against the
+1-process run. On a shared 2-core host the 4-worker figure oversubscribes the cores; say the load (`uptime`).
+
+Run: nice -n 10 .venv/bin/python -m pytest -s tests/benchmarks/bench_ingest_dask.py -p no:cacheprovider -o addopts=
+     (PLM_BENCH_SOURCES=N files of PLM_BENCH_SOURCE_MB=M MB each; default 8 x 2 MB)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from plm.config import CorpusSpec
+from plm.corpus.ingest import ingest_corpus, map_source, options_fingerprint, resolve_sources
+from plm.objectives.shardrun import on_cluster
+
+distributed = pytest.importorskip("distributed")
+
+SOURCES = int(os.environ.get("PLM_BENCH_SOURCES", "8"))
+SOURCE_MB = float(os.environ.get("PLM_BENCH_SOURCE_MB", "2"))
+
+
+def _corpus(root: Path) -> int:
+    rng = np.random.default_rng(15)
+    vocab = np.array([f"w{i}x" for i in range(20000)])
+    p = 1 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    root.mkdir()
+    previous: list[str] = []
+    for f in range(SOURCES):
+        docs: list[str] = []
+        size = 0
+        while size < SOURCE_MB * 1e6:
+            r = rng.random()
+            if previous and r < 0.1:
+                doc = previous[rng.integers(len(previous))]
+            elif previous and r < 0.2:
+                words = previous[rng.integers(len(previous))].split()
+                words[rng.integers(len(words))] = "changed"
+                doc = " ".join(words)
+            else:
+                ids = rng.choice(len(vocab), int(rng.integers(80, 400)), p=p)
+                doc = " ".join(" ".join(vocab[ids[i : i + 15]]) + " ." for i in range(0, len(ids), 15))
+            docs.append(doc)
+            size += len(doc) + 2
+        (root / f"src{f:02d}.txt").write_text("\n\n".join(docs) + "\n")
+        previous = docs
+    return sum(f.stat().st_size for f in root.iterdir())
+
+
+def _cfg(root: Path, near_dup: bool) -> CorpusSpec:
+    return CorpusSpec(paths=[str(root)], allowed_roots=[str(root.parent)], text_unit="paragraph", near_dup=near_dup)
+
+
+def _warm(path: str, lake: str) -> None:
+    cfg = CorpusSpec(paths=[path], allowed_roots=[str(Path(path).parent)], text_unit="paragraph", near_dup=True)
+    map_source(resolve_sources(cfg.paths, cfg.allowed_roots)[0], {"cfg": cfg, "optsfp": options_fingerprint(cfg),
+                                                                    "lake": lake})  # fmt: skip
+
+
+def _run(cfg: CorpusSpec, home: Path) -> tuple[float, dict]:
+    start = time.perf_counter()
+    result = ingest_corpus(cfg, home)
+    seconds = time.perf_counter() - start
+    files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in result.files}
+    return seconds, {"files": files, "counts": result.counts, "reasons": result.reasons}
+
+
+def test_ingest_on_1_2_4_workers(tmp_path):
+    total = _corpus(tmp_path / "corpus")
+    mb = total / 1e6
+    warm_dir = tmp_path / "warm"
+    warm_dir.mkdir()
+    (warm_dir / "w.txt").write_text("\n\n".join(f"A warm-up paragraph number {i} with a few words." for i in range(50)))
+    _warm(str(warm_dir / "w.txt"), str(tmp_path / "warm-lake-local"))
+    load = os.getloadavg()[0]
+    print(f"\nBENCH corpus sources={SOURCES} MB={mb:.1f} load1={load:.2f}")
+    for near_dup in (False, True):
+        mode = "near_dup" if near_dup else "exact"
+        cfg = _cfg(tmp_path / "corpus", near_dup)
+        one, ref = _run(cfg, tmp_path / f"{mode}-local")
+        print(f"BENCH ingest_dask_{mode} layout=local workers=1 seconds={one:.2f} speedup=1.00 MB/s={mb / one:.2f} "
+              f"kept={ref['counts']['rows_kept']} reasons={ref['reasons']}")  # fmt: skip
+        for n in (1, 2, 4):
+            with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                          dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
+                client.run(_warm, str(warm_dir / "w.txt"), str(tmp_path / "warm-lake"))
+                with on_cluster(client):
+                    seconds, got = _run(cfg, tmp_path / f"{mode}-dask{n}")
+            assert got == ref
+            print(f"BENCH ingest_dask_{mode} layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
+                  f"MB/s={mb / seconds:.2f}")  # fmt: skip
+            shutil.rmtree(tmp_path / f"{mode}-dask{n}")
+    print(f"BENCH load1_end={os.getloadavg()[0]:.2f}")
