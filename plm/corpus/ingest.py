@@ -563,9 +563,11 @@ def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     parts: list[dict[str, Any]] = []
+    spill = tmp.with_name(f"{tmp.name}.spill")  # DuckDB spills beyond its memory limit: a huge source's kept ids
     con = duckdb.connect()
     try:
         con.execute("SET memory_limit = $limit", {"limit": DUCKDB_MEMORY_LIMIT})
+        con.execute("SET temp_directory = $dir", {"dir": str(spill)})
         if work.get("threads"):
             con.execute(f"SET threads = {int(work['threads'])}")
         sql.execute(con, "staging/ddl_pending_doc_hashes")
@@ -614,6 +616,7 @@ def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
         raise
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _near_dup_parts(
