@@ -49,7 +49,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,7 +66,6 @@ from plm import sql
 from plm.artifacts import canonical_json, fingerprint, sha256_file
 from plm.config import CorpusSpec, run_only_fields
 from plm.corpus.dedup import MinHashParams, NearDupIndex, minhash_signatures
-from plm.objectives.shardrun import cluster, run_shards
 from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
 from plm.corpus.ngram import ngram_repetition_reasons
@@ -749,10 +748,20 @@ def reason_table(result: IngestResult) -> dict[str, list[Any]]:
 # ---------------------------------------------------------------- the stage
 
 
+Mapper = Callable[[Callable[[Source, dict[str, Any]], dict[str, Any]], Sequence[Source], dict[str, Any]],
+                  Iterator[dict[str, Any]]]
+"""`mapper(map_source, sources, work)`: the manifests of `map_source(s, work)` for every source, in their order,
+wherever it runs them (`plm.objectives.shardrun.run_shards` on a Dask cluster)."""
+
+
 def ingest_corpus(
-    cfg: CorpusSpec, home: Path, sources: list[Source] | None = None, progress: Progress = no_progress
+    cfg: CorpusSpec, home: Path, sources: list[Source] | None = None, progress: Progress = no_progress,
+    mapper: Mapper | None = None,
 ) -> IngestResult:
     """Ingest `sources` (default: resolve `cfg.paths`) into `home`'s lake and catalog; see the module docstring.
+
+    The map steps run through `mapper` (given by the stage for `runner.kind: dask`; each worker's DuckDB gets one
+    thread), else in this process, one source after the other as the commit asks for them (with per-batch progress).
 
     Raises ValueError when nothing was kept or `corpus.max_quarantined_fraction` is exceeded, RuntimeError
     when another ingest holds the catalog past `corpus.lock_timeout_s` or a source's counts do not add up.
@@ -783,7 +792,7 @@ def ingest_corpus(
             near = _open_near_dup(con, cfg, optsfp)
             processed: list[str] = []
             progress("ingest", 0, len(sources))
-            mapped = _map_sources(cfg, todo, optsfp, lake, progress)
+            mapped = _map_sources(cfg, todo, optsfp, lake, progress, mapper)
             try:
                 for i, source in enumerate(sources):
                     if pending and source is pending[0]:
@@ -808,16 +817,17 @@ def _cached(row: dict[str, Any] | None, lake: Path) -> bool:
     return row is not None and all((lake / f).is_file() for f in (row["lake_files"] or []))
 
 
-def _map_sources(cfg: CorpusSpec, todo: list[Source], optsfp: str, lake: Path, progress: Progress) -> Iterator[dict[str, Any]]:
-    """The map step of every source of `todo`, manifests in `todo` order: on the Dask cluster of the enclosing
-    `on_cluster` block (`runner.kind: dask`), else one after the other in this process, as the commit asks for them."""
-    client = cluster()
+def _map_sources(
+    cfg: CorpusSpec, todo: list[Source], optsfp: str, lake: Path, progress: Progress, mapper: Mapper | None
+) -> Iterator[dict[str, Any]]:
+    """The map step of every source of `todo`, manifests in `todo` order: through `mapper`, else one after the other
+    in this process, lazily (each when the commit asks for it)."""
     work: dict[str, Any] = {"cfg": cfg, "optsfp": optsfp, "lake": str(lake)}
-    if client is None:
-        work["progress"] = progress
-    else:
-        work["threads"] = 1
-    yield from run_shards(map_source, todo, work)
+    if mapper is not None and todo:
+        yield from mapper(map_source, list(todo), {**work, "threads": 1})
+        return
+    for source in todo:
+        yield map_source(source, {**work, "progress": progress})
 
 
 def _derived_name(row: dict[str, Any], optsfp: str, dropped: list[str], validation: list[str]) -> str:

@@ -43,7 +43,7 @@ def run(p: Pipeline) -> StageResult:
     import pyarrow.parquet as pq
 
     from plm.corpus.ingest import ingest_corpus, reason_table, resolve_sources, sources_fingerprint
-    from plm.objectives.shardrun import on_cluster
+    from plm.objectives.shardrun import on_cluster, run_shards
 
     cfg = p.spec.corpus
     sources = resolve_sources(cfg.paths, cfg.allowed_roots, p.home)  # roots checked before any file is opened
@@ -52,7 +52,8 @@ def run(p: Pipeline) -> StageResult:
     def work(w: StageWriter, tracker: Tracker) -> Done:
         # per source: the map step wherever `runner` says, the commit (the only catalog writer) in this process
         with data_cluster(p.spec.runner, p.log) as client, on_cluster(client):
-            result = ingest_corpus(cfg, p.home, sources=sources, progress=p.progress)
+            result = ingest_corpus(cfg, p.home, sources=sources, progress=p.progress,
+                                   mapper=run_shards if client is not None else None)
         counts = {k: float(v) for k, v in result.counts.items()}
         docs = pq.read_table(result.files, columns=["n_chars", "lang"])
         langs = {r["lang"]: r["lang_count"] for r in docs.group_by("lang").aggregate([("lang", "count")]).to_pylist()}

@@ -9,8 +9,9 @@ catalog) runs in this process, in source order, overlapping with the maps still 
 and warmed up (plm imported and a tiny source mapped on every worker: the language model and numba kernels
 loaded) before the clock starts. Lake files (bytes) and counts are asserted identical in every layout.
 
-Prints `BENCH ingest_dask_<mode> layout=<local|dask> workers=N seconds=S speedup=X MB/s=M`, speedup against the
-1-process run. On a shared 2-core host the 4-worker figure oversubscribes the cores; say the load (`uptime`).
+Prints `BENCH ingest_dask_<mode> layout=<local|dask> workers=N seconds=S speedup=X MB/s=M cpu_stage=C cpu_workers=W`,
+speedup against the 1-process run; `cpu_stage` is the CPU time of the stage's process (in the Dask layouts: the commit
+step and the orchestration, which stay serial), `cpu_workers` the CPU time of all workers together. On a shared 2-core host the 4-worker figure oversubscribes the cores; say the load (`uptime`).
 
 Run: nice -n 10 .venv/bin/python -m pytest -s tests/benchmarks/bench_ingest_dask.py -p no:cacheprovider -o addopts=
      (PLM_BENCH_SOURCES=N files of PLM_BENCH_SOURCE_MB=M MB each; default 8 x 2 MB)
@@ -29,7 +30,7 @@ import pytest
 
 from plm.config import CorpusSpec
 from plm.corpus.ingest import ingest_corpus, map_source, options_fingerprint, resolve_sources
-from plm.objectives.shardrun import on_cluster
+from plm.objectives.shardrun import on_cluster, run_shards
 
 distributed = pytest.importorskip("distributed")
 
@@ -75,12 +76,18 @@ def _warm(path: str, lake: str) -> None:
                                                                     "lake": lake})  # fmt: skip
 
 
-def _run(cfg: CorpusSpec, home: Path) -> tuple[float, dict]:
-    start = time.perf_counter()
-    result = ingest_corpus(cfg, home)
-    seconds = time.perf_counter() - start
+def _cpu() -> float:
+    return time.process_time()
+
+
+def _run(cfg: CorpusSpec, home: Path, client=None) -> tuple[float, float, float, dict]:
+    """(wall s, CPU s of this process (the commit step and the orchestration), CPU s of the workers, outputs)."""
+    workers = (lambda: sum(client.run(_cpu).values())) if client is not None else (lambda: 0.0)
+    w0, c0, start = workers(), _cpu(), time.perf_counter()
+    result = ingest_corpus(cfg, home, mapper=run_shards if client is not None else None)
+    seconds, here, there = time.perf_counter() - start, _cpu() - c0, workers() - w0
     files = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in result.files}
-    return seconds, {"files": files, "counts": result.counts, "reasons": result.reasons}
+    return seconds, here, there, {"files": files, "counts": result.counts, "reasons": result.reasons}
 
 
 def test_ingest_on_1_2_4_workers(tmp_path):
@@ -95,17 +102,20 @@ def test_ingest_on_1_2_4_workers(tmp_path):
     for near_dup in (False, True):
         mode = "near_dup" if near_dup else "exact"
         cfg = _cfg(tmp_path / "corpus", near_dup)
-        one, ref = _run(cfg, tmp_path / f"{mode}-local")
+        one, cpu_one, _, ref = _run(cfg, tmp_path / f"{mode}-local")
         print(f"BENCH ingest_dask_{mode} layout=local workers=1 seconds={one:.2f} speedup=1.00 MB/s={mb / one:.2f} "
-              f"kept={ref['counts']['rows_kept']} reasons={ref['reasons']}")  # fmt: skip
+              f"cpu_stage={cpu_one:.2f} kept={ref['counts']['rows_kept']} reasons={ref['reasons']} "
+              f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
         for n in (1, 2, 4):
             with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                           dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
                 client.run(_warm, str(warm_dir / "w.txt"), str(tmp_path / "warm-lake"))
                 with on_cluster(client):
-                    seconds, got = _run(cfg, tmp_path / f"{mode}-dask{n}")
+                    seconds, here, there, got = _run(cfg, tmp_path / f"{mode}-dask{n}", client)
             assert got == ref
+            # cpu_stage: the commit step + orchestration (serial: bounds the speedup at (cpu_stage+cpu_workers)/cpu_stage)
             print(f"BENCH ingest_dask_{mode} layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
-                  f"MB/s={mb / seconds:.2f}")  # fmt: skip
+                  f"MB/s={mb / seconds:.2f} cpu_stage={here:.2f} cpu_workers={there:.2f} "
+                  f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
             shutil.rmtree(tmp_path / f"{mode}-dask{n}")
     print(f"BENCH load1_end={os.getloadavg()[0]:.2f}")
