@@ -14,7 +14,7 @@ speedup against the 1-process run; `cpu_stage` is the CPU time of the stage's pr
 step and the orchestration, which stay serial), `cpu_workers` the CPU time of all workers together. On a shared 2-core host the 4-worker figure oversubscribes the cores; say the load (`uptime`).
 
 Run: nice -n 10 .venv/bin/python -m pytest -s tests/benchmarks/bench_ingest_dask.py -p no:cacheprovider -o addopts=
-     (PLM_BENCH_SOURCES=N files of PLM_BENCH_SOURCE_MB=M MB each; default 8 x 2 MB)
+     (PLM_BENCH_SOURCES=N files of PLM_BENCH_SOURCE_MB=M MB each; default 8 x 2 MB, PLM_BENCH_QUICK=1: 4 x 0.5 MB)
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from plm.objectives.shardrun import on_cluster, run_shards
 
 distributed = pytest.importorskip("distributed")
 
-SOURCES = int(os.environ.get("PLM_BENCH_SOURCES", "8"))
-SOURCE_MB = float(os.environ.get("PLM_BENCH_SOURCE_MB", "2"))
+QUICK = os.environ.get("PLM_BENCH_QUICK") == "1"
+SOURCES = int(os.environ.get("PLM_BENCH_SOURCES", "4" if QUICK else "8"))
+SOURCE_MB = float(os.environ.get("PLM_BENCH_SOURCE_MB", "0.5" if QUICK else "2"))
 
 
 def _corpus(root: Path) -> int:
@@ -119,3 +120,29 @@ def test_ingest_on_1_2_4_workers(tmp_path):
                   f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
             shutil.rmtree(tmp_path / f"{mode}-dask{n}")
     print(f"BENCH load1_end={os.getloadavg()[0]:.2f}")
+
+
+def test_map_step_in_one_vs_two_local_processes(tmp_path):
+    """The map step alone (no Dask, no catalog): every source in this process vs a fork pool of 2 (`run_shards`
+    with workers=2), the outputs asserted identical: whether a local process pool would pay on this host."""
+    import resource
+
+    total = _corpus(tmp_path / "corpus")
+    cfg = _cfg(tmp_path / "corpus", False)
+    sources = resolve_sources(cfg.paths, cfg.allowed_roots)
+    _warm(str(sources[0].path), str(tmp_path / "warm"))
+    digests = {}
+    for n in (1, 2, 1, 2):
+        lake = tmp_path / f"lake{n}"
+        shutil.rmtree(lake, ignore_errors=True)
+        work = {"cfg": cfg, "optsfp": options_fingerprint(cfg), "lake": str(lake), "threads": 1}
+        kids, cpu, start = resource.getrusage(resource.RUSAGE_CHILDREN), _cpu(), time.perf_counter()
+        manifests = list(run_shards(map_source, sources, work, workers=n))
+        seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = _cpu() - cpu + (after.ru_utime + after.ru_stime) - (kids.ru_utime + kids.ru_stime)
+        digests.setdefault(n, [m["files"] for m in manifests])
+        assert [m["files"] for m in manifests] == digests[1]
+        if n == 1:
+            one = seconds
+        print(f"BENCH ingest_map_local processes={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
+              f"MB/s={total / 1e6 / seconds:.2f} cpu={cpu:.2f} load1={os.getloadavg()[0]:.2f}")  # fmt: skip
