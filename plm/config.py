@@ -545,7 +545,7 @@ class FinetuneSpec(_Section):
     subword_oov: bool = added(True)
     """`embeddings` / `features` on a fastText parent: a word outside its vocabulary gets its n-gram vector (fastText's `get_word_vector`); False leaves it unknown, as word2vec and GloVe do."""
     init: str | None = Field(None, pattern=r"^models:/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9_-]+|/[0-9]+)$")
-    """Start the fine-tune from a registered model, `models:/<name>@<alias>` or `models:/<name>/<version>` (a BERT or GPT classifier, encoder or decoder with this pipeline's tokenizer); its task head is kept when its labels equal this task's, else replaced. The candidate is `init: registered`, its version's `plm.parent.*` tags name the parent; `plm transfer` adds `registered` rows beside pretrained and scratch. None = this pipeline's pretrained model."""
+    """Start the fine-tune from a registered model, `models:/<name>@<alias>` or `models:/<name>/<version>` (a BERT or GPT classifier, encoder or decoder with this pipeline's tokenizer, or a word-vector classifier, `embeddings` or `features`, which starts this pipeline's word-vector family from its table); its task head is kept when its labels equal this task's, else replaced. The candidate is `init: registered`, its version's `plm.parent.*` tags name the parent; `plm transfer` adds `registered` rows beside pretrained and scratch. None = this pipeline's pretrained model."""
     lm_aux_weight: float = Field(0.5, ge=0)
     """GPT fine-tuning: weight of the language-model loss on the input kept as an auxiliary objective (GPT-1: 0.5; 0 = task loss only)."""
     pair_orderings: Literal["one", "both"] = added("one")

@@ -119,16 +119,55 @@ class ParentVectors:
 
 
 def _load_vectors(vectors_dir: Path, subword_oov: bool = True) -> ParentVectors:
+    """The word vectors of a pretrained word-vector folder, or of a fine-tuned word-vector classifier (a
+    registered `finetune.init` parent: its vocabulary and its, possibly fine-tuned, embedding table)."""
     from plm.train.word2vec import load_word_vectors
 
-    words, vectors = load_word_vectors(vectors_dir)
     config = json.loads((Path(vectors_dir) / CONFIG).read_text())
+    if config.get("arch") == "embeddings":
+        words = json.loads((Path(vectors_dir) / VOCAB).read_text(encoding="utf-8"))
+        table = load_file(str(Path(vectors_dir) / WEIGHTS))["embeddings.weight"]
+        if len(table) != len(words) + OFFSET:
+            raise ValueError(f"{vectors_dir}: {len(words)} words but {len(table) - OFFSET} vectors")
+        return ParentVectors(words, table[OFFSET:].numpy(), bool(config.get("lowercase", True)),
+                             config.get("word_unit", "eojeol"), None)  # fmt: skip
+    words, vectors = load_word_vectors(vectors_dir)
     oov = None
     if subword_oov and config.get("arch") == "fasttext":
         from plm.train.fasttext import SubwordVectors
 
         oov = SubwordVectors(vectors_dir).vector
     return ParentVectors(words, vectors, bool(config.get("lowercase", True)), config.get("word_unit", "eojeol"), oov)
+
+
+def is_classifier(model_dir: Path) -> bool:
+    """Whether `model_dir` is a fine-tuned word-vector classifier (a registered parent), not pretrained vectors."""
+    return json.loads((Path(model_dir) / CONFIG).read_text()).get("arch") == "embeddings"
+
+
+def carry_head(model: EmbeddingBagClassifier, parent_dir: Path, id2label: dict[int, str], regression: bool) -> list[str]:
+    """Task-to-task transfer from a registered word-vector classifier: when its layer layout (`hidden`, single
+    or pair input) is `model`'s, copy its hidden layer, and its output layer only when both predict the same
+    labels (else that head is replaced, as a new task's must be). Returns the names of the copied tensors."""
+    config = json.loads((Path(parent_dir) / CONFIG).read_text())
+    state = load_file(str(Path(parent_dir) / WEIGHTS))
+    same_labels = bool(config.get("regression")) == regression and (
+        regression or {int(k): v for k, v in config.get("id2label", {}).items()} == id2label)
+    last = f"mlp.{len(model.mlp) - 1}."
+    mine = model.state_dict()
+    carried: list[str] = []
+    hidden = model.mlp[0].out_features if len(model.mlp) > 1 else 0
+    if int(config.get("hidden", 0)) != hidden or bool(config.get("pair")) != model.pair:
+        return carried  # another layer layout: a layer of one shape may play another role (hidden vs output)
+    with torch.no_grad():
+        for name, value in state.items():
+            if not name.startswith("mlp.") or name not in mine or mine[name].shape != value.shape:
+                continue
+            if name.startswith(last) and not same_labels:
+                continue
+            mine[name].copy_(value)
+            carried.append(name)
+    return carried
 
 
 def build_model(
@@ -178,11 +217,17 @@ def finetune_embeddings(
     te_b = index.encode(te_pairs) if te_pairs is not None else None
     words, vectors, lowercase = index.words, index.table(parent.vectors), parent.lowercase
     device = resolve_device("auto")
-    model = build_model(words, vectors, ft, num_labels, pair, pretrained).to(device)
+    model = build_model(words, vectors, ft, num_labels, pair, pretrained)
+    registered = pretrained and is_classifier(vectors_dir)
+    carried = carry_head(model, vectors_dir, id2label, regression) if registered else []
+    model = model.to(device)
     optimizer = build_optimizer(model, ft.lr, WEIGHT_DECAY)
     dtype = torch.float if regression else torch.long
-    tracker.log_params({"init": "pretrained" if pretrained else "scratch", "strategy": "embeddings",
-                        "embeddings_trainable": model.embeddings.weight.requires_grad, "vocab_size": len(words)})  # fmt: skip
+    tracker.log_params({"init": "registered" if registered else "pretrained" if pretrained else "scratch",
+                        "strategy": "embeddings", "embeddings_trainable": model.embeddings.weight.requires_grad,
+                        "vocab_size": len(words), **({"carried_layers": ",".join(carried) or "none",
+                                                      "head": "kept" if f"mlp.{len(model.mlp) - 1}.weight" in carried
+                                                      else "new"} if registered else {})})  # fmt: skip
 
     def batch_of(a: list[list[int]], b: list[list[int]] | None, idx: Sequence[int]) -> dict[str, torch.Tensor]:
         batch = {"input_ids": _pad([a[i] for i in idx])}

@@ -184,7 +184,10 @@ class WordVectorFeatures:
     ) -> None:  # fmt: skip
         from plm.finetune.embeddings import _load_vectors
 
+        from plm.finetune.embeddings import is_classifier
+
         parent = _load_vectors(vectors_dir, subword_oov)
+        self.registered = is_classifier(vectors_dir)  # a registered classifier's table (`finetune.init`)
         self.lowercase, self.word_unit, self.max_words = parent.lowercase, parent.word_unit, max_words
         index = parent.index(max_words)  # a fastText parent adds the task's unseen words with their n-gram vectors
         self.a = index.encode(list(texts))
@@ -237,7 +240,7 @@ class WordVectorFeatures:
                 "id2label": {str(k): v for k, v in sorted(id2label.items())}, "pair": self.b is not None,
                 "regression": False, "lowercase": self.lowercase, "max_words": self.max_words,
                 "word_unit": self.word_unit,
-                "strategy": "features", "init": "pretrained" if pretrained else "scratch",
+                "strategy": "features", "init": ("registered" if self.registered else "pretrained") if pretrained else "scratch",
             }  # fmt: skip
             model_dir = save_linear(self.model(len(id2label), pretrained, seed), fit, Path(out_dir) / "model", config,
                                     self.words)  # fmt: skip

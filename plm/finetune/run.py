@@ -42,8 +42,9 @@ class PreparedTask:
     data: Any
     encoded: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
     """BERT (ids, segment ids), or GPT (views, []), per row, encoded on first use: a transfer report touches a few thousand of 50k rows."""
-    features: Any = None
-    """`WordVectorFeatures` of a word2vec task, built on the first `features` fit and reused by every later one."""
+    features: dict[Path, Any] = field(default_factory=dict)
+    """`WordVectorFeatures` of a word2vec task per vector table (pretrained, registered parent), built on the first
+    `features` fit and reused by every later one."""
     init_dir: Path | None = None
     """A registered model's folder (`finetune.init`) that `fit(..., registered=True)` starts from."""
 
@@ -121,18 +122,19 @@ class PreparedTask:
         pretrained = pretrained and strategy != "scratch"
         init_from = self.pretrained_dir if pretrained else None
         if registered:
-            if self.init_dir is None or strategy in ("scratch", "zero_shot") or self.arch == "word2vec":
+            if self.init_dir is None or strategy in ("scratch", "zero_shot"):
                 raise ValueError(f"finetune: a registered init needs finetune.init and a training strategy, not {strategy}")
-            init_from = self.init_dir
+            init_from, pretrained = self.init_dir, True
+        vectors_dir = init_from or self.pretrained_dir  # a word-vector family: the pretrained or the registered table
         if self.arch == "word2vec" and strategy == "features":
             from plm.finetune.features import WordVectorFeatures
 
-            if self.features is None:
-                self.features = WordVectorFeatures(self.pretrained_dir, self.data.texts, self.data.pairs,
-                                                   ft.max_words or ft.seq_len, ft.subword_oov)  # fmt: skip
+            if vectors_dir not in self.features:
+                self.features[vectors_dir] = WordVectorFeatures(vectors_dir, self.data.texts, self.data.pairs,
+                                                                ft.max_words or ft.seq_len, ft.subword_oov)  # fmt: skip
             labels = self._labels()
-            return self.features.fit(train, test, labels, dict(enumerate(self.label_names)), pretrained, ft.seed,
-                                     out_dir if save else None)  # fmt: skip
+            return self.features[vectors_dir].fit(train, test, labels, dict(enumerate(self.label_names)), pretrained,
+                                                  ft.seed, out_dir if save else None)  # fmt: skip
         if self.arch == "word2vec":
             from plm.finetune.embeddings import finetune_embeddings
 
@@ -140,7 +142,7 @@ class PreparedTask:
             pick = (lambda rows, idx: None if rows is None else [rows[i] for i in idx])  # noqa: E731
             labels = self._labels()
             return finetune_embeddings(
-                ft, self.pretrained_dir,
+                ft, vectors_dir,
                 ([d.texts[i] for i in train], pick(d.pairs, train), [labels[i] for i in train]),
                 ([d.texts[i] for i in test], pick(d.pairs, test), [labels[i] for i in test]),
                 dict(enumerate(self.label_names)), out_dir, pretrained, tracker, progress,

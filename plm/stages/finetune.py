@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from plm.artifacts import StageWriter
-from plm.config import PipelineSpec, output_slice
+from plm.config import WORD_VECTOR_ARCHS, PipelineSpec, output_slice
 from plm.families import FAMILIES, STRATEGIES, family_of
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.stages.tokenizer import path_of
@@ -93,7 +93,7 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
         for family, task in families:
             strategy = _family_strategy(cfg, task)
             main = "scratch" if strategy == "scratch" else "pretrained"
-            if task.init_dir is not None and family == families[0][0] and strategy not in ("scratch", "zero_shot"):
+            if task.init_dir is not None and strategy not in ("scratch", "zero_shot"):
                 main = "registered"  # finetune.init: the candidate starts from the registered parent
             runs = [main] + (["scratch"] if cfg.compare_scratch and main != "scratch" and strategy != "zero_shot" else [])
             prefix = "" if len(families) == 1 else f"{family}/"
@@ -172,12 +172,17 @@ def registered_init(p: Pipeline, tokenizer: StageResult) -> dict[str, Any] | Non
         dest = p.home / "registered" / hashlib.sha256(init.encode()).hexdigest()[:16]
         shutil.rmtree(dest, ignore_errors=True)  # an alias may point at a newer version than last time
         got = fetch_registered(uri, init, dest)
-        if sha256_file(got["tokenizer_path"]) != sha256_file(path_of(tokenizer)):
+        arch = json.loads((got["model_dir"] / "config.json").read_text()).get("arch", "bert")
+        if arch == "embeddings":  # a word-vector classifier: words and its table, no token ids to agree on
+            if p.spec.model.arch not in WORD_VECTOR_ARCHS and p.spec.word_vectors is None:
+                raise ValueError(f"finetune.init {init} is a word-vector classifier; this pipeline has no word-vector "
+                                 "family to start from it (set word_vectors, or model.arch word2vec/fasttext/glove)")  # fmt: skip
+        elif sha256_file(got["tokenizer_path"]) != sha256_file(path_of(tokenizer)):
             raise ValueError(f"finetune.init {init}: its tokenizer differs from this pipeline's (train both on the same "
                              "tokenizer stage: same corpus and tokenizer spec)")  # fmt: skip
-        arch = json.loads((got["model_dir"] / "config.json").read_text()).get("arch", "bert")
-        if arch != p.spec.model.arch:
+        elif arch != p.spec.model.arch:
             raise ValueError(f"finetune.init {init} is a {arch} model; this pipeline's model.arch is {p.spec.model.arch}")
+        got["word_vectors"] = arch == "embeddings"
         p.memo[key] = got
     return p.memo[key]
 
@@ -226,14 +231,15 @@ def pretrained_families(p: Pipeline, tokenizer: StageResult, pretrain: StageResu
                         word_vectors: StageResult | None) -> list[tuple[str, Any]]:  # fmt: skip
     """(family label, prepared task) per pretrained family of the pipeline: `model`, then its `word_vectors`."""
     task = _labelled(p, tokenizer, pretrain)
-    got = registered_init(p, tokenizer)
-    task.init_dir = None if got is None else got["model_dir"]
     families = [(pretrain.output.family_label, task)]
     if word_vectors is not None:
         key = ("word_vectors", word_vectors.fingerprint, pretrain.fingerprint)
         if key not in p.memo:
             p.memo[key] = task.for_family("word2vec", word_vectors.path / word_vectors.output.model_dir)
         families.append((word_vectors.output.family_label, p.memo[key]))
+    got = registered_init(p, tokenizer)
+    for _, t in families:  # the parent starts the family it belongs to: a word-vector classifier, word vectors
+        t.init_dir = None if got is None or got["word_vectors"] != (t.arch == "word2vec") else got["model_dir"]
     return families
 
 

@@ -73,8 +73,7 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
                 zero_shot.append((family, task))  # no labels, no training: one row at 0 labels, not per budget
             if not usable and "scratch" in cfg.transfer_strategies and family == families[0][0]:
                 usable = ["scratch"]
-            inits = ("registered", "pretrained", "scratch") if task.init_dir is not None and family == families[0][0] \
-                else ("pretrained", "scratch")  # fmt: skip
+            inits = ("registered", "pretrained", "scratch") if task.init_dir is not None else ("pretrained", "scratch")
             settings += [(family, task, s, i) for s in usable for i in inits
                          if not (s == "scratch" and i != "scratch")]  # fmt: skip
         if not settings and not zero_shot:

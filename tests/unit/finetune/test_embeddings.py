@@ -151,3 +151,111 @@ def test_subword_oov_false_keeps_a_fasttext_parents_unseen_words_unknown(fasttex
                               pretrained=True)  # fmt: skip
     assert res.metrics["test_oov_rate"] == res.metrics["test_unseen_rate"] == 0.5
     assert WordVectorFeatures(fasttext_dir, texts, None, 50, subword_oov=False).oov_rate == 0.5
+
+
+def test_a_registered_word_vector_classifier_starts_the_next_task(vectors_dir, tmp_path):
+    """Task-to-task transfer from a word-vector classifier (`finetune.init`): its (tuned) table always carries over,
+    its hidden layer when the layout matches, its output layer only for the same labels; `features` reads its table."""
+    import torch
+
+    from plm.finetune.features import WordVectorFeatures, unit_rows
+
+    train, test = reviews(48, 0), reviews(32, 1)
+    labels = {0: "neg", 1: "pos"}
+    tuned = FT.model_copy(update={"embeddings_trainable": True})
+    parent = finetune_embeddings(tuned, vectors_dir, (train[0], None, train[1]), (test[0], None, test[1]), labels,
+                                 tmp_path / "parent", pretrained=True)  # fmt: skip
+    ps = load_file(str(parent.model_dir / "model.safetensors"))
+    frozen = FT.model_copy(update={"lr": 0.0})  # nothing moves: what the child holds is what it started from
+
+    def child(id2label, pairs=None, name="child"):
+        b = None if pairs is None else (pairs[:48], pairs[48:80])
+        res = finetune_embeddings(frozen, parent.model_dir, (train[0], None if b is None else b[0], train[1]),
+                                  (test[0], None if b is None else b[1], test[1]), id2label, tmp_path / name, True)  # fmt: skip
+        return res, load_file(str(res.model_dir / "model.safetensors"))
+
+    same, cs = child(labels)
+    assert json.loads((same.model_dir / "vocab.json").read_text()) == json.loads((parent.model_dir / "vocab.json").read_text())
+    assert all(torch.equal(cs[k], ps[k]) for k in ps)  # the tuned table, the hidden layer and the same-label head
+    assert same.metrics["test_accuracy"] == parent.metrics["test_accuracy"]
+    other, os_ = child({0: "different", 1: "same"}, name="other")
+    assert torch.equal(os_["embeddings.weight"], ps["embeddings.weight"]) and torch.equal(os_["mlp.0.weight"], ps["mlp.0.weight"])
+    assert not torch.equal(os_["mlp.3.weight"], ps["mlp.3.weight"])  # other labels: the head is new
+    pair, pr = child(labels, pairs=[t[::-1] for t in train[0]] + [t[::-1] for t in test[0]][:32], name="pair")
+    assert torch.equal(pr["embeddings.weight"], ps["embeddings.weight"])
+    assert pr["mlp.0.weight"].shape != ps["mlp.0.weight"].shape  # [u, v, |u-v|, u*v]: no layer of the parent fits
+    feats = WordVectorFeatures(parent.model_dir, test[0], None, 32)
+    assert np.allclose(feats.vectors, unit_rows(ps["embeddings.weight"].numpy()[OFFSET:]))
+    assert feats.registered and not WordVectorFeatures(vectors_dir, test[0], None, 32).registered
+
+
+def _jsonl(path, rows):
+    with path.open("w") as f:
+        for i, row in enumerate(rows):
+            f.write(json.dumps({**row, "split": "test" if i % 4 == 0 else "train"}) + "\n")
+    return path
+
+
+def test_finetune_init_from_a_registered_word_vector_classifier(vectors_dir, tokenizer_path, tmp_path):
+    """Sentiment classifier over word vectors -> registry -> `finetune.init` of a same-sentiment pair task: the
+    word-vector candidate starts from the registered table (`init: registered`), its version names the parent,
+    the transfer report has `registered` rows; a pipeline without a word-vector family refuses the parent."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from plm import stages
+    from plm.config import load_spec
+
+    texts, ys = reviews(120, 5)
+    sent = _jsonl(tmp_path / "sent.jsonl", [{"text": t, "label": "pos" if y else "neg"} for t, y in zip(texts, ys)])
+    pairs = _jsonl(tmp_path / "pairs.jsonl", [{"text": a, "text_pair": b, "label": "same" if ya == yb else "different"}
+                                              for a, ya, b, yb in zip(texts, ys, texts[1:] + texts[:1], ys[1:] + ys[:1])])  # fmt: skip
+    common = [f"home={tmp_path / 'home'}", "name=w", "model.arch=word2vec", "objectives.kinds=[skipgram]",
+              "finetune.format=jsonl", "finetune.split_column=split", "finetune.epochs=3", "finetune.batch_size=8",
+              "finetune.lr=1e-2", "finetune.embeddings_trainable=true", "finetune.compare_scratch=false",
+              "finetune.strategy=embeddings", f"corpus.allowed_roots=[{tmp_path}]"]  # fmt: skip
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    shutil.copy(tokenizer_path, tok_dir / "tokenizer.json")
+    tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
+    pre = stages.StageResult("pretrain", "p0", vectors_dir.parent, False, 0.0,
+                             output=stages.pretrain.Output(model_dir=vectors_dir.name, arch="word2vec", kind="word2vec"))
+    ing = stages.StageResult("ingest", "i0", tmp_path / "ing", False, 0.0, output=stages.ingest.Output(
+        snapshot_id="s0", lake_files=[], reasons={}, reason_table={}, processed_sources=0))
+    for stood_in in (tok, ing):
+        stood_in.path.mkdir(exist_ok=True)
+        (stood_in.path / "manifest.json").write_text("{}")
+    if not (pre.path / "manifest.json").exists():
+        (pre.path / "manifest.json").write_text("{}")
+
+    def run(*extra, transfer=False, tracking=True):
+        spec = load_spec(None, [*common, *extra])
+        with stages.Pipeline(spec, tracking=tracking) as p:
+            p.results.update(ingest=ing, tokenizer=tok, pretrain=pre)
+            ft = stages.finetune.run(p, tok, pre)
+            tr = stages.transfer.run(p, tok, pre) if transfer else None
+            return ft, tr, stages.run_stage(p, "register")
+
+    _, _, reg = run("finetune.task=sentiment", f"finetune.data={sent}")
+    parent = reg.output.models["w-sentiment"].model_dump()
+    ft, tr, reg = run("finetune.task=samesent", "finetune.task_type=pair_classification", f"finetune.data={pairs}",
+                      "finetune.init=models:/w-sentiment@champion", "finetune.transfer_strategies=[embeddings]",
+                      "finetune.transfer_labels=[40]", "finetune.transfer_seeds=1", "finetune.baseline=false",
+                      transfer=True)  # fmt: skip
+    assert ft.output.metric == "registered.test_accuracy" and ft.inputs["init"].startswith(f"w-sentiment/{parent['version']}:")
+    registered = ft.path / "registered" / "model"
+    home = tmp_path / "home"
+    parent_dir = next((home / "registered").rglob("vocab.json")).parent  # the downloaded parent version
+    assert json.loads((registered / "vocab.json").read_text()) == json.loads((parent_dir / "vocab.json").read_text())
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    tags = client.get_model_version("w-samesent", str(reg.output.models["w-samesent"].version)).tags
+    assert tags["plm.parent.model"] == "w-sentiment" and tags["plm.parent.version"] == str(parent["version"])
+    run_params = client.get_run(json.loads((ft.path / "manifest.json").read_text())["run_id"]).data.params
+    assert run_params["registered.init"] == "registered" and run_params["registered.head"] == "new"
+    report = pd.read_csv(tr.path / "report.csv")
+    assert {(s, i) for s, i in zip(report.strategy, report.init)} == {("embeddings", "registered"), ("embeddings", "pretrained"), ("embeddings", "scratch")}
+    with pytest.raises(ValueError, match="no word-vector family"):
+        run("model.arch=bert", "objectives.kinds=[mlm, nsp]", "finetune.strategy=full", "finetune.task=samesent",
+            "finetune.task_type=pair_classification", f"finetune.data={pairs}", "finetune.init=models:/w-sentiment@champion",
+            tracking=False)
