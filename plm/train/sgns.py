@@ -6,14 +6,16 @@ from 1..window, each (context, center) pair is one update of the context's input
 center's output vector and `negatives` draws from unigram^0.75 (bisecting the cumulative weights, as gensim),
 and the learning rate decays linearly from `lr` to `min_lr` over all words of all epochs.
 
-Threads: the corpus is cut into `threads` contiguous parts trained at once on one shared pair of
-tables without locks (Hogwild, as word2vec and gensim). One thread is bit-for-bit reproducible for a
+Threads: the corpus is cut into parts of ~CHUNK_PART_WORDS words that `threads` threads take in turn
+from one queue, all on one shared pair of tables without locks (Hogwild, as word2vec and gensim); each
+part's learning rate is the one a serial pass would have there. One thread is bit-for-bit reproducible for a
 seed; more threads race on the shared rows, so the vectors differ run to run by the order of updates
 (their quality does not: see tests/benchmarks/bench_word2vec.py).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +26,7 @@ import numpy as np
 MAX_EXP = 6.0
 EXP_TABLE_SIZE = 1000
 CHUNK_WORDS = 10_000  # the learning rate is recomputed (and progress counted) every this many words
+CHUNK_PART_WORDS = 50_000  # an epoch is cut into parts of about this many words, taken by the threads in turn
 
 
 def _score_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -251,25 +254,35 @@ def train_sgns(
     else:
         syn0, syn1 = (np.ascontiguousarray(a, dtype=np.float32).copy() for a in init)
     cum = negative_cum(counts)
-    parts = split_parts(offsets, max(1, threads))
+    # chunks of about CHUNK_PART_WORDS words handed to the threads from one queue (gensim's jobs): a thread that the
+    # OS descheduled holds back one chunk, not half of the epoch
+    chunks = split_parts(offsets, max(threads, int(np.ceil(offsets[-1] / CHUNK_PART_WORDS)), 1))
     epoch_words = float(offsets[-1])
     total = max(epoch_words * epochs, 1.0)
     start = time.perf_counter()
     loss_sum, updates = 0.0, 0.0
     metrics: dict[str, float] = {}
-    with ThreadPoolExecutor(len(parts)) as pool:
+    workers = max(1, min(threads, len(chunks)))
+    with ThreadPoolExecutor(workers) as pool:
         for epoch in range(1, epochs + 1):
-            done = np.zeros(len(parts), dtype=np.float64)
-            loss = np.zeros(2 * len(parts), dtype=np.float64)
-            futures = [
-                pool.submit(
-                    _train_part, ids, offsets, a, b, keep, cum, syn0, syn1, window, negatives, cbow, contexts, lr, min_lr,
-                    epoch_words * (epoch - 1), total, seed * 1_000_003 + epoch * 101 + slot,
-                    max((offsets[b] - offsets[a]) / max(epoch_words, 1.0), 1e-12), done, slot, loss,
-                )  # fmt: skip
-                for slot, (a, b) in enumerate(parts)
-            ]
-            for f in futures:
+            done = np.zeros(len(chunks), dtype=np.float64)
+            loss = np.zeros(2 * len(chunks), dtype=np.float64)
+            queue = iter(range(len(chunks)))
+            lock = threading.Lock()
+
+            def work(epoch: int = epoch, done: np.ndarray = done, loss: np.ndarray = loss) -> None:
+                while True:
+                    with lock:
+                        slot = next(queue, None)
+                    if slot is None:
+                        return
+                    a, b = chunks[slot]
+                    # the learning rate where a serial pass would be: the words of the chunks before this one
+                    _train_part(ids, offsets, a, b, keep, cum, syn0, syn1, window, negatives, cbow, contexts, lr, min_lr,
+                                epoch_words * (epoch - 1) + float(offsets[a]), total,
+                                (seed * 1_000_003 + epoch) * 1_000_003 + slot, 1.0, done, slot, loss)  # fmt: skip
+
+            for f in [pool.submit(work) for _ in range(workers)]:
                 f.result()
             loss_sum += float(loss[0::2].sum())
             updates += float(loss[1::2].sum())
