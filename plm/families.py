@@ -15,6 +15,11 @@ from typing import Any
 
 from plm.config import PipelineSpec
 
+SGNS_VERSION = 2
+"""Version of the compiled word2vec loop (`plm/train/sgns.py`): it enters the fingerprint of every model it trains.
+2: sigmoid and loss from the C tool's 1000-step table, negatives by bisecting the count^0.75 weights (was one exp
+and log per pair, a 10^7-entry table), input vectors initialised in +-1/dim as gensim (was the C tool's +-0.5/dim)."""
+
 STRATEGIES = ("full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot")
 """Every fine-tuning strategy, in the order a family's usable ones are listed."""
 LOWER_IS_BETTER = frozenset({"val_perplexity", "val_loss"})
@@ -58,7 +63,8 @@ class Family:
 
         if self.uses_train_spec:
             return {"model": output_slice(cfg), "train": output_slice(spec.train)}
-        return {"model": output_slice(cfg), "seed": spec.train.seed}
+        engine = {"engine_version": SGNS_VERSION} if getattr(cfg, "engine", None) == "compiled" else {}
+        return {"model": output_slice(cfg), "seed": spec.train.seed, **engine}
 
     @property
     def higher_is_better(self) -> bool:

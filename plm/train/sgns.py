@@ -3,17 +3,19 @@
 The algorithm is the C tool's (Mikolov et al. 2013) read straight off the encoded corpus, as gensim
 does: each epoch subsamples frequent words afresh, every kept center draws its radius b uniformly
 from 1..window, each (context, center) pair is one update of the context's input vector against the
-center's output vector and `negatives` draws from unigram^0.75 (a 10^7-entry table, as in the C tool),
+center's output vector and `negatives` draws from unigram^0.75 (bisecting the cumulative weights, as gensim),
 and the learning rate decays linearly from `lr` to `min_lr` over all words of all epochs.
 
-Threads: the corpus is cut into `threads` contiguous parts trained at once on one shared pair of
-tables without locks (Hogwild, as word2vec and gensim). One thread is bit-for-bit reproducible for a
+Threads: the corpus is cut into parts of ~CHUNK_PART_WORDS words that `threads` threads take in turn
+from one queue, all on one shared pair of tables without locks (Hogwild, as word2vec and gensim); each
+part's learning rate is the one a serial pass would have there. One thread is bit-for-bit reproducible for a
 seed; more threads race on the shared rows, so the vectors differ run to run by the order of updates
 (their quality does not: see tests/benchmarks/bench_word2vec.py).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +23,21 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
-TABLE_SIZE = 10_000_000
 MAX_EXP = 6.0
+EXP_TABLE_SIZE = 1000
 CHUNK_WORDS = 10_000  # the learning rate is recomputed (and progress counted) every this many words
+CHUNK_PART_WORDS = 50_000  # an epoch is cut into parts of about this many words, taken by the threads in turn
+
+
+def _score_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The C tool's sigmoid table over [-MAX_EXP, MAX_EXP) in EXP_TABLE_SIZE steps, and beside it log sigma and
+    log(1 - sigma) (gensim's LOG_TABLE, for the loss): one lookup per pair instead of an exp and a log."""
+    x = (np.arange(EXP_TABLE_SIZE, dtype=np.float64) / EXP_TABLE_SIZE * 2.0 - 1.0) * MAX_EXP
+    sig = 1.0 / (1.0 + np.exp(-x))
+    return sig.astype(np.float32), np.log(sig).astype(np.float32), np.log1p(-sig).astype(np.float32)
+
+
+SIGMOID, LOG_SIGMOID, LOG_ONE_MINUS = _score_tables()
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -45,17 +59,19 @@ def _uniform(state: np.ndarray) -> float:
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _pair_update(h: np.ndarray, out: np.ndarray, work: np.ndarray, label: float, lr: float) -> float:
     """One (hidden, output row) logistic update, word2vec's: `work` += g * out, `out` += g * h, g = (label - sigma) * lr,
-    with the C tool's clipping of the score at +-MAX_EXP; returns the pair's loss."""
+    sigma read from the C tool's table and the score clipped at +-MAX_EXP as there; returns the pair's loss
+    (-log sigma for the positive, -log(1 - sigma) for a negative, from the tables beside it)."""
     f = np.float32(0.0)
     for d in range(h.shape[0]):
         f += h[d] * out[d]
-    if f > MAX_EXP:
+    if f >= MAX_EXP:
         g, loss = (label - 1.0) * lr, 0.0 if label == 1.0 else f
-    elif f < -MAX_EXP:
+    elif f <= -MAX_EXP:
         g, loss = label * lr, -f if label == 1.0 else 0.0
     else:
-        sig = 1.0 / (1.0 + np.exp(-f))
-        g, loss = (label - sig) * lr, -np.log(sig if label == 1.0 else 1.0 - sig)
+        i = int((f + MAX_EXP) * (EXP_TABLE_SIZE / MAX_EXP / 2.0))
+        g = (label - SIGMOID[i]) * lr
+        loss = -LOG_SIGMOID[i] if label == 1.0 else -LOG_ONE_MINUS[i]
     g32 = np.float32(g)
     for d in range(h.shape[0]):
         work[d] += g32 * out[d]
@@ -65,17 +81,31 @@ def _pair_update(h: np.ndarray, out: np.ndarray, work: np.ndarray, label: float,
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _sampled_updates(h: np.ndarray, syn1: np.ndarray, work: np.ndarray, center: int, table: np.ndarray,
+def _draw(cum: np.ndarray, state: np.ndarray) -> int:
+    """A word drawn from count^0.75: bisect `negative_cum` with a uniform in [0, 2^31) (gensim's way; the C tool's
+    10^7-entry table costs a cache miss per draw, a bisect of a vocabulary-sized array stays in cache)."""
+    r = np.int64(_next(state) >> np.uint64(33))
+    lo, hi = 0, cum.shape[0] - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if cum[mid] > r:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _sampled_updates(h: np.ndarray, syn1: np.ndarray, work: np.ndarray, center: int, cum: np.ndarray,
                      state: np.ndarray, negatives: int, lr: float) -> float:
-    """The center word as the positive and `negatives` draws from the unigram table (the center itself skipped),
+    """The center word as the positive and `negatives` draws from count^0.75 (the center itself skipped),
     each one `_pair_update`; returns their summed loss."""
-    table_size = table.shape[0]
     total = 0.0
     for j in range(negatives + 1):
         if j == 0:
             target, label = center, 1.0
         else:
-            target = table[int(_next(state) % np.uint64(table_size))]
+            target = _draw(cum, state)
             if target == center:
                 continue
             label = 0.0
@@ -85,7 +115,7 @@ def _sampled_updates(h: np.ndarray, syn1: np.ndarray, work: np.ndarray, center: 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _train_part(
-    ids: np.ndarray, offsets: np.ndarray, first: int, last: int, keep: np.ndarray, table: np.ndarray,
+    ids: np.ndarray, offsets: np.ndarray, first: int, last: int, keep: np.ndarray, cum: np.ndarray,
     syn0: np.ndarray, syn1: np.ndarray, window: int, negatives: int, cbow: bool, contexts: int,
     lr0: float, min_lr: float, words_before: float, total_words: float, seed: int, share: float,
     done: np.ndarray, slot: int, loss: np.ndarray,
@@ -139,7 +169,7 @@ def _train_part(
                 for d in range(dim):
                     neu1[d] /= count
                     work[d] = 0.0
-                loss[slot * 2] += _sampled_updates(neu1, syn1, work, center, table, state, negatives, lr)
+                loss[slot * 2] += _sampled_updates(neu1, syn1, work, center, cum, state, negatives, lr)
                 loss[slot * 2 + 1] += 1.0
                 for c in range(start, end):  # the C tool adds the mean's gradient to every context word
                     if c != pos:
@@ -164,18 +194,19 @@ def _train_part(
                 for d in range(dim):
                     l1[d] = syn0[row, d]
                     work[d] = 0.0
-                loss[slot * 2] += _sampled_updates(l1, syn1, work, center, table, state, negatives, lr)
+                loss[slot * 2] += _sampled_updates(l1, syn1, work, center, cum, state, negatives, lr)
                 for d in range(dim):
                     syn0[row, d] += work[d]
                 loss[slot * 2 + 1] += 1.0
     done[slot] += since
 
 
-def unigram_table(counts: np.ndarray, power: float = 0.75, size: int = TABLE_SIZE) -> np.ndarray:
-    """Word ids laid out in proportion to count^power (the C tool's negative-sampling table)."""
+def negative_cum(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
+    """Cumulative count^power weights in integers summing to 2^31: word i is drawn for r in [cum[i-1], cum[i])."""
     weights = counts.astype(np.float64) ** power
-    cum = np.cumsum(weights / weights.sum())
-    return np.searchsorted(cum, (np.arange(size) + 0.5) / size).astype(np.int32).clip(0, len(counts) - 1)
+    cum = np.round(np.cumsum(weights / weights.sum()) * 2.0**31).astype(np.int64)
+    cum[-1] = 2**31
+    return cum
 
 
 def split_parts(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
@@ -208,8 +239,9 @@ def train_sgns(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """(syn0, syn1, metrics) after `epochs` passes over the corpus `ids` cut into sentences by `offsets`.
 
-    `keep` is each word's subsampling keep probability; init (the C tool's): syn0 uniform in
-    +-0.5/dim from the seed, syn1 zeros. `on_epoch(epoch, metrics)` is called after each epoch.
+    `keep` is each word's subsampling keep probability; init (gensim's): syn0 uniform in +-1/dim from the
+    seed, syn1 zeros (the C tool's +-0.5/dim gave WordSim-353 0.004-0.013 lower in each of 3 seeds on the
+    benchmark corpus, SimLex-999 the same). `on_epoch(epoch, metrics)` is called after each epoch.
     """
     ids = np.ascontiguousarray(ids, dtype=np.int64)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
@@ -217,30 +249,40 @@ def train_sgns(
     vocab = len(counts)
     if init is None:
         rng = np.random.default_rng(seed)
-        syn0 = ((rng.random((vocab, dim), dtype=np.float32) - 0.5) / dim).astype(np.float32)
+        syn0 = ((rng.random((vocab, dim), dtype=np.float32) * 2.0 - 1.0) / dim).astype(np.float32)
         syn1 = np.zeros((vocab, dim), dtype=np.float32)
     else:
         syn0, syn1 = (np.ascontiguousarray(a, dtype=np.float32).copy() for a in init)
-    table = unigram_table(counts)
-    parts = split_parts(offsets, max(1, threads))
+    cum = negative_cum(counts)
+    # chunks of about CHUNK_PART_WORDS words handed to the threads from one queue (gensim's jobs): a thread that the
+    # OS descheduled holds back one chunk, not half of the epoch
+    chunks = split_parts(offsets, max(threads, int(np.ceil(offsets[-1] / CHUNK_PART_WORDS)), 1))
     epoch_words = float(offsets[-1])
     total = max(epoch_words * epochs, 1.0)
     start = time.perf_counter()
     loss_sum, updates = 0.0, 0.0
     metrics: dict[str, float] = {}
-    with ThreadPoolExecutor(len(parts)) as pool:
+    workers = max(1, min(threads, len(chunks)))
+    with ThreadPoolExecutor(workers) as pool:
         for epoch in range(1, epochs + 1):
-            done = np.zeros(len(parts), dtype=np.float64)
-            loss = np.zeros(2 * len(parts), dtype=np.float64)
-            futures = [
-                pool.submit(
-                    _train_part, ids, offsets, a, b, keep, table, syn0, syn1, window, negatives, cbow, contexts, lr, min_lr,
-                    epoch_words * (epoch - 1), total, seed * 1_000_003 + epoch * 101 + slot,
-                    max((offsets[b] - offsets[a]) / max(epoch_words, 1.0), 1e-12), done, slot, loss,
-                )  # fmt: skip
-                for slot, (a, b) in enumerate(parts)
-            ]
-            for f in futures:
+            done = np.zeros(len(chunks), dtype=np.float64)
+            loss = np.zeros(2 * len(chunks), dtype=np.float64)
+            queue = iter(range(len(chunks)))
+            lock = threading.Lock()
+
+            def work(epoch: int = epoch, done: np.ndarray = done, loss: np.ndarray = loss) -> None:
+                while True:
+                    with lock:
+                        slot = next(queue, None)
+                    if slot is None:
+                        return
+                    a, b = chunks[slot]
+                    # the learning rate where a serial pass would be: the words of the chunks before this one
+                    _train_part(ids, offsets, a, b, keep, cum, syn0, syn1, window, negatives, cbow, contexts, lr, min_lr,
+                                epoch_words * (epoch - 1) + float(offsets[a]), total,
+                                (seed * 1_000_003 + epoch) * 1_000_003 + slot, 1.0, done, slot, loss)  # fmt: skip
+
+            for f in [pool.submit(work) for _ in range(workers)]:
                 f.result()
             loss_sum += float(loss[0::2].sum())
             updates += float(loss[1::2].sum())

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from plm.objectives.skipgram import keep_probability
-from plm.train.sgns import split_parts, train_sgns, unigram_table
+from plm.train.sgns import SIGMOID, _draw, _pair_update, negative_cum, split_parts, train_sgns
 
 
 def _topics(seed: int = 0, docs: int = 400, length: int = 60):
@@ -52,10 +52,28 @@ def test_two_threads_and_cbow_train_too():
         assert within > across, (cbow, within, across)
 
 
-def test_negative_table_and_parts():
-    table = unigram_table(np.array([100, 10, 1]), size=100_000)
-    share = np.bincount(table, minlength=3) / len(table)
-    expected = np.array([100, 10, 1]) ** 0.75 / (np.array([100, 10, 1]) ** 0.75).sum()
-    np.testing.assert_allclose(share, expected, atol=1e-3)
+def test_negatives_follow_count_to_the_three_quarters_and_parts():
+    counts = np.array([100, 10, 1, 37])
+    expected = counts**0.75 / (counts**0.75).sum()
+    cum = negative_cum(counts)
+    assert cum[-1] == 2**31 and np.allclose(np.diff(np.r_[0, cum]) / 2**31, expected, atol=1e-9)
+    state = np.array([12345], dtype=np.uint64)
+    draws = np.array([_draw(cum, state) for _ in range(200_000)])
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / len(draws), expected, atol=4e-3)
     parts = split_parts(np.array([0, 10, 20, 30, 40]), 2)
     assert parts == [(0, 2), (2, 4)]
+
+
+def test_pair_update_is_the_logistic_step_with_the_tables_sigmoid():
+    rng = np.random.default_rng(0)
+    for label in (1.0, 0.0):
+        h, out = rng.normal(0, 0.5, 8).astype(np.float32), rng.normal(0, 0.5, 8).astype(np.float32)
+        work, out0 = np.zeros(8, np.float32), out.copy()
+        f = float(h @ out)
+        loss = _pair_update(h, out, work, label, 0.1)
+        sig = 1 / (1 + np.exp(-f))
+        assert abs(SIGMOID[int((f + 6) * 1000 / 12)] - sig) < 6 * 2 / 1000 / 4  # one table step: |sigma'| <= 1/4
+        g = (label - SIGMOID[int((f + 6) * 1000 / 12)]) * 0.1
+        np.testing.assert_allclose(work, g * out0, rtol=1e-5)
+        np.testing.assert_allclose(out, out0 + g * h, rtol=1e-5)
+        assert loss == pytest.approx(-np.log(sig if label else 1 - sig), abs=0.01)
