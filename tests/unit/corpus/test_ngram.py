@@ -64,3 +64,25 @@ def test_arrow_word_stats_match_the_sql_on_random_documents():
         assert got == want, [(t, g, w) for t, g, w in zip(texts, got, want) if g != w][:3]
         fired.update(want)
     assert fired >= {None, "too_few_words", "too_many_words", "mean_word_length", "symbol_words", "alpha_words"}
+
+
+def test_vectorised_ngram_filter_matches_the_sql_on_generated_batches():
+    """Batches of documents over a tiny vocabulary (n-grams repeat at every n, documents leave the later
+    levels at different n) and random rule lists: the numpy levels decide exactly as the SQL."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    con = duckdb.connect()
+    rule = st.fixed_dictionaries({"kind": st.sampled_from(["top", "dup"]), "n": st.integers(1, 10),
+                                  "max_fraction": st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0])})
+    doc = st.lists(st.sampled_from(["a", "bb", "a", "ccc", "naïve", "x"]), max_size=40).map(" ".join)
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(doc, min_size=1, max_size=8), st.lists(rule, min_size=1, max_size=5), st.integers(1, 12))
+    def check(texts, rules, min_words):
+        con.register("docs", pa.table({"position": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts)}))
+        want = sql.run(con, "quality/flt_ngram_repetition", ngram_min_words=min_words, rules=rules)
+        assert ngram_repetition_reasons(pa.array(texts), min_words, rules) == want.column("drop_reason").to_pylist()
+        con.unregister("docs")
+
+    check()
