@@ -86,3 +86,33 @@ def test_vectorised_ngram_filter_matches_the_sql_on_generated_batches():
         con.unregister("docs")
 
     check()
+
+
+def test_word_stats_byte_tables_match_the_sql_on_generated_batches():
+    """Words of every ASCII class (letters, digits, punctuation, symbols, controls) beside non-ASCII ones and
+    unspaced script: the byte tables and the RE2 fallback decide exactly as the SQL, under tight thresholds."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from plm.corpus.wordstats import word_stats_reasons
+
+    con = duckdb.connect()
+    atoms = st.sampled_from(["a", "Z", "7", "#", "...", "…", ",", "--", "$", "~", "_", "\x0b", "\x01", "\x7f", "é", "ª",
+                             "²", "—", "한", "東京", "これ", "ไทย", "🙂", "\u0301", "ab", "word"])
+    word = st.lists(atoms, min_size=1, max_size=4).map("".join)
+    text = st.lists(st.tuples(word, st.sampled_from([" ", "  ", "\n", "\t", "\r", "\f", "\u00a0"])), max_size=14).map(
+        lambda pairs: "".join(w + s for w, s in pairs))
+    params = st.fixed_dictionaries({
+        "min_words": st.integers(0, 6), "max_words": st.sampled_from([None, 3, 8]),
+        "min_mean_word_length": st.sampled_from([0.0, 1.5, 2.0]), "max_mean_word_length": st.sampled_from([3.0, 12.0]),
+        "max_symbol_word_ratio": st.sampled_from([0.0, 0.1, 0.5]), "min_alpha_word_fraction": st.sampled_from([0.0, 0.6, 1.0])})
+
+    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(text, min_size=1, max_size=10), params)
+    def check(texts, kw):
+        con.register("docs", pa.table({"position": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts)}))
+        want = sql.run(con, "quality/flt_word_stats", **kw).column("drop_reason").to_pylist()
+        assert word_stats_reasons(pa.array(texts), **kw) == want
+        con.unregister("docs")
+
+    check()
