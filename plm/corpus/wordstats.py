@@ -21,13 +21,12 @@ from plm.corpus.ngram import split_words
 _UNSPACED_CHAR = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
 _ASCII_PUNCT_SYMBOL = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 """The ASCII characters in \\p{P} or \\p{S}: every other ASCII byte (letters, digits, controls) makes a word."""
-_NOT_PS = np.ones(256, np.uint8)
-_NOT_PS[list(_ASCII_PUNCT_SYMBOL)] = 0
-_NOT_PS[0x80:] = 0
-_LETTER = np.zeros(256, np.uint8)
-_LETTER[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = 1
-_HIGH = np.zeros(256, np.uint8)
-_HIGH[0x80:] = 1
+_WORD, _ALPHA, _HIGH = 1, 2, 4
+_CLASSES = np.full(256, _WORD, np.uint8)
+"""Per UTF-8 byte: _WORD (an ASCII character outside \\p{P} and \\p{S}), _ALPHA (an ASCII letter), _HIGH (not ASCII)."""
+_CLASSES[list(_ASCII_PUNCT_SYMBOL)] = 0
+_CLASSES[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] |= _ALPHA
+_CLASSES[0x80:] = _HIGH
 
 
 def _per_doc(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -37,25 +36,23 @@ def _per_doc(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return csum[offsets[1:]] - csum[offsets[:-1]]
 
 
-def _per_string(table: np.ndarray, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """For each string of a large_string array (its data bytes, its offsets): how many bytes `table` marks."""
-    return _per_doc(table[data], offsets)
-
-
-def _word_classes(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(is_word, has_letter) per token: RE2's `[^\\p{P}\\p{S}]` and `\\p{L}` match somewhere in it."""
+def _word_classes(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is_word, has_letter, length in characters) per token: RE2's `[^\\p{P}\\p{S}]` and `\\p{L}` match somewhere in it."""
     n = len(tokens)
     offsets = np.frombuffer(tokens.buffers()[1], np.int64)[tokens.offset : tokens.offset + n + 1]
     data = np.frombuffer(tokens.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
     offsets = offsets - offsets[0]
-    is_word = _per_string(_NOT_PS, data, offsets) > 0
-    has_letter = _per_string(_LETTER, data, offsets) > 0
-    other = np.flatnonzero(_per_string(_HIGH, data, offsets) > 0)  # words with non-ASCII characters: RE2
+    classes = np.bitwise_or.reduceat(_CLASSES[data], offsets[:-1])  # words are never empty
+    is_word = (classes & _WORD) > 0
+    has_letter = (classes & _ALPHA) > 0
+    lengths = np.diff(offsets)  # bytes: characters, for ASCII
+    other = np.flatnonzero(classes & _HIGH)  # words with non-ASCII characters: RE2 decides
     if other.size:
         sub = tokens.take(pa.array(other))
+        lengths[other] = pc.utf8_length(sub).to_numpy()
         is_word[other] = pc.match_substring_regex(sub, r"[^\p{P}\p{S}]").to_numpy(zero_copy_only=False)
         has_letter[other] = pc.match_substring_regex(sub, r"\p{L}").to_numpy(zero_copy_only=False)
-    return is_word, has_letter
+    return is_word, has_letter, lengths
 
 
 def word_stats_reasons(
@@ -85,8 +82,7 @@ def word_stats_reasons(
     if wide.size:
         n_symbols[wide] += pc.count_substring(arr.take(pa.array(wide)), "\u2026").to_numpy().astype(np.int64)
     if len(tokens):
-        is_word, has_letter = _word_classes(tokens)
-        lengths = pc.utf8_length(tokens).to_numpy().astype(np.int64)
+        is_word, has_letter, lengths = _word_classes(tokens)
     else:
         is_word = has_letter = np.zeros(0, np.bool_)
         lengths = np.zeros(0, np.int64)

@@ -77,7 +77,7 @@ def test_vectorised_ngram_filter_matches_the_sql_on_generated_batches():
                                   "max_fraction": st.sampled_from([0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0])})
     doc = st.lists(st.sampled_from(["a", "bb", "a", "ccc", "naïve", "x"]), max_size=40).map(" ".join)
 
-    @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(st.lists(doc, min_size=1, max_size=8), st.lists(rule, min_size=1, max_size=5), st.integers(1, 12))
     def check(texts, rules, min_words):
         con.register("docs", pa.table({"position": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts)}))
