@@ -136,7 +136,21 @@ def ngram_repetition_reasons(texts: pa.Array | pa.ChunkedArray | Sequence[str], 
     """`drop_reason` of each text under `rules` ({kind: top|dup, n, max_fraction}, first hit wins), None to keep."""
     if not rules:
         return [None] * len(texts)
-    arr, flat, offsets = split_words(texts)
+    arr = as_string_array(texts)
+    out = np.full(len(arr), -1, np.int64)
+    # only documents of at least ngram_min_words words are judged: k words need 2k - 1 characters, so shorter
+    # texts are not even split, and only the words of documents long enough are encoded
+    min_words = max(int(ngram_min_words), 1)
+    candidates = np.flatnonzero(pc.utf8_length(arr).to_numpy(zero_copy_only=False) >= 2 * min_words - 1)
+    _, flat, offsets = split_words(arr.take(pa.array(candidates)) if candidates.size < len(arr) else arr)
+    sizes = np.diff(offsets)
+    long_enough = np.flatnonzero(sizes >= min_words)
+    if long_enough.size < sizes.size:  # the words of those documents only
+        m = sizes[long_enough]
+        ends = np.cumsum(m)
+        take = np.repeat(offsets[long_enough] - (ends - m), m) + np.arange(int(ends[-1]) if m.size else 0)
+        flat = flat.take(pa.array(take))
+        offsets = np.concatenate([[0], ends]).astype(np.int64)
     if len(flat):
         words = pc.dictionary_encode(flat).indices.to_numpy().astype(np.int64)
         lens = pc.utf8_length(flat).to_numpy().astype(np.int64)
@@ -149,5 +163,5 @@ def ngram_repetition_reasons(texts: pa.Array | pa.ChunkedArray | Sequence[str], 
         raise ValueError("n-gram rules need 1 <= n <= 10")
     if kinds.size and not ((fracs >= 0) & (fracs <= 1)).all():
         raise ValueError("n-gram rules need 0 <= max_fraction <= 1")
-    hit = _decide(offsets, words, lens, int(ngram_min_words), kinds, ns, fracs)
-    return [None if h < 0 else REASONS[int(kinds[h])] for h in hit]
+    out[candidates[long_enough]] = _decide(offsets, words, lens, min_words, kinds, ns, fracs)
+    return [None if h < 0 else REASONS[int(kinds[h])] for h in out.tolist()]
