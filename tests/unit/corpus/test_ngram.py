@@ -116,3 +116,16 @@ def test_word_stats_byte_tables_match_the_sql_on_generated_batches():
         con.unregister("docs")
 
     check()
+
+
+def test_ngram_filter_at_the_shortest_texts_with_enough_words():
+    """k one-character words are 2k - 1 characters, the shortest text the filter must still judge."""
+    con = duckdb.connect()
+    texts = [" ".join("a" * k) for k in range(1, 9)] + [" ".join("ab" * k) for k in range(1, 9)]
+    con.register("docs", pa.table({"position": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts)}))
+    rules = [{"kind": "top", "n": 1, "max_fraction": 0.3}, {"kind": "dup", "n": 2, "max_fraction": 0.1}]
+    for min_words in range(1, 9):
+        want = sql.run(con, "quality/flt_ngram_repetition", ngram_min_words=min_words, rules=rules)
+        got = ngram_repetition_reasons(pa.array(texts), min_words, rules)
+        assert got == want.column("drop_reason").to_pylist(), min_words
+        assert got[min_words - 1] is not None or min_words == 1  # the text of exactly min_words words is judged
