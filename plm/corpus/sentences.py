@@ -26,6 +26,8 @@ _CANDIDATE = re.compile(r"([.!?]+[\"'\u201d\u2019)\]]*)\s+(?=[\"'\u201c\u2018(\[
 # Korean has no letter case: any sentence punctuation (plus closing quotes) before whitespace ends
 # a sentence; Kiwi also finds unpunctuated sentence-final endings, this regex does not.
 _KO_BOUNDARY = re.compile(r"(?<=[.!?\u3002\u2026])([\"'\u201d\u2019)\]]*)\s+")
+_CANDIDATE_SUB = re.compile(r"([.!?]+[\"'\u201d\u2019)\]]*)[^\S\n]+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_KO_BOUNDARY_SUB = re.compile(r"(?<=[.!?\u3002\u2026])([\"'\u201d\u2019)\]]*)[^\S\n]+")
 _OPENERS = "\"'(\u201c\u2018["
 _WS = "".join(f"\\x{{{c:x}}}" for c in range(0x3001) if chr(c).isspace() and c != 0x0A)
 """Python's `\\s` (str.isspace) in RE2 syntax, newline aside: RE2's own `\\s` is ASCII only."""
@@ -74,37 +76,43 @@ def _split_joined(texts: Sequence[str], korean: bool = False) -> list[list[str]]
     lines = [s for s in stripped if s]
     del stripped
     joined = "\n".join(lines)
+    lengths_nb = lengths[lengths > 0]
     starts = np.zeros(len(lines) + 1, np.int64)  # where each line starts in `joined`
-    np.cumsum(lengths[lengths > 0] + 1, out=starts[1:])
+    np.cumsum(lengths_nb + 1, out=starts[1:])
     flagged = np.flatnonzero(pc.match_substring_regex(pa.array(lines, pa.large_string()),
                                                       _KO_PREFILTER if korean else _PREFILTER)
                              .to_numpy(zero_copy_only=False))
-    bounds = [0]
-    cut_lines: list[int] = []
+    # the flagged lines joined: one regex pass (whitespace other than newlines: a match stays in its line)
+    flagged_list = flagged.tolist()
+    sub = "\n".join([lines[i] for i in flagged_list])
+    sub_starts = np.zeros(len(flagged_list) + 1, np.int64)
+    np.cumsum(lengths_nb[flagged] + 1, out=sub_starts[1:])
+    cuts: list[int] = []  # in `sub`: end of the kept punctuation, start of the next sentence
     if korean:
-        for i in flagged.tolist():
-            n = len(bounds)
-            for m in _KO_BOUNDARY.finditer(joined, int(starts[i]), int(starts[i + 1]) - 1):
-                bounds += (m.end(1), m.end())
-            cut_lines += [i] * ((len(bounds) - n) // 2)
+        for m in _KO_BOUNDARY_SUB.finditer(sub):
+            cuts += (m.end(1), m.end())
     else:
-        rfind, abbreviations, openers = joined.rfind, ABBREVIATIONS, _OPENERS
-        for i in flagged.tolist():
-            n, line = len(bounds), int(starts[i])
-            for m in _CANDIDATE.finditer(joined, line, int(starts[i + 1]) - 1):
-                dot = m.start()
-                if joined[dot] == "." and joined[dot + 1] != ".":  # a single period: abbreviation or initial?
-                    start = max(rfind(" ", line, dot), rfind("\t", line, dot), line - 1) + 1
-                    token = joined[start:dot].lstrip(openers).lower()
-                    if token in abbreviations or (len(token) == 1 and token.isalpha()):
-                        continue
-                bounds += (m.end(1), m.end())
-            cut_lines += [i] * ((len(bounds) - n) // 2)
+        rfind, abbreviations, openers = sub.rfind, ABBREVIATIONS, _OPENERS
+        tabs = "\t" in sub  # normalised text has none
+        for m in _CANDIDATE_SUB.finditer(sub):
+            dot = m.start()
+            if sub[dot] == "." and sub[dot + 1] != ".":  # a single period: abbreviation or initial?
+                line = rfind("\n", 0, dot) + 1  # the token never reaches back past its line
+                start = max(rfind(" ", line, dot), rfind("\t", line, dot) if tabs else -1, line - 1) + 1
+                token = sub[start:dot].lstrip(openers).lower()
+                if token in abbreviations or (len(token) == 1 and token.isalpha()):
+                    continue
+            cuts += (m.end(1), m.end())
+    c = np.array(cuts, np.int64)
+    k = np.searchsorted(sub_starts, c, "right") - 1  # which flagged line
+    cut_lines_arr = flagged[k[::2]] if c.size else np.zeros(0, np.int64)
+    bounds = [0, *(c - sub_starts[k] + starts[flagged[k]]).tolist()] if c.size else [0]
+    cut_lines = cut_lines_arr
     bounds.append(len(joined))
     sentences = "\n".join([joined[bounds[i]:bounds[i + 1]] for i in range(0, len(bounds), 2)]).split("\n") \
         if lines else []
     # sentences per text: its lines, plus one per boundary accepted inside them
-    per_line_cuts = np.bincount(np.array(cut_lines, np.int64), minlength=len(lines))
+    per_line_cuts = np.bincount(np.asarray(cut_lines, np.int64), minlength=len(lines))
     cuts = np.zeros(len(lines) + 1, np.int64)
     np.cumsum(per_line_cuts, out=cuts[1:])
     ends = (line_ends + cuts[line_ends]).tolist()
