@@ -165,7 +165,8 @@ def test_batch_korean_regex_splitter_equals_the_per_line_algorithm(docs):
 
 def test_batch_splitter_equals_the_per_line_algorithm_on_real_text():
     docs = [d for d in _sample("sample:lee").split("\n\n") if d.strip()]
-    docs = docs + ["", "\n \n", "Mr.\nSmith. Went", "end.\nThe next. \u201cQuoted.\u201d Then"] + docs[:5]
+    docs = docs + ["", "\n \n", "Mr.\nSmith. Went", "end.\nThe next. \u201cQuoted.\u201d Then",
+                   "Ask\tMr. Smith. He came\tJ. Doe. No\xa0Dr. Who", "x\xa0Mr. Y. Z"] + docs[:5]
     langs = ["en"] * len(docs)
     got = split_sentences_many(docs, langs)
     assert got == _reference(docs, langs)
