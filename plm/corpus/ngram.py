@@ -22,6 +22,10 @@ TOP, DUP = 0, 1
 REASONS = {TOP: "top_ngram", DUP: "duplicate_ngrams"}
 
 
+_GROUP_WORDS = 1 << 20
+"""Documents are decided in groups of about this many words: the level arrays (a few int64 per word) stay small."""
+
+
 def _dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(ids, counts, first) of `keys`: dense ids (equal keys, equal ids), how often each id occurs, and
     whether each position is its key's first occurrence (a stable sort keeps equal keys in position order)."""
@@ -39,19 +43,32 @@ def _dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _decide(offsets: np.ndarray, words: np.ndarray, lens: np.ndarray, min_words: int,
             kinds: np.ndarray, ns: np.ndarray, fracs: np.ndarray) -> np.ndarray:
-    """Per document: the index of the first rule it breaks, -1 for none.
-
-    Vectorised over the batch, level by level: the n-grams of every document of at least `min_words`
-    words get exact ids at once (an n-gram's id is the dense rank of (id of its (n-1)-gram prefix, its
-    last word); level 1 ranks (document, word), so ids never match across documents), and each rule
-    of that n is decided for all documents from those ids. A document whose n-grams are all distinct
-    has distinct longer n-grams too, so no rule of that n or above can fire: it leaves the later levels."""
-    ndocs = offsets.size - 1
-    out = np.full(ndocs, -1, np.int64)
-    sizes = np.diff(offsets)
-    docs = np.flatnonzero(sizes >= max(min_words, 1))  # a document without words breaks no rule
+    """Per document: the index of the first rule it breaks, -1 for none (`_decide_group` on groups of documents)."""
+    out = np.full(offsets.size - 1, -1, np.int64)
+    docs = np.flatnonzero(np.diff(offsets) >= max(min_words, 1))  # a document without words breaks no rule
     if not docs.size or not ns.size:
         return out
+    ends = np.cumsum(np.diff(offsets)[docs])
+    start = 0
+    while start < docs.size:
+        done = int(ends[start - 1]) if start else 0
+        end = max(int(np.searchsorted(ends, done + _GROUP_WORDS, "right")), start + 1)
+        out[docs[start:end]] = _decide_group(offsets, words, lens, docs[start:end], kinds, ns, fracs)
+        start = end
+    return out
+
+
+def _decide_group(offsets: np.ndarray, words: np.ndarray, lens: np.ndarray, docs: np.ndarray,
+                  kinds: np.ndarray, ns: np.ndarray, fracs: np.ndarray) -> np.ndarray:
+    """For documents `docs` (each with words): the index of the first rule each breaks, -1 for none.
+
+    Vectorised over the group, level by level: the n-grams of every document get exact ids at once (an
+    n-gram's id is the dense id of (id of its (n-1)-gram prefix, its last word); level 1 numbers (document,
+    word), so ids never match across documents), and each rule of that n is decided for all documents from
+    those ids. A document whose n-grams are all distinct has distinct longer n-grams too, so no rule of that
+    n or above can fire: it leaves the later levels."""
+    sizes = np.diff(offsets)
+    out = np.full(docs.size, -1, np.int64)
     # the words of those documents, as one array: doc (0..len(docs)-1) and end of its document per word
     m = sizes[docs]
     total = int(m.sum())
@@ -101,7 +118,7 @@ def _decide(offsets: np.ndarray, words: np.ndarray, lens: np.ndarray, min_words:
             if not pos.size:
                 break
     any_hit = hit.any(axis=1)
-    out[docs[any_hit]] = np.argmax(hit[any_hit], axis=1)
+    out[any_hit] = np.argmax(hit[any_hit], axis=1)
     return out
 
 

@@ -129,3 +129,20 @@ def test_ngram_filter_at_the_shortest_texts_with_enough_words():
         got = ngram_repetition_reasons(pa.array(texts), min_words, rules)
         assert got == want.column("drop_reason").to_pylist(), min_words
         assert got[min_words - 1] is not None or min_words == 1  # the text of exactly min_words words is judged
+
+
+def test_ngram_filter_in_small_groups_of_documents(monkeypatch):
+    """Documents are decided in groups of about _GROUP_WORDS words (memory stays bounded on a batch of long
+    documents); tiny groups, a document larger than a group included, decide as the SQL does."""
+    import plm.corpus.ngram as ngram
+
+    monkeypatch.setattr(ngram, "_GROUP_WORDS", 60)
+    con = duckdb.connect()
+    texts = _corpus(5, 60) + ["of the " * 100, "a b c " * 40]
+    con.register("docs", pa.table({"position": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts)}))
+    rules = _filter_param(CorpusSpec(), "rules") + [{"kind": "dup", "n": 1, "max_fraction": 0.5}]
+    for min_words in (1, 30):
+        want = sql.run(con, "quality/flt_ngram_repetition", ngram_min_words=min_words, rules=rules)
+        got = ngram_repetition_reasons(pa.array(texts), min_words, rules)
+        assert got == want.column("drop_reason").to_pylist()
+        assert sum(r is not None for r in got) > 5
