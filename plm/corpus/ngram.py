@@ -12,6 +12,7 @@ second of start-up per process).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -41,9 +42,110 @@ def _dense(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, np.bincount(ids), first
 
 
+_COMPILED_WORDS = 2_000_000
+"""From this many words in one call (documents long enough to judge), `_decide` runs compiled (numba, loaded then):
+the numpy levels cost more per word than the loop, the loop about a second of start-up per process."""
+
+
+def _ranks_loop(keys: np.ndarray, out: np.ndarray) -> int:
+    """Dense ids of `keys` into `out` (equal keys, equal ids); returns how many distinct keys."""
+    order = np.argsort(keys)
+    rank = -1
+    prev = np.uint64(0)
+    for j in range(order.size):
+        k = keys[order[j]]
+        if j == 0 or k != prev:
+            rank += 1
+            prev = k
+        out[order[j]] = rank
+    return rank + 1
+
+
+def _decide_loop(offsets: np.ndarray, words: np.ndarray, lens: np.ndarray, min_words: int,
+            kinds: np.ndarray, ns: np.ndarray, fracs: np.ndarray) -> np.ndarray:
+    """`_decide` one document at a time, for numba (`_compiled`)."""
+    ndocs = offsets.size - 1
+    out = np.full(ndocs, -1, np.int64)
+    max_n = ns.max()
+    for d in range(ndocs):
+        s, e = offsets[d], offsets[d + 1]
+        m = e - s
+        if m < min_words:
+            continue
+        w = words[s:e]
+        ln = lens[s:e]
+        n_chars = ln.sum()
+        # grams[n - 1][i]: exact id of the n-gram starting at word i (for i <= m - n)
+        grams = np.empty((max_n, m), np.int64)
+        _ranks(w.astype(np.uint64), grams[0])
+        unique_from = max_n + 1  # from this n on every n-gram occurs once: no rule of that n can fire
+        for n in range(2, max_n + 1):
+            g = m - n + 1
+            if g <= 0:
+                unique_from = n
+                break
+            keys = np.empty(g, np.uint64)
+            for i in range(g):
+                keys[i] = (np.uint64(grams[n - 2, i]) << np.uint64(32)) | np.uint64(w[i + n - 1])
+            if _ranks(keys, grams[n - 1, :g]) == g:
+                unique_from = n
+                break
+        for r in range(ns.size):
+            n = ns[r]
+            g = m - n + 1
+            if g < 2 or n >= unique_from:
+                continue
+            ids = grams[n - 1, :g]
+            count = np.zeros(g, np.int64)
+            if kinds[r] == TOP:
+                for i in range(g):
+                    count[ids[i]] += 1
+                best = 0
+                for i in range(g):
+                    c = count[ids[i]]
+                    if c > 1:
+                        count[ids[i]] = 0  # each gram once
+                        chars = 0
+                        for t in range(i, i + n):
+                            chars += ln[t]
+                        if c * chars > best:
+                            best = c * chars
+                hit = best > fracs[r] * n_chars
+            else:
+                covered = np.zeros(m, np.bool_)
+                for i in range(g):  # every occurrence after the first
+                    if count[ids[i]]:
+                        covered[i:i + n] = True
+                    count[ids[i]] += 1
+                chars = 0
+                for t in range(m):
+                    if covered[t]:
+                        chars += ln[t]
+                hit = chars > fracs[r] * n_chars
+            if hit:
+                out[d] = r
+                break
+    return out
+
+
+_ranks = _ranks_loop  # what `_decide_loop` calls: the compiled `_ranks_loop` once `_compiled` ran
+
+
+@lru_cache(maxsize=1)
+def _compiled() -> Any:
+    """`_decide_loop` compiled with numba (its on-disk cache), `_ranks` with it."""
+    import numba
+
+    global _ranks
+    _ranks = numba.njit(cache=True, nogil=True)(_ranks_loop)
+    return numba.njit(cache=True, nogil=True)(_decide_loop)
+
+
 def _decide(offsets: np.ndarray, words: np.ndarray, lens: np.ndarray, min_words: int,
             kinds: np.ndarray, ns: np.ndarray, fracs: np.ndarray) -> np.ndarray:
     """Per document: the index of the first rule it breaks, -1 for none (`_decide_group` on groups of documents)."""
+    if words.size >= _COMPILED_WORDS or _compiled.cache_info().currsize:
+        return _compiled()(offsets, words, lens, min_words, kinds, ns, fracs)
     out = np.full(offsets.size - 1, -1, np.int64)
     docs = np.flatnonzero(np.diff(offsets) >= max(min_words, 1))  # a document without words breaks no rule
     if not docs.size or not ns.size:

@@ -146,3 +146,21 @@ def test_ngram_filter_in_small_groups_of_documents(monkeypatch):
         got = ngram_repetition_reasons(pa.array(texts), min_words, rules)
         assert got == want.column("drop_reason").to_pylist()
         assert sum(r is not None for r in got) > 5
+
+
+def test_compiled_ngram_filter_matches_the_sql(monkeypatch):
+    """Calls with many words run the numba loop (`_compiled`): forced here, it decides as the SQL and as numpy."""
+    import plm.corpus.ngram as ngram
+
+    con = duckdb.connect()
+    texts = _corpus(9, 80) + ["", " ", "a " * 60, "of the " * 30]
+    con.register("docs", pa.table({"position": pa.array(range(len(texts)), pa.int64()), "text": pa.array(texts)}))
+    rule_sets = [_filter_param(CorpusSpec(), "rules"), [{"kind": "dup", "n": n, "max_fraction": 0.1} for n in (10, 5, 1)],
+                 [{"kind": "top", "n": n, "max_fraction": f} for n, f in ((1, 0.3), (3, 0.05), (7, 0.01))]]
+    numpy_path = [ngram_repetition_reasons(pa.array(texts), 1, rules) for rules in rule_sets]
+    monkeypatch.setattr(ngram, "_COMPILED_WORDS", 0)
+    for rules, by_numpy in zip(rule_sets, numpy_path):
+        want = sql.run(con, "quality/flt_ngram_repetition", ngram_min_words=1, rules=rules).column("drop_reason").to_pylist()
+        assert ngram_repetition_reasons(pa.array(texts), 1, rules) == want == by_numpy
+    assert ngram._compiled.cache_info().currsize == 1
+    ngram._compiled.cache_clear()  # later tests take the numpy path again
