@@ -26,10 +26,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Union
+from typing import Any, Union
 
 import duckdb
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -210,9 +209,8 @@ def shingle_hashes(texts: Texts, shingle: int = 5) -> tuple[np.ndarray, np.ndarr
     return _mix(acc[first]), np.bincount(wdoc[first], minlength=n_docs).astype(np.int64)
 
 
-@numba.njit(cache=True, nogil=True)
-def _signature_kernel(x: np.ndarray, starts: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray,
-                      sig: np.ndarray) -> None:
+def _signature_loop(x: np.ndarray, starts: np.ndarray, counts: np.ndarray, a: np.ndarray, b: np.ndarray,
+                    sig: np.ndarray) -> None:
     mask = np.uint64(0xFFFFFFFF)
     for d in range(counts.size):
         row = sig[d]
@@ -222,6 +220,15 @@ def _signature_kernel(x: np.ndarray, starts: np.ndarray, counts: np.ndarray, a: 
                 h = np.uint32((xv * np.uint64(a[p]) + np.uint64(b[p])) & mask)
                 if h < row[p]:
                     row[p] = h
+
+
+@lru_cache(maxsize=1)
+def _signature_kernel() -> Any:
+    """`_signature_loop` compiled (numba's on-disk cache): imported and loaded on the first near-dup batch
+    only, since numba's start-up (about a second per process) would otherwise burden every ingest."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_signature_loop)
 
 
 def _signatures_from_hashes(hashes: np.ndarray, counts: np.ndarray, num_perm: int) -> np.ndarray:
@@ -235,7 +242,7 @@ def _signatures_from_hashes(hashes: np.ndarray, counts: np.ndarray, num_perm: in
     sig = np.full((n, num_perm), _MAX32, np.uint32)
     starts = np.zeros(n, np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
-    _signature_kernel(x, starts, counts.astype(np.int64), np.ascontiguousarray(a), np.ascontiguousarray(b), sig)
+    _signature_kernel()(x, starts, counts.astype(np.int64), np.ascontiguousarray(a), np.ascontiguousarray(b), sig)
     return sig
 
 

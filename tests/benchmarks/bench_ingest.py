@@ -19,8 +19,8 @@ both sides, plm's `corpus.detect_language`), exact dedup with a
 set of sha256, for (b) datasketch `MinHash` (same shingles, 128 permutations) + `MinHashLSH` (same
 bands x rows) with the candidates verified, sentence splitting (regex; kiwipiepy for Korean), hash
 split, zstd Parquet. MB/s is decompressed input bytes over wall time; MB/cpu-s uses the child's
-user+system CPU time, steadier on a shared machine (a run includes interpreter start and imports,
-about 2 s). Targets (2-core machine, English text): plm >= 30 MB/s exact, >= 10 MB/s near-dup, each
+user+system CPU time, steadier on a shared machine (a run includes interpreter start and imports:
+about 1.8 CPU-s for plm with exact dedup, about a second more with near-dup on, which loads numba). Targets (2-core machine, English text): plm >= 30 MB/s exact, >= 10 MB/s near-dup, each
 >= 3x the baseline. Timings on a shared machine are inflated.
 
 Prints `BENCH ingest_exact`, `BENCH ingest_near_dup` (English) and `BENCH ingest_korean` (exact dedup,

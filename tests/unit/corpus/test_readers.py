@@ -308,3 +308,92 @@ def test_jsonl_lines_beside_an_undecodable_one_are_still_parsed(tmp_path, codec)
     records = list(read_records(path, "jsonl", spec()))
     assert [(r.raw, r.title) for r in records if r.reason is None] == [("na\u00efve one", "a"), ("three", "c")]
     assert [(r.position, r.reason) for r in records if r.reason] == [(1, f"undecodable:{detect_encoding(path, 'jsonl')}")]
+
+
+# ---------------------------------------------------------------- the block paragraph reader vs the line reader
+
+
+def _reference_paragraphs(path: Path, cfg: CorpusSpec):
+    """`read_text`'s paragraph mode as it was before the block reader (one `Source.lines()` line at a time): the oracle."""
+    from plm.corpus.readers.lines import Source
+    from plm.corpus.readers.records import QUARANTINE_RAW_BYTES
+    from plm.corpus.readers.units import blank, strip_newline
+
+    src = Source(path, cfg)
+    try:
+        def paragraph(position, parts, over, head):
+            return src.record(position, head, True) if over else src.record(position, strip_newline(parts[0][:0].join(parts)))
+
+        position, parts, size, over, head = 0, [], 0, False, None
+        for line, too_large in src.lines():
+            if not too_large and blank(line):
+                if parts or over:
+                    yield paragraph(position, parts, over, head)
+                    position += 1
+                parts, size, over, head = [], 0, False, None
+                continue
+            size += len(line)
+            if too_large or size > src.cap:
+                if not over:
+                    over = True
+                    head = (line[:0].join(parts) + line)[:QUARANTINE_RAW_BYTES]
+                parts = []
+            else:
+                parts.append(line)
+        if parts or over:
+            yield paragraph(position, parts, over, head)
+    finally:
+        src.close()
+
+
+def _both_paragraph_readers(path: Path, cfg: CorpusSpec) -> tuple[list, list]:
+    from plm.corpus.readers import _guarded
+
+    return list(read_records(path, "txt", cfg)), list(_guarded(path.resolve(), _reference_paragraphs, cfg))
+
+
+_PARA_ATOMS = [b"word", b"x" * 300, b"y" * 1100, b" ", b"   ", b"\t", b"\r", b"\x0b", b"\x0c", b"\n", b"\n", b"\n\n",
+               b" \n", b"\n \t\n", b" " * 1500, b"\xc3\xa9", b"\xff", b"\x00", b"\xef\xbb\xbf", b"\xea\xb0\x80"]
+
+
+def test_block_paragraph_reader_equals_the_line_reader(tmp_path, monkeypatch):
+    """Random paragraphs, blank runs of every kind of ASCII space, lines longer than the cap (1 KiB, also whitespace
+    ones, which are never blank), bad bytes, NUL, a BOM anywhere, optionally gzip (also truncated); small blocks so
+    lines and paragraphs cross block ends: the records (position, raw, reason) are the line reader's."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    import plm.corpus.readers.text as text
+
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    cfg = spec(text_unit="paragraph", max_record_bytes=1024, allowed_roots=[str(cases)])
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.sampled_from(_PARA_ATOMS), max_size=30).map(b"".join), st.sampled_from([7, 64, 1000, 1 << 18]),
+           st.sampled_from([None, "gz", "gz-cut"]), st.booleans())
+    def check(data, block, kind, bom):
+        monkeypatch.setattr(text, "_BLOCK", block)
+        data = (b"\xef\xbb\xbf" if bom else b"") + data
+        if kind:
+            data = gzip.compress(data)
+            if kind == "gz-cut":
+                data = data[: max(len(data) - 9, 10)]
+        path = cases / "case.txt"
+        path.write_bytes(data)
+        got, want = _both_paragraph_readers(path, cfg)
+        assert got == want
+
+    check()
+
+
+def test_block_paragraph_reader_equals_the_line_reader_on_the_assets(tmp_path):
+    big = tmp_path / "big.txt"
+    big.write_bytes((ASSETS / "paragraphs.txt").read_bytes() * 200 + b"\n\n" + b"z" * 3000 + b"\nlast line no newline")
+    lines = tmp_path / "lines.txt"  # a paragraph of many lines crossing a 1 KiB cap: its head stops after the crossing line
+    lines.write_bytes(b"intro\n\n" + b"".join(b"%d" % i + b"w" * 200 + b"\n" for i in range(12)) + b"\nnext\n\nlast\n")
+    for path in (ASSETS / "paragraphs.txt", big, lines):
+        for cap in (1024, 32 * 1024 * 1024):
+            got, want = _both_paragraph_readers(path, spec(text_unit="paragraph", max_record_bytes=cap,
+                                                           allowed_roots=[str(path.parent)]))
+            assert got == want and len(got) >= 3

@@ -87,3 +87,87 @@ def test_korean_regex_splitter_agrees_with_kiwi_on_punctuated_text():
         "정말?",
     ]
     assert split_sentences("Mr. Kim arrived. He left.", "en", korean="regex") == ["Mr. Kim arrived.", "He left."]
+
+
+# ---------------------------------------------------------------- the batch splitter vs the per-line algorithm
+
+import re  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from plm.corpus.sentences import ABBREVIATIONS  # noqa: E402
+
+_REF_CANDIDATE = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+_REF_KO = re.compile(r"(?<=[.!?\u3002\u2026])[\"'\u201d\u2019)\]]*\s+")
+
+
+def _reference_lines(text: str) -> list[str]:
+    return [s for s in map(str.strip, text.split("\n")) if s]
+
+
+def _reference_english(line: str) -> list[str]:
+    """The per-line algorithm the batch splitter replaced (plm 0.x, sentences.py before session 6), kept as the oracle."""
+    pieces, start = [], 0
+    for m in _REF_CANDIDATE.finditer(line):
+        punct = m.group()
+        if punct[0] == "." and not punct.startswith(".."):
+            tok_start = max(line.rfind(" ", 0, m.start()), line.rfind("\t", 0, m.start())) + 1
+            token = line[tok_start : m.start()].lstrip("\"'(\u201c\u2018[").lower()
+            if token in ABBREVIATIONS or (len(token) == 1 and token.isalpha()):
+                continue
+        pieces.append(line[start : m.start() + len(m.group().rstrip())])
+        start = m.end()
+    pieces.append(line[start:])
+    return pieces
+
+
+def _reference_korean(line: str) -> list[str]:
+    pieces, start = [], 0
+    for m in _REF_KO.finditer(line):
+        pieces.append(line[start : m.start() + len(m.group().rstrip())])
+        start = m.end()
+    pieces.append(line[start:])
+    return pieces
+
+
+def _reference(texts: list[str], langs: list[str]) -> list[list[str]]:
+    return [[p for line in _reference_lines(t) for p in (x.strip() for x in
+             (_reference_korean(line) if lang == "ko" else _reference_english(line))) if p]
+            for t, lang in zip(texts, langs)]
+
+
+# Characters that move boundaries: sentence punctuation, closing and opening quotes and brackets, upper case and
+# digits (a boundary needs one next), letters and single letters (initials: `J.`), every kind of whitespace
+# Python's `\s` and `str.strip` know (line breaks other than \n stay inside a line), Hangul, CJK full stop.
+_ATOMS = st.sampled_from([
+    ".", ".", ". ", "..", "...", "!", "?", "?!", "\"", "'", "\u201d", "\u2019", ")", "]", "\u201c", "\u2018", "(", "[",
+    "A", "T", "Z", "3", "0", "a", "e", "x", "é", "É", "가", "나", "\u3002", "\u2026", " ", " ", "  ", "\t", "\n", "\n",
+    "\n\n", " \n ", "\xa0", "\u2003", "\r", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "-", ",", "#",
+    "Mr", "mr", "Dr", "e.g", "i.e", "U.S", "u.s.a", "Fig", "No", "etc", "vs", "p", "St", "word", "Word", "The",
+])
+_TEXT = st.lists(_ATOMS, max_size=40).map("".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_TEXT, st.sampled_from(["en", "de", "und"])), max_size=12))
+def test_batch_splitter_equals_the_per_line_algorithm(docs):
+    texts, langs = [t for t, _ in docs], [lang for _, lang in docs]
+    assert split_sentences_many(texts, langs) == _reference(texts, langs)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_TEXT, st.sampled_from(["en", "ko"])), max_size=12))
+def test_batch_korean_regex_splitter_equals_the_per_line_algorithm(docs):
+    texts, langs = [t for t, _ in docs], [lang for _, lang in docs]
+    assert split_sentences_many(texts, langs, korean="regex") == _reference(texts, langs)
+
+
+def test_batch_splitter_equals_the_per_line_algorithm_on_real_text():
+    docs = [d for d in _sample("sample:lee").split("\n\n") if d.strip()]
+    docs = docs + ["", "\n \n", "Mr.\nSmith. Went", "end.\nThe next. \u201cQuoted.\u201d Then",
+                   "Ask\tMr. Smith. He came\tJ. Doe. No\xa0Dr. Who", "x\xa0Mr. Y. Z"] + docs[:5]
+    langs = ["en"] * len(docs)
+    got = split_sentences_many(docs, langs)
+    assert got == _reference(docs, langs)
+    assert sum(map(len, got)) > len(docs)
