@@ -12,7 +12,9 @@ from plm.config import PipelineSpec, output_slice
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.tracker import Tracker
 
-NAME, VERSION = "tokenizer", 3
+NAME, VERSION = "tokenizer", 4
+# 4: `tokenizer.max_distinct_words` (default 1 M): a train split with more distinct words than that is now
+#    trained on a document sample, so the same spec trains a different tokenizer on such a corpus.
 
 
 class Output(BaseModel):
@@ -40,8 +42,12 @@ def run(p: Pipeline, ingest: StageResult) -> StageResult:
         if cfg.kind in NOT_REPRODUCIBLE:
             p.log(f"tokenizer: warning: {NOT_REPRODUCIBLE[cfg.kind]}")
         if stats.sampled_fraction < 1:
-            p.log(f"tokenizer: train split over tokenizer.max_train_bytes, trained on a "
-                  f"{stats.sampled_fraction:.1%} hash sample of documents")  # fmt: skip
+            over = [name for name, hit in (("max_train_bytes", stats.split_bytes > cfg.max_train_bytes),
+                    ("max_distinct_words", (stats.split_distinct_words or 0) > cfg.max_distinct_words)) if hit]  # fmt: skip
+            p.log(f"tokenizer: train split over tokenizer.{' and '.join(over)}, trained on a "
+                  f"{stats.sampled_fraction:.2%} hash sample of documents"
+                  + (f" ({stats.distinct_words:,} of {stats.split_distinct_words:,} distinct words)"
+                     if stats.split_distinct_words is not None else ""))  # fmt: skip
         metrics = {**evaluate_tokenizer(tok, files, "validation"), **stats.as_metrics()}
         tracker.log_artifact(w.path / "tokenizer.json")
         return Done({"vocab_size": float(tok.get_vocab_size())}, metrics, Output())

@@ -15,20 +15,30 @@ bert family adds `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` (type id 1 for B); th
 nothing, as GPT-2's tokenizer does: causal LM packing inserts `<|endoftext|>` between documents
 itself, so `encode(text).ids` are the text's tokens only.
 
-Memory budget: when the train split's sentences exceed `max_train_bytes`, training reads a
-deterministic hash sample of documents (`int(doc_id, 16) % 10**6 < fraction * 10**6`), and the
-fraction is returned in `TrainStats`.
+Memory budget: training reads a deterministic hash sample of documents
+(`int(doc_id, 16) % 10**6 < fraction * 10**6`) when the train split exceeds either budget, and the
+fraction is returned in `TrainStats`:
+- `max_train_bytes`: the sentences' UTF-8 bytes;
+- `max_distinct_words`: the distinct words the trainer would count (the trainers' memory is about
+  1.3 KB per distinct word: the word-count map, each word's symbols, the pair -> words index; bytes
+  bound it only loosely). The sizing pass counts them exactly in DuckDB under a memory limit (spilling
+  to disk), splitting words as the kind's pre-tokenizer does (`WORD_PATTERNS`), and records for every
+  distinct word the smallest document hash bucket it occurs in. A sample keeps buckets below a
+  threshold, so the distinct words of every possible sample are known from that one pass, and the
+  largest sample within the budget is taken: no model of how distinct words grow with the sample.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,7 +57,8 @@ SAMPLE_MODULUS = 10**6
 
 __all__ = [
     "CLS_ID", "MASK_ID", "PAD_ID", "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "TrainStats", "TrainedTokenizer",
-    "build_tokenizer", "compare_tokenizers", "describe_tokenizer", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
+    "WORD_PATTERNS", "build_tokenizer", "compare_tokenizers", "describe_tokenizer", "distinct_fraction",
+    "distinct_words_by_bucket", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
     "iter_sentences", "load_tokenizer", "sample_keep", "train_tokenizer",
 ]  # fmt: skip
 
@@ -197,6 +208,77 @@ def sample_keep(doc_ids: Sequence[str], fraction: float) -> np.ndarray:
     return np.fromiter((_doc_hash(d) % SAMPLE_MODULUS < threshold for d in doc_ids), dtype=bool, count=len(doc_ids))
 
 
+# ---- distinct words -----------------------------------------------------------------------------
+
+_PUNCT = r"\pP[:punct:]"  # BertPreTokenizer: Unicode punctuation (P*) or ASCII punctuation, one char each
+_CJK = (r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}"
+        r"\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}")  # BertNormalizer's handle_chinese_chars
+WORD_PATTERNS = {
+    "wordpiece": rf"[{_CJK}]|[^\s{_PUNCT}{_CJK}]+|[{_PUNCT}]",
+    "bpe": rf"[{_CJK}]|[^\s{_PUNCT}{_CJK}]+|[{_PUNCT}]",
+    # GPT-2's split (ByteLevel use_regex): contractions, letters, digits, other runs, each with one leading space.
+    "bytelevel_bpe": r"'s|'t|'re|'ve|'m|'ll|'d| ?\pL+| ?\pN+| ?[^\s\pL\pN]+|\s+",
+    "unigram": r"\S+",  # Metaspace: whitespace-separated pieces (each with its ▁)
+}
+"""RE2 patterns (DuckDB `regexp_extract_all`) splitting a sentence into the words the kind's trainer counts.
+wordpiece/bpe match BertPreTokenizer after BertNormalizer (tested against it); the others are its
+approximation (whitespace runs, NFKC). Only the sizing pass uses them, to count distinct words."""
+COUNT_MEMORY_LIMIT = "512MB"
+"""DuckDB's memory limit while counting distinct words: above it the aggregation spills to disk."""
+
+_HASHED = pa.schema([("h", pa.int32()), ("sentences", pa.list_(pa.string()))])
+
+
+def _hashed_batches(files: Sequence[Path], split: str) -> Iterator[pa.RecordBatch]:
+    for batch in lake_batches(files, split, ["doc_id", "sentences"]):
+        ids = batch.column("doc_id").to_pylist()
+        h = np.fromiter((_doc_hash(d) % SAMPLE_MODULUS for d in ids), dtype=np.int32, count=len(ids))
+        yield pa.record_batch([pa.array(h), batch.column("sentences")], schema=_HASHED)
+
+
+def distinct_words_by_bucket(cfg: TokenizerSpec, files: Sequence[Path], split: str = "train") -> np.ndarray:
+    """`out[b]` = distinct words (as `cfg.kind`'s trainer splits them) whose smallest document hash bucket
+    (`_doc_hash(doc_id) % 10**6`) is `b`: a sample keeping buckets `< t` holds `out[:t].sum()` distinct words.
+
+    Counted exactly by DuckDB (`COUNT_MEMORY_LIMIT`, spilling to a temporary directory), one pass over the text.
+    """
+    word = "nfc_normalize(s)" if cfg.kind in ("wordpiece", "bpe") else "s"
+    if cfg.lowercase:
+        word = f"lower({word})"
+    reader = pa.RecordBatchReader.from_batches(_HASHED, _hashed_batches(files, split))
+    with tempfile.TemporaryDirectory(prefix="plm-tok-distinct-") as spill:
+        config = {"memory_limit": COUNT_MEMORY_LIMIT, "temp_directory": spill, "preserve_insertion_order": False}
+        con = duckdb.connect(config=config)
+        try:
+            con.register("docs", reader)
+            rows = con.execute(f"""
+                WITH s AS (SELECT h, unnest(sentences) AS s FROM docs),
+                     w AS (SELECT h, unnest(regexp_extract_all({word}, $pattern)) AS w FROM s),
+                     first AS (SELECT min(h) AS b FROM w GROUP BY w)
+                SELECT b, count(*) FROM first GROUP BY b
+            """, {"pattern": WORD_PATTERNS[cfg.kind]}).fetchnumpy()  # fmt: skip
+        finally:
+            con.close()
+    out = np.zeros(SAMPLE_MODULUS, dtype=np.int64)
+    out[rows["b"].astype(np.int64)] = rows["count_star()"]
+    return out
+
+
+def distinct_fraction(by_bucket: np.ndarray, max_distinct_words: int) -> tuple[float, int]:
+    """(the largest sample fraction whose distinct words fit `max_distinct_words`, those words); 1.0 if all fit.
+
+    The fraction is `(t - 0.5) / 10**6` for the largest bucket threshold `t`, so `sample_keep` keeps
+    exactly the buckets `< t` whatever the float rounding."""
+    cum = np.cumsum(by_bucket)
+    if cum[-1] <= max_distinct_words:
+        return 1.0, int(cum[-1])
+    t = int(np.searchsorted(cum, max_distinct_words, side="right"))  # cum[t - 1] <= budget < cum[t]
+    if t == 0:
+        raise ValueError(f"tokenizer.max_distinct_words={max_distinct_words}: the documents of one hash bucket "
+                         f"(1/{SAMPLE_MODULUS} of the split) already hold {int(cum[0])} distinct words")  # fmt: skip
+    return (t - 0.5) / SAMPLE_MODULUS, int(cum[t - 1])
+
+
 # ---- training ---------------------------------------------------------------------------------
 
 
@@ -212,10 +294,15 @@ class TrainStats:
     """Sentences actually trained on."""
     split_bytes: int
     """UTF-8 bytes of the whole train split."""
+    distinct_words: int | None = None
+    """Distinct words of the sample trained on (`WORD_PATTERNS`); None when the sizing pass did not count
+    them (the split's bytes, an upper bound of its distinct words, were within `max_distinct_words`)."""
+    split_distinct_words: int | None = None
+    """Distinct words of the whole train split; None when not counted."""
 
     def as_metrics(self) -> dict[str, float]:
-        """Flat `tokenizer_train.*` metrics for a tracker."""
-        return {f"tokenizer_train.{k}": float(v) for k, v in asdict(self).items()}
+        """Flat `tokenizer_train.*` metrics for a tracker (counts that were not taken are left out)."""
+        return {f"tokenizer_train.{k}": float(v) for k, v in asdict(self).items() if v is not None}
 
 
 class TrainedTokenizer(NamedTuple):
@@ -228,11 +315,23 @@ class TrainedTokenizer(NamedTuple):
 def fit_tokenizer(
     cfg: TokenizerSpec, files: list[Path], out_path: Path, progress: Progress = no_progress
 ) -> TrainedTokenizer:
-    """Train on the train split (hash-sampled to `cfg.max_train_bytes`), save `tokenizer.json`, return stats."""
-    # Exact sizing needs a pass over the text; skip it when the n_chars bound already fits.
+    """Train on the train split (hash-sampled to `cfg.max_train_bytes` and `cfg.max_distinct_words`), save
+    `tokenizer.json`, return stats."""
+    # Exact sizing needs a pass over the text; skip it when the n_chars bound already fits both budgets
+    # (a word is at least one byte, so bytes bound the distinct words too).
     bound = _bytes_upper_bound(files, "train")
-    split_bytes = _split_bytes(files, "train") if bound is None or bound > cfg.max_train_bytes else None
+    exact = bound is None or bound > min(cfg.max_train_bytes, cfg.max_distinct_words)
+    split_bytes = _split_bytes(files, "train") if exact else None
     fraction = 1.0 if split_bytes is None or split_bytes <= cfg.max_train_bytes else cfg.max_train_bytes / split_bytes
+    distinct = split_distinct = None
+    if split_bytes is not None and split_bytes > cfg.max_distinct_words:
+        by_bucket = distinct_words_by_bucket(cfg, files, "train")
+        split_distinct = int(by_bucket.sum())
+        word_fraction, _ = distinct_fraction(by_bucket, cfg.max_distinct_words)
+        fraction = min(fraction, word_fraction)
+        # The sample's distinct words: the buckets it keeps (`sample_keep`'s rule).
+        distinct = int(by_bucket[: int(np.ceil(fraction * SAMPLE_MODULUS))].sum())
+        progress("tokenizer: distinct words", split_distinct, None)
     tok, trainer = build_tokenizer(cfg)
     counted = {"bytes": 0, "sentences": 0}
 
@@ -266,7 +365,7 @@ def fit_tokenizer(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_path))
     whole = counted["bytes"] if split_bytes is None else split_bytes  # unsampled: what was read is the split
-    stats = TrainStats(fraction, counted["bytes"], counted["sentences"], whole)
+    stats = TrainStats(fraction, counted["bytes"], counted["sentences"], whole, distinct, split_distinct)
     return TrainedTokenizer(tok, stats)
 
 
