@@ -57,8 +57,8 @@ SAMPLE_MODULUS = 10**6
 
 __all__ = [
     "CLS_ID", "MASK_ID", "PAD_ID", "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "TrainStats", "TrainedTokenizer",
-    "WORD_PATTERNS", "build_tokenizer", "compare_tokenizers", "describe_tokenizer", "distinct_fraction",
-    "distinct_words_by_bucket", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
+    "WORD_PATTERNS", "SplitWords", "build_tokenizer", "compare_tokenizers", "count_split_words", "describe_tokenizer",
+    "distinct_fraction", "distinct_words_by_bucket", "split_alphabet", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
     "iter_sentences", "load_tokenizer", "sample_keep", "train_tokenizer",
 ]  # fmt: skip
 
@@ -90,10 +90,13 @@ NOT_REPRODUCIBLE = {
 """Tokenizer kinds whose training gives different bytes in two fresh processes, and why (the stage warns)."""
 
 
-def build_tokenizer(cfg: TokenizerSpec, pinned: Sequence[str] = ()) -> tuple[Tokenizer, trainers.Trainer]:
+def build_tokenizer(
+    cfg: TokenizerSpec, pinned: Sequence[str] = (), alphabet: Sequence[str] = ()
+) -> tuple[Tokenizer, trainers.Trainer]:
     """An untrained tokenizer and its trainer for `cfg.kind` and `cfg.family`.
 
-    `pinned` tokens are numbered right after the special tokens, in the given order (see `fit_tokenizer`).
+    `pinned` tokens are numbered right after the special tokens, in the given order (see `fit_tokenizer`);
+    `alphabet`: characters the wordpiece/bpe trainer keeps even if the text it is given lacks them.
     """
     specials = special_tokens(cfg.family)
     unk = "[UNK]" if cfg.family == "bert" else "<unk>"
@@ -103,13 +106,15 @@ def build_tokenizer(cfg: TokenizerSpec, pinned: Sequence[str] = ()) -> tuple[Tok
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece(prefix="##")
         trainer: trainers.Trainer = trainers.WordPieceTrainer(
-            min_frequency=cfg.min_frequency, continuing_subword_prefix="##", **common
+            min_frequency=cfg.min_frequency, continuing_subword_prefix="##", initial_alphabet=list(alphabet), **common
         )
     elif cfg.kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token=unk, end_of_word_suffix=BPE_SUFFIX))
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.BPEDecoder(suffix=BPE_SUFFIX)
-        trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, end_of_word_suffix=BPE_SUFFIX, **common)
+        trainer = trainers.BpeTrainer(
+            min_frequency=cfg.min_frequency, end_of_word_suffix=BPE_SUFFIX, initial_alphabet=list(alphabet), **common
+        )
     elif cfg.kind == "bytelevel_bpe":
         tok = Tokenizer(models.BPE())  # every byte is in the alphabet: nothing is unknown
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -202,6 +207,22 @@ def _doc_hash(doc_id: str) -> int:
         return int(hashlib.sha256(doc_id.encode()).hexdigest()[:16], 16)
 
 
+def split_alphabet(cfg: TokenizerSpec, words: SplitWords) -> tuple[list[str], list[str]]:
+    """(characters, their position-marked tokens: `##x` for wordpiece, `x</w>` for bpe) of the whole split, as
+    the trainer sees them: each counted character through the tokenizer's normalizer (NFKC may expand it,
+    clean_text drops control characters). A sampled training keeps them all, so that characters only in
+    unsampled documents do not become unknown."""
+    tok, _ = build_tokenizer(cfg)
+    norm = {c: tok.normalizer.normalize_str(c) for c in words.chars | words.inner_chars | words.last_chars}
+    every = {x for c in words.chars for x in norm[c]}
+    if cfg.kind == "wordpiece":
+        inner = {x for c in words.inner_chars for x in norm[c]} | {x for c in words.chars for x in norm[c][1:]}
+        return sorted(every), sorted(f"##{x}" for x in inner)
+    if cfg.kind == "bpe":
+        return sorted(every), sorted(f"{norm[c][-1]}{BPE_SUFFIX}" for c in words.last_chars if norm[c])
+    return [], []
+
+
 def sample_keep(doc_ids: Sequence[str], fraction: float) -> np.ndarray:
     """Deterministic document sample: keep where `int(doc_id, 16) % 10**6 < fraction * 10**6`."""
     threshold = fraction * SAMPLE_MODULUS
@@ -236,9 +257,28 @@ def _hashed_batches(files: Sequence[Path], split: str) -> Iterator[pa.RecordBatc
         yield pa.record_batch([pa.array(h), batch.column("sentences")], schema=_HASHED)
 
 
+class SplitWords(NamedTuple):
+    """What the sizing pass learns about a split's words (`count_split_words`)."""
+
+    by_bucket: np.ndarray
+    """`by_bucket[b]` = distinct words whose smallest document hash bucket is `b`."""
+    chars: frozenset[str]
+    """Characters of the words."""
+    inner_chars: frozenset[str]
+    """Characters found after a word's first character (WordPiece's `##x`)."""
+    last_chars: frozenset[str]
+    """Characters found ending a word (BPE's `x</w>`)."""
+
+
 def distinct_words_by_bucket(cfg: TokenizerSpec, files: Sequence[Path], split: str = "train") -> np.ndarray:
     """`out[b]` = distinct words (as `cfg.kind`'s trainer splits them) whose smallest document hash bucket
-    (`_doc_hash(doc_id) % 10**6`) is `b`: a sample keeping buckets `< t` holds `out[:t].sum()` distinct words.
+    (`_doc_hash(doc_id) % 10**6`) is `b`: a sample keeping buckets `< t` holds `out[:t].sum()` distinct words."""
+    return count_split_words(cfg, files, split).by_bucket
+
+
+def count_split_words(cfg: TokenizerSpec, files: Sequence[Path], split: str = "train") -> SplitWords:
+    """The split's distinct words by smallest document hash bucket (`_doc_hash(doc_id) % 10**6`: a sample keeping
+    buckets `< t` holds `by_bucket[:t].sum()` distinct words) and their characters by position.
 
     Counted exactly by DuckDB (`COUNT_MEMORY_LIMIT`, spilling to a temporary directory), one pass over the text.
     """
@@ -251,17 +291,25 @@ def distinct_words_by_bucket(cfg: TokenizerSpec, files: Sequence[Path], split: s
         con = duckdb.connect(config=config)
         try:
             con.register("docs", reader)
-            rows = con.execute(f"""
+            con.execute(f"""
+                CREATE TEMP TABLE words AS
                 WITH s AS (SELECT h, unnest(sentences) AS s FROM docs),
-                     w AS (SELECT h, unnest(regexp_extract_all({word}, $pattern)) AS w FROM s),
-                     first AS (SELECT min(h) AS b FROM w GROUP BY w)
-                SELECT b, count(*) FROM first GROUP BY b
-            """, {"pattern": WORD_PATTERNS[cfg.kind]}).fetchnumpy()  # fmt: skip
+                     w AS (SELECT h, unnest(regexp_extract_all({word}, $pattern)) AS w FROM s)
+                SELECT w, min(h) AS b FROM w GROUP BY w
+            """, {"pattern": WORD_PATTERNS[cfg.kind]})  # fmt: skip
+            rows = con.execute("SELECT b, count(*) AS n FROM words GROUP BY b").fetchnumpy()
+
+            def chars(sql: str) -> frozenset[str]:
+                return frozenset(c for (c,) in con.execute(sql).fetchall() if c)
+
+            every = chars("SELECT DISTINCT unnest(string_split(w, '')) FROM words")
+            inner = chars("SELECT DISTINCT unnest(string_split(substr(w, 2), '')) FROM words WHERE length(w) > 1")
+            last = chars("SELECT DISTINCT right(w, 1) FROM words")
         finally:
             con.close()
     out = np.zeros(SAMPLE_MODULUS, dtype=np.int64)
-    out[rows["b"].astype(np.int64)] = rows["count_star()"]
-    return out
+    out[rows["b"].astype(np.int64)] = rows["n"]
+    return SplitWords(out, every, inner, last)
 
 
 def distinct_fraction(by_bucket: np.ndarray, max_distinct_words: int) -> tuple[float, int]:
@@ -324,15 +372,20 @@ def fit_tokenizer(
     split_bytes = _split_bytes(files, "train") if exact else None
     fraction = 1.0 if split_bytes is None or split_bytes <= cfg.max_train_bytes else cfg.max_train_bytes / split_bytes
     distinct = split_distinct = None
+    alphabet: list[str] = []
+    marked: list[str] = []
     if split_bytes is not None and split_bytes > cfg.max_distinct_words:
-        by_bucket = distinct_words_by_bucket(cfg, files, "train")
+        words = count_split_words(cfg, files, "train")
+        by_bucket = words.by_bucket
         split_distinct = int(by_bucket.sum())
         word_fraction, _ = distinct_fraction(by_bucket, cfg.max_distinct_words)
         fraction = min(fraction, word_fraction)
         # The sample's distinct words: the buckets it keeps (`sample_keep`'s rule).
         distinct = int(by_bucket[: int(np.ceil(fraction * SAMPLE_MODULUS))].sum())
         progress("tokenizer: distinct words", split_distinct, None)
-    tok, trainer = build_tokenizer(cfg)
+        if fraction < 1:
+            alphabet, marked = split_alphabet(cfg, words)
+    tok, trainer = build_tokenizer(cfg, alphabet=alphabet)
     counted = {"bytes": 0, "sentences": 0}
 
     def batches() -> Iterator[list[str]]:
@@ -346,12 +399,13 @@ def fit_tokenizer(
             yield sentences.to_pylist()
 
     tok.train_from_iterator(batches(), trainer=trainer)
-    pinned = _hash_ordered_tokens(cfg, tok)
+    pinned = sorted(set(_hash_ordered_tokens(cfg, tok)) | set(marked))
     if pinned:
         # tokenizers#1794: the trainer numbers these in hash-map order, and merge ties are broken by id, so
         # two processes train different vocabularies. Train again with them pinned in sorted order (as
-        # special tokens, so numbered first), then make them ordinary vocabulary entries again.
-        tok, trainer = build_tokenizer(cfg, pinned)
+        # special tokens, so numbered first), then make them ordinary vocabulary entries again. A sample
+        # pins those of the whole split (`split_alphabet`), as the whole split's training would have them.
+        tok, trainer = build_tokenizer(cfg, pinned, alphabet)
         counted.update(bytes=0, sentences=0)
         tok.train_from_iterator(batches(), trainer=trainer)
         tok = _unpin(tok, pinned)

@@ -23,11 +23,16 @@ def doc_id(i: int) -> str:
     return hashlib.sha256(str(i).encode()).hexdigest()[:16]
 
 
+def own_chars(i: int) -> str:
+    """Words with characters no other document has: first, inside and last in a word."""
+    return f"{chr(0xC000 + i)}다 가{chr(0xB000 + i)}나"
+
+
 def long_tail_lake(path, n_docs: int = 300) -> list:
-    """Each document: common words plus 8 words of its own (2,400 of those), so distinct words grow with the sample."""
+    """Each document: common words plus 10 words of its own (3,000 of those), so distinct words grow with the sample."""
     common = "the model reads raw text and learns pieces".split()
     rows = [{"doc_id": doc_id(i), "split": "train",
-             "sentences": [" ".join(common) + ".", " ".join(f"w{i}x{k}" for k in range(8)) + "!"]}
+             "sentences": [" ".join(common) + ".", " ".join(f"w{i}x{k}" for k in range(8)) + "!", own_chars(i)]}
             for i in range(n_docs)]  # fmt: skip
     pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=64)
     return rows
@@ -94,3 +99,21 @@ def test_budget_above_the_distinct_words_changes_nothing(tmp_path):
     assert counted.sampled_fraction == 1.0 and counted.distinct_words == counted.split_distinct_words > 2000
     assert skipped.distinct_words is None and "tokenizer_train.distinct_words" not in skipped.as_metrics()
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["wordpiece", "bpe"])
+def test_a_sample_keeps_the_whole_splits_alphabet(kind, tmp_path):
+    path = tmp_path / "lake.parquet"
+    rows = long_tail_lake(path)
+    small = TokenizerSpec(kind=kind, vocab_size=200, min_frequency=1, max_distinct_words=1000)
+    tok, stats = fit_tokenizer(small, [path], tmp_path / "small.json")
+    full, _ = fit_tokenizer(small.model_copy(update={"max_distinct_words": 10**6}), [path], tmp_path / "full.json")
+    assert stats.sampled_fraction < 0.5
+    unsampled = [i for i, k in enumerate(sample_keep([r["doc_id"] for r in rows], stats.sampled_fraction)) if not k]
+    unk = tok.token_to_id("[UNK]")
+    for i in unsampled:  # their characters were never in the text trained on, yet none is unknown
+        assert unk not in tok.encode(own_chars(i), add_special_tokens=False).ids
+    # The same base vocabulary as training on everything: characters and `##x` / `x</w>`.
+    def base(t):
+        return {w for w in t.get_vocab() if len(w) == 1 or (w.startswith("##") and len(w) == 3) or w.endswith("</w>") and len(w) == 5}
+    assert base(tok) == base(full)
