@@ -38,7 +38,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -282,6 +281,8 @@ def count_split_words(cfg: TokenizerSpec, files: Sequence[Path], split: str = "t
 
     Counted exactly by DuckDB (`COUNT_MEMORY_LIMIT`, spilling to a temporary directory), one pass over the text.
     """
+    import duckdb  # only the sizing pass of a large split needs it
+
     word = "nfc_normalize(s)" if cfg.kind in ("wordpiece", "bpe") else "s"
     if cfg.lowercase:
         word = f"lower({word})"

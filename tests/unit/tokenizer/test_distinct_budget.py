@@ -117,3 +117,18 @@ def test_a_sample_keeps_the_whole_splits_alphabet(kind, tmp_path):
     def base(t):
         return {w for w in t.get_vocab() if len(w) == 1 or (w.startswith("##") and len(w) == 3) or w.endswith("</w>") and len(w) == 5}
     assert base(tok) == base(full)
+
+
+
+def test_the_stage_says_which_budget_the_sample_is_for():
+    from plm.stages.tokenizer import sample_note
+    from plm.tokenizer.train import TrainStats
+
+    cfg = TokenizerSpec(max_train_bytes=10**6, max_distinct_words=1000)
+    assert sample_note(cfg, TrainStats(1.0, 500, 10, 500, 900, 900)) is None
+    words = sample_note(cfg, TrainStats(0.25, 4000, 10, 16000, 990, 4000))
+    assert words == ("tokenizer: train split over tokenizer.max_distinct_words, trained on a 25.00% hash sample "
+                     "of documents (990 of 4,000 distinct words)")  # fmt: skip
+    both = sample_note(cfg, TrainStats(0.1, 10**6, 10, 10**7, 1000, 5000))
+    assert "over tokenizer.max_train_bytes and tokenizer.max_distinct_words," in both
+    assert sample_note(cfg, TrainStats(0.1, 10**6, 10, 10**7)).endswith("10.00% hash sample of documents")
