@@ -6,7 +6,7 @@
 Target (issue 12): peak RSS <= 2 GB for a 1 GB corpus. `PLM_BENCH_QUICK=1` uses ~50 MB, `PLM_BENCH_MB=N` about
 N MB; `PLM_BENCH_DIR` keeps the generated lake between runs (default: a temp dir, removed afterwards);
 `PLM_BENCH_MAX_TRAIN_BYTES` and `PLM_BENCH_MAX_DISTINCT_WORDS` set plm's `tokenizer.max_train_bytes` and
-`tokenizer.max_distinct_words` (default: the spec's defaults); `PLM_BENCH_PEER=0` skips the peer.
+`tokenizer.max_distinct_words` (default: the spec's defaults); `PLM_BENCH_SIDES=plm` (or `peer`) runs one side only.
 `PLM_BENCH_QUALITY=N[,N...]` instead measures what the distinct-word budget costs: a copy of the lake
 with every 10th document moved to the validation split, one tokenizer trained without a distinct-word
 budget and one per budget N; per budget: the sample fraction, the overlap of the two vocabularies and
@@ -64,6 +64,9 @@ if os.environ.get("PLM_BENCH_MAX_TRAIN_BYTES"):  # plm's budget (`tokenizer.max_
     SPEC["max_train_bytes"] = int(float(os.environ["PLM_BENCH_MAX_TRAIN_BYTES"]))
 if os.environ.get("PLM_BENCH_MAX_DISTINCT_WORDS"):
     SPEC["max_distinct_words"] = int(float(os.environ["PLM_BENCH_MAX_DISTINCT_WORDS"]))
+
+SIDES = [m for m in os.environ.get("PLM_BENCH_SIDES", "plm,peer").split(",") if m]
+assert set(SIDES) <= {"plm", "peer"}, f"PLM_BENCH_SIDES: plm and/or peer, not {SIDES}"
 
 CHILD = r"""
 import json, sys, time
@@ -249,21 +252,20 @@ def measure() -> dict:
             facts["generate_s"] = round(time.perf_counter() - t)
             facts_path.write_text(json.dumps(facts))
         print(f"\ncorpus: {json.dumps(facts)}", flush=True)
-        plm = run_side("plm", files, root / "plm.json")
-        print(f"plm: {json.dumps(plm)}", flush=True)
-        if os.environ.get("PLM_BENCH_PEER", "1") == "0":
-            peer = None
-        else:
-            peer = run_side("peer", files, root / "peer.json")
-            print(f"peer: {json.dumps(peer)}", flush=True)
-        sides = {"plm": plm, **({"peer": peer} if peer else {})}
+        sides = {}
+        for mode in SIDES:
+            sides[mode] = run_side(mode, files, root / f"{mode}.json")
+            print(f"{mode}: {json.dumps(sides[mode])}", flush=True)
+        plm, peer = sides.get("plm"), sides.get("peer")
         return {
-            "unit": "peak_rss_mb", "plm": round(plm["peak_rss_mb"]), "peer": peer and round(peer["peak_rss_mb"]),
-            "ratio": peer and round(peer["peak_rss_mb"] / plm["peak_rss_mb"], 2), "target_mb": TARGET_MB,
+            "unit": "peak_rss_mb", **{k: round(v["peak_rss_mb"]) for k, v in sides.items()},
+            "ratio": round(peer["peak_rss_mb"] / plm["peak_rss_mb"], 2) if plm and peer else None,
+            "target_mb": TARGET_MB,
             "peak_rss_mb": {k: round(v["peak_rss_mb"]) for k, v in sides.items()},
             "seconds": {k: round(v["seconds"]) for k, v in sides.items()},
-            "plm_sampled_fraction": round(plm["sampled_fraction"], 4), "plm_train_mb": round(plm["train_bytes"] / 1e6),
-            "plm_distinct_words": plm["distinct_words"], "split_distinct_words": plm["split_distinct_words"],
+            **({"plm_sampled_fraction": round(plm["sampled_fraction"], 4), "plm_train_mb": round(plm["train_bytes"] / 1e6),
+                "plm_distinct_words": plm["distinct_words"], "split_distinct_words": plm["split_distinct_words"]}
+               if plm else {}),
             **{k: facts[k] for k in ("corpus_mb", "documents", "words", "distinct_vocabulary_words_used")},
             "tokenizer": SPEC,
         }  # fmt: skip
@@ -341,7 +343,7 @@ def test_tokenizer_memory_1gb():
         return
     result = measure()
     print("BENCH tokenizer_memory_1gb", json.dumps(result))
-    if not QUICK and not os.environ.get("PLM_BENCH_MB"):
+    if not QUICK and not os.environ.get("PLM_BENCH_MB") and "plm" in result:
         assert result["plm"] <= TARGET_MB, f"plm's tokenizer training peaked at {result['plm']} MB (target {TARGET_MB})"
 
 
