@@ -30,8 +30,8 @@ document in the train split, `text` left null: training reads only `doc_id`, `se
 `n_chars`), so the benchmark measures training, not ingest. Each side runs in a child process that
 reports its own peak RSS (`VmHWM` of `/proc/self/status`, read before it exits: the process's own
 high-water mark, unlike `ru_maxrss` of children, which is the largest of all children ever waited for).
-plm: `fit_tokenizer(TokenizerSpec(**spec), lake files)` (its default `max_train_bytes` budget, two
-trainings: see `_hash_ordered_tokens`). Peer: the same `Tokenizer`/trainer (`build_tokenizer`) trained with
+plm: `fit_tokenizer(TokenizerSpec(**spec), lake files)` (its default `max_train_bytes` and `max_distinct_words`
+budgets: the sizing pass counts distinct words in DuckDB; two trainings: see `_hash_ordered_tokens`). Peer: the same `Tokenizer`/trainer (`build_tokenizer`) trained with
 `train_from_iterator` over the same files' sentences, read with pyarrow in 2048-row batches.
 """
 
