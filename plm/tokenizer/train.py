@@ -57,8 +57,8 @@ SAMPLE_MODULUS = 10**6
 __all__ = [
     "CLS_ID", "MASK_ID", "PAD_ID", "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "TrainStats", "TrainedTokenizer",
     "WORD_PATTERNS", "SplitWords", "build_tokenizer", "compare_tokenizers", "count_split_words", "describe_tokenizer",
-    "distinct_fraction", "distinct_words_by_bucket", "split_alphabet", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
-    "iter_sentences", "load_tokenizer", "sample_keep", "train_tokenizer",
+    "distinct_fraction", "distinct_words_by_bucket", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
+    "iter_sentences", "load_tokenizer", "sample_keep", "split_alphabet", "train_tokenizer",
 ]  # fmt: skip
 
 
@@ -206,22 +206,6 @@ def _doc_hash(doc_id: str) -> int:
         return int(hashlib.sha256(doc_id.encode()).hexdigest()[:16], 16)
 
 
-def split_alphabet(cfg: TokenizerSpec, words: SplitWords) -> tuple[list[str], list[str]]:
-    """(characters, their position-marked tokens: `##x` for wordpiece, `x</w>` for bpe) of the whole split, as
-    the trainer sees them: each counted character through the tokenizer's normalizer (NFKC may expand it,
-    clean_text drops control characters). A sampled training keeps them all, so that characters only in
-    unsampled documents do not become unknown."""
-    tok, _ = build_tokenizer(cfg)
-    norm = {c: tok.normalizer.normalize_str(c) for c in words.chars | words.inner_chars | words.last_chars}
-    every = {x for c in words.chars for x in norm[c]}
-    if cfg.kind == "wordpiece":
-        inner = {x for c in words.inner_chars for x in norm[c]} | {x for c in words.chars for x in norm[c][1:]}
-        return sorted(every), sorted(f"##{x}" for x in inner)
-    if cfg.kind == "bpe":
-        return sorted(every), sorted(f"{norm[c][-1]}{BPE_SUFFIX}" for c in words.last_chars if norm[c])
-    return [], []
-
-
 def sample_keep(doc_ids: Sequence[str], fraction: float) -> np.ndarray:
     """Deterministic document sample: keep where `int(doc_id, 16) % 10**6 < fraction * 10**6`."""
     threshold = fraction * SAMPLE_MODULUS
@@ -311,6 +295,22 @@ def count_split_words(cfg: TokenizerSpec, files: Sequence[Path], split: str = "t
     out = np.zeros(SAMPLE_MODULUS, dtype=np.int64)
     out[rows["b"].astype(np.int64)] = rows["n"]
     return SplitWords(out, every, inner, last)
+
+
+def split_alphabet(cfg: TokenizerSpec, words: SplitWords) -> tuple[list[str], list[str]]:
+    """(characters, their position-marked tokens: `##x` for wordpiece, `x</w>` for bpe) of the whole split, as
+    the trainer sees them: each counted character through the tokenizer's normalizer (NFKC may expand it,
+    clean_text drops control characters). A sampled training keeps them all, so that characters only in
+    unsampled documents do not become unknown."""
+    tok, _ = build_tokenizer(cfg)
+    norm = {c: tok.normalizer.normalize_str(c) for c in words.chars | words.inner_chars | words.last_chars}
+    every = {x for c in words.chars for x in norm[c]}
+    if cfg.kind == "wordpiece":
+        inner = {x for c in words.inner_chars for x in norm[c]} | {x for c in words.chars for x in norm[c][1:]}
+        return sorted(every), sorted(f"##{x}" for x in inner)
+    if cfg.kind == "bpe":
+        return sorted(every), sorted(f"{norm[c][-1]}{BPE_SUFFIX}" for c in words.last_chars if norm[c])
+    return [], []
 
 
 def distinct_fraction(by_bucket: np.ndarray, max_distinct_words: int) -> tuple[float, int]:
