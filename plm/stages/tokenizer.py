@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from plm.artifacts import StageWriter
-from plm.config import PipelineSpec, output_slice
+from plm.config import PipelineSpec, TokenizerSpec, output_slice
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.tracker import Tracker
 
-NAME, VERSION = "tokenizer", 3
+if TYPE_CHECKING:
+    from plm.tokenizer.train import TrainStats
+
+NAME, VERSION = "tokenizer", 4
+# 4: `tokenizer.max_distinct_words` (default 1 M): a train split with more distinct words than that is now
+#    trained on a document sample, so the same spec trains a different tokenizer on such a corpus.
 
 
 class Output(BaseModel):
@@ -29,6 +34,18 @@ def path_of(result: StageResult) -> Path:
     return result.path / (result.output.file if result.output is not None else "tokenizer.json")
 
 
+def sample_note(cfg: TokenizerSpec, stats: TrainStats) -> str | None:
+    """The log line of a training on a document sample: which budget the split exceeded, the fraction kept."""
+    if stats.sampled_fraction >= 1:
+        return None
+    sizes = {"max_train_bytes": stats.split_bytes, "max_distinct_words": stats.split_distinct_words}
+    over = " and ".join(f"tokenizer.{k}" for k, n in sizes.items() if n is not None and n > getattr(cfg, k))
+    words = ("" if stats.split_distinct_words is None
+             else f" ({stats.distinct_words:,} of {stats.split_distinct_words:,} distinct words)")  # fmt: skip
+    return (f"tokenizer: train split over {over}, trained on a {stats.sampled_fraction:.2%} hash sample "
+            f"of documents{words}")  # fmt: skip
+
+
 def run(p: Pipeline, ingest: StageResult) -> StageResult:
     from plm.tokenizer.train import NOT_REPRODUCIBLE, evaluate_tokenizer, fit_tokenizer
 
@@ -39,9 +56,8 @@ def run(p: Pipeline, ingest: StageResult) -> StageResult:
         tok, stats = fit_tokenizer(cfg, files, w.path / "tokenizer.json", progress=p.progress)
         if cfg.kind in NOT_REPRODUCIBLE:
             p.log(f"tokenizer: warning: {NOT_REPRODUCIBLE[cfg.kind]}")
-        if stats.sampled_fraction < 1:
-            p.log(f"tokenizer: train split over tokenizer.max_train_bytes, trained on a "
-                  f"{stats.sampled_fraction:.1%} hash sample of documents")  # fmt: skip
+        if note := sample_note(cfg, stats):
+            p.log(note)
         metrics = {**evaluate_tokenizer(tok, files, "validation"), **stats.as_metrics()}
         tracker.log_artifact(w.path / "tokenizer.json")
         return Done({"vocab_size": float(tok.get_vocab_size())}, metrics, Output())

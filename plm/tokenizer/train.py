@@ -15,15 +15,24 @@ bert family adds `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` (type id 1 for B); th
 nothing, as GPT-2's tokenizer does: causal LM packing inserts `<|endoftext|>` between documents
 itself, so `encode(text).ids` are the text's tokens only.
 
-Memory budget: when the train split's sentences exceed `max_train_bytes`, training reads a
-deterministic hash sample of documents (`int(doc_id, 16) % 10**6 < fraction * 10**6`), and the
-fraction is returned in `TrainStats`.
+Memory budget: training reads a deterministic hash sample of documents
+(`int(doc_id, 16) % 10**6 < fraction * 10**6`) when the train split exceeds either budget, and the
+fraction is returned in `TrainStats`:
+- `max_train_bytes`: the sentences' UTF-8 bytes;
+- `max_distinct_words`: the distinct words the trainer would count (the trainers' memory is about
+  1.3 KB per distinct word: the word-count map, each word's symbols, the pair -> words index; bytes
+  bound it only loosely). The sizing pass counts them exactly in DuckDB under a memory limit (spilling
+  to disk), splitting words as the kind's pre-tokenizer does (`WORD_PATTERNS`), and records for every
+  distinct word the smallest document hash bucket it occurs in. A sample keeps buckets below a
+  threshold, so the distinct words of every possible sample are known from that one pass, and the
+  largest sample within the budget is taken: no model of how distinct words grow with the sample.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,8 +56,9 @@ SAMPLE_MODULUS = 10**6
 
 __all__ = [
     "CLS_ID", "MASK_ID", "PAD_ID", "SEP_ID", "SPECIAL_TOKENS", "UNK_ID", "TrainStats", "TrainedTokenizer",
-    "build_tokenizer", "compare_tokenizers", "describe_tokenizer", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
-    "iter_sentences", "load_tokenizer", "sample_keep", "train_tokenizer",
+    "WORD_PATTERNS", "SplitWords", "build_tokenizer", "compare_tokenizers", "count_split_words", "describe_tokenizer",
+    "distinct_fraction", "distinct_words_by_bucket", "evaluate_tokenizer", "fit_tokenizer", "hf_tokenizer_kwargs",
+    "iter_sentences", "load_tokenizer", "sample_keep", "split_alphabet", "train_tokenizer",
 ]  # fmt: skip
 
 
@@ -79,10 +89,13 @@ NOT_REPRODUCIBLE = {
 """Tokenizer kinds whose training gives different bytes in two fresh processes, and why (the stage warns)."""
 
 
-def build_tokenizer(cfg: TokenizerSpec, pinned: Sequence[str] = ()) -> tuple[Tokenizer, trainers.Trainer]:
+def build_tokenizer(
+    cfg: TokenizerSpec, pinned: Sequence[str] = (), alphabet: Sequence[str] = ()
+) -> tuple[Tokenizer, trainers.Trainer]:
     """An untrained tokenizer and its trainer for `cfg.kind` and `cfg.family`.
 
-    `pinned` tokens are numbered right after the special tokens, in the given order (see `fit_tokenizer`).
+    `pinned` tokens are numbered right after the special tokens, in the given order (see `fit_tokenizer`);
+    `alphabet`: characters the wordpiece/bpe trainer keeps even if the text it is given lacks them.
     """
     specials = special_tokens(cfg.family)
     unk = "[UNK]" if cfg.family == "bert" else "<unk>"
@@ -92,13 +105,15 @@ def build_tokenizer(cfg: TokenizerSpec, pinned: Sequence[str] = ()) -> tuple[Tok
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece(prefix="##")
         trainer: trainers.Trainer = trainers.WordPieceTrainer(
-            min_frequency=cfg.min_frequency, continuing_subword_prefix="##", **common
+            min_frequency=cfg.min_frequency, continuing_subword_prefix="##", initial_alphabet=list(alphabet), **common
         )
     elif cfg.kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token=unk, end_of_word_suffix=BPE_SUFFIX))
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.BPEDecoder(suffix=BPE_SUFFIX)
-        trainer = trainers.BpeTrainer(min_frequency=cfg.min_frequency, end_of_word_suffix=BPE_SUFFIX, **common)
+        trainer = trainers.BpeTrainer(
+            min_frequency=cfg.min_frequency, end_of_word_suffix=BPE_SUFFIX, initial_alphabet=list(alphabet), **common
+        )
     elif cfg.kind == "bytelevel_bpe":
         tok = Tokenizer(models.BPE())  # every byte is in the alphabet: nothing is unknown
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -197,6 +212,122 @@ def sample_keep(doc_ids: Sequence[str], fraction: float) -> np.ndarray:
     return np.fromiter((_doc_hash(d) % SAMPLE_MODULUS < threshold for d in doc_ids), dtype=bool, count=len(doc_ids))
 
 
+# ---- distinct words -----------------------------------------------------------------------------
+
+_PUNCT = r"\pP[:punct:]"  # BertPreTokenizer: Unicode punctuation (P*) or ASCII punctuation, one char each
+_CJK = (r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}\x{2B740}-\x{2B81F}"
+        r"\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}")  # BertNormalizer's handle_chinese_chars
+WORD_PATTERNS = {
+    "wordpiece": rf"[{_CJK}]|[^\s{_PUNCT}{_CJK}]+|[{_PUNCT}]",
+    "bpe": rf"[{_CJK}]|[^\s{_PUNCT}{_CJK}]+|[{_PUNCT}]",
+    # GPT-2's split (ByteLevel use_regex): contractions, letters, digits, other runs, each with one leading space.
+    "bytelevel_bpe": r"'s|'t|'re|'ve|'m|'ll|'d| ?\pL+| ?\pN+| ?[^\s\pL\pN]+|\s+",
+    "unigram": r"\S+",  # Metaspace: whitespace-separated pieces (each with its ▁)
+}
+"""RE2 patterns (DuckDB `regexp_extract_all`) splitting a sentence into the words the kind's trainer counts.
+wordpiece/bpe match BertPreTokenizer after BertNormalizer (tested against it); the others are its
+approximation (whitespace runs, NFKC). Only the sizing pass uses them, to count distinct words."""
+COUNT_MEMORY_LIMIT = "512MB"
+"""DuckDB's memory limit while counting distinct words: above it the aggregation spills to disk."""
+
+_HASHED = pa.schema([("h", pa.int32()), ("sentences", pa.list_(pa.string()))])
+
+
+def _hashed_batches(files: Sequence[Path], split: str) -> Iterator[pa.RecordBatch]:
+    for batch in lake_batches(files, split, ["doc_id", "sentences"]):
+        ids = batch.column("doc_id").to_pylist()
+        h = np.fromiter((_doc_hash(d) % SAMPLE_MODULUS for d in ids), dtype=np.int32, count=len(ids))
+        yield pa.record_batch([pa.array(h), batch.column("sentences")], schema=_HASHED)
+
+
+class SplitWords(NamedTuple):
+    """What the sizing pass learns about a split's words (`count_split_words`)."""
+
+    by_bucket: np.ndarray
+    """`by_bucket[b]` = distinct words whose smallest document hash bucket is `b`."""
+    chars: frozenset[str]
+    """Characters of the words."""
+    inner_chars: frozenset[str]
+    """Characters found after a word's first character (WordPiece's `##x`)."""
+    last_chars: frozenset[str]
+    """Characters found ending a word (BPE's `x</w>`)."""
+
+
+def distinct_words_by_bucket(cfg: TokenizerSpec, files: Sequence[Path], split: str = "train") -> np.ndarray:
+    """`out[b]` = distinct words (as `cfg.kind`'s trainer splits them) whose smallest document hash bucket
+    (`_doc_hash(doc_id) % 10**6`) is `b`: a sample keeping buckets `< t` holds `out[:t].sum()` distinct words."""
+    return count_split_words(cfg, files, split).by_bucket
+
+
+def count_split_words(cfg: TokenizerSpec, files: Sequence[Path], split: str = "train") -> SplitWords:
+    """The split's distinct words by smallest document hash bucket (`_doc_hash(doc_id) % 10**6`: a sample keeping
+    buckets `< t` holds `by_bucket[:t].sum()` distinct words) and their characters by position.
+
+    Counted exactly by DuckDB (`COUNT_MEMORY_LIMIT`, spilling to a temporary directory), one pass over the text.
+    """
+    import duckdb  # only the sizing pass of a large split needs it
+
+    word = "nfc_normalize(s)" if cfg.kind in ("wordpiece", "bpe") else "s"
+    if cfg.lowercase:
+        word = f"lower({word})"
+    reader = pa.RecordBatchReader.from_batches(_HASHED, _hashed_batches(files, split))
+    with tempfile.TemporaryDirectory(prefix="plm-tok-distinct-") as spill:
+        config = {"memory_limit": COUNT_MEMORY_LIMIT, "temp_directory": spill, "preserve_insertion_order": False}
+        con = duckdb.connect(config=config)
+        try:
+            con.register("docs", reader)
+            con.execute(f"""
+                CREATE TEMP TABLE words AS
+                WITH s AS (SELECT h, unnest(sentences) AS s FROM docs),
+                     w AS (SELECT h, unnest(regexp_extract_all({word}, $pattern)) AS w FROM s)
+                SELECT w, min(h) AS b FROM w GROUP BY w
+            """, {"pattern": WORD_PATTERNS[cfg.kind]})  # fmt: skip
+            rows = con.execute("SELECT b, count(*) AS n FROM words GROUP BY b").fetchnumpy()
+
+            def chars(sql: str) -> frozenset[str]:
+                return frozenset(c for (c,) in con.execute(sql).fetchall() if c)
+
+            every = chars("SELECT DISTINCT unnest(string_split(w, '')) FROM words")
+            inner = chars("SELECT DISTINCT unnest(string_split(substr(w, 2), '')) FROM words WHERE length(w) > 1")
+            last = chars("SELECT DISTINCT right(w, 1) FROM words")
+        finally:
+            con.close()
+    out = np.zeros(SAMPLE_MODULUS, dtype=np.int64)
+    out[rows["b"].astype(np.int64)] = rows["n"]
+    return SplitWords(out, every, inner, last)
+
+
+def split_alphabet(cfg: TokenizerSpec, words: SplitWords) -> tuple[list[str], list[str]]:
+    """(characters, their position-marked tokens: `##x` for wordpiece, `x</w>` for bpe) of the whole split, as
+    the trainer sees them: each counted character through the tokenizer's normalizer (NFKC may expand it,
+    clean_text drops control characters). A sampled training keeps them all, so that characters only in
+    unsampled documents do not become unknown."""
+    tok, _ = build_tokenizer(cfg)
+    norm = {c: tok.normalizer.normalize_str(c) for c in words.chars | words.inner_chars | words.last_chars}
+    every = {x for c in words.chars for x in norm[c]}
+    if cfg.kind == "wordpiece":
+        inner = {x for c in words.inner_chars for x in norm[c]} | {x for c in words.chars for x in norm[c][1:]}
+        return sorted(every), sorted(f"##{x}" for x in inner)
+    if cfg.kind == "bpe":
+        return sorted(every), sorted(f"{norm[c][-1]}{BPE_SUFFIX}" for c in words.last_chars if norm[c])
+    return [], []
+
+
+def distinct_fraction(by_bucket: np.ndarray, max_distinct_words: int) -> tuple[float, int]:
+    """(the largest sample fraction whose distinct words fit `max_distinct_words`, those words); 1.0 if all fit.
+
+    The fraction is `(t - 0.5) / 10**6` for the largest bucket threshold `t`, so `sample_keep` keeps
+    exactly the buckets `< t` whatever the float rounding."""
+    cum = np.cumsum(by_bucket)
+    if cum[-1] <= max_distinct_words:
+        return 1.0, int(cum[-1])
+    t = int(np.searchsorted(cum, max_distinct_words, side="right"))  # cum[t - 1] <= budget < cum[t]
+    if t == 0:
+        raise ValueError(f"tokenizer.max_distinct_words={max_distinct_words}: the documents of one hash bucket "
+                         f"(1/{SAMPLE_MODULUS} of the split) already hold {int(cum[0])} distinct words")  # fmt: skip
+    return (t - 0.5) / SAMPLE_MODULUS, int(cum[t - 1])
+
+
 # ---- training ---------------------------------------------------------------------------------
 
 
@@ -212,10 +343,15 @@ class TrainStats:
     """Sentences actually trained on."""
     split_bytes: int
     """UTF-8 bytes of the whole train split."""
+    distinct_words: int | None = None
+    """Distinct words of the sample trained on (`WORD_PATTERNS`); None when the sizing pass did not count
+    them (the split's bytes, an upper bound of its distinct words, were within `max_distinct_words`)."""
+    split_distinct_words: int | None = None
+    """Distinct words of the whole train split; None when not counted."""
 
     def as_metrics(self) -> dict[str, float]:
-        """Flat `tokenizer_train.*` metrics for a tracker."""
-        return {f"tokenizer_train.{k}": float(v) for k, v in asdict(self).items()}
+        """Flat `tokenizer_train.*` metrics for a tracker (counts that were not taken are left out)."""
+        return {f"tokenizer_train.{k}": float(v) for k, v in asdict(self).items() if v is not None}
 
 
 class TrainedTokenizer(NamedTuple):
@@ -228,12 +364,29 @@ class TrainedTokenizer(NamedTuple):
 def fit_tokenizer(
     cfg: TokenizerSpec, files: list[Path], out_path: Path, progress: Progress = no_progress
 ) -> TrainedTokenizer:
-    """Train on the train split (hash-sampled to `cfg.max_train_bytes`), save `tokenizer.json`, return stats."""
-    # Exact sizing needs a pass over the text; skip it when the n_chars bound already fits.
+    """Train on the train split (hash-sampled to `cfg.max_train_bytes` and `cfg.max_distinct_words`), save
+    `tokenizer.json`, return stats."""
+    # Exact sizing needs a pass over the text; skip it when the n_chars bound already fits both budgets
+    # (a word is at least one byte, so bytes bound the distinct words too).
     bound = _bytes_upper_bound(files, "train")
-    split_bytes = _split_bytes(files, "train") if bound is None or bound > cfg.max_train_bytes else None
+    exact = bound is None or bound > min(cfg.max_train_bytes, cfg.max_distinct_words)
+    split_bytes = _split_bytes(files, "train") if exact else None
     fraction = 1.0 if split_bytes is None or split_bytes <= cfg.max_train_bytes else cfg.max_train_bytes / split_bytes
-    tok, trainer = build_tokenizer(cfg)
+    distinct = split_distinct = None
+    alphabet: list[str] = []
+    marked: list[str] = []
+    if split_bytes is not None and split_bytes > cfg.max_distinct_words:
+        words = count_split_words(cfg, files, "train")
+        by_bucket = words.by_bucket
+        split_distinct = int(by_bucket.sum())
+        word_fraction, _ = distinct_fraction(by_bucket, cfg.max_distinct_words)
+        fraction = min(fraction, word_fraction)
+        # The sample's distinct words: the buckets it keeps (`sample_keep`'s rule).
+        distinct = int(by_bucket[: int(np.ceil(fraction * SAMPLE_MODULUS))].sum())
+        progress("tokenizer: distinct words", split_distinct, None)
+        if fraction < 1:
+            alphabet, marked = split_alphabet(cfg, words)
+    tok, trainer = build_tokenizer(cfg, alphabet=alphabet)
     counted = {"bytes": 0, "sentences": 0}
 
     def batches() -> Iterator[list[str]]:
@@ -247,12 +400,13 @@ def fit_tokenizer(
             yield sentences.to_pylist()
 
     tok.train_from_iterator(batches(), trainer=trainer)
-    pinned = _hash_ordered_tokens(cfg, tok)
+    pinned = sorted(set(_hash_ordered_tokens(cfg, tok)) | set(marked))
     if pinned:
         # tokenizers#1794: the trainer numbers these in hash-map order, and merge ties are broken by id, so
         # two processes train different vocabularies. Train again with them pinned in sorted order (as
-        # special tokens, so numbered first), then make them ordinary vocabulary entries again.
-        tok, trainer = build_tokenizer(cfg, pinned)
+        # special tokens, so numbered first), then make them ordinary vocabulary entries again. A sample
+        # pins those of the whole split (`split_alphabet`), as the whole split's training would have them.
+        tok, trainer = build_tokenizer(cfg, pinned, alphabet)
         counted.update(bytes=0, sentences=0)
         tok.train_from_iterator(batches(), trainer=trainer)
         tok = _unpin(tok, pinned)
@@ -266,7 +420,7 @@ def fit_tokenizer(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(out_path))
     whole = counted["bytes"] if split_bytes is None else split_bytes  # unsampled: what was read is the split
-    stats = TrainStats(fraction, counted["bytes"], counted["sentences"], whole)
+    stats = TrainStats(fraction, counted["bytes"], counted["sentences"], whole, distinct, split_distinct)
     return TrainedTokenizer(tok, stats)
 
 

@@ -5,7 +5,12 @@
 
 Target (issue 12): peak RSS <= 2 GB for a 1 GB corpus. `PLM_BENCH_QUICK=1` uses ~50 MB, `PLM_BENCH_MB=N` about
 N MB; `PLM_BENCH_DIR` keeps the generated lake between runs (default: a temp dir, removed afterwards);
-`PLM_BENCH_MAX_TRAIN_BYTES` sets plm's `tokenizer.max_train_bytes` (default: the spec's default).
+`PLM_BENCH_MAX_TRAIN_BYTES` and `PLM_BENCH_MAX_DISTINCT_WORDS` set plm's `tokenizer.max_train_bytes` and
+`tokenizer.max_distinct_words` (default: the spec's defaults); `PLM_BENCH_SIDES=plm` (or `peer`) runs one side only.
+`PLM_BENCH_QUALITY=N[,N...]` instead measures what the distinct-word budget costs: a copy of the lake
+with every 10th document moved to the validation split, one tokenizer trained without a distinct-word
+budget and one per budget N; per budget: the sample fraction, the overlap of the two vocabularies and
+the held-out fertility (tokens per whitespace word) and unknown rate of each.
 
 The corpus. BPE/WordPiece training memory grows with the number of *distinct* words (the word-count map,
 each distinct word's symbol sequence, the pair -> word-positions index), not with the bytes: repeating a
@@ -25,8 +30,8 @@ document in the train split, `text` left null: training reads only `doc_id`, `se
 `n_chars`), so the benchmark measures training, not ingest. Each side runs in a child process that
 reports its own peak RSS (`VmHWM` of `/proc/self/status`, read before it exits: the process's own
 high-water mark, unlike `ru_maxrss` of children, which is the largest of all children ever waited for).
-plm: `fit_tokenizer(TokenizerSpec(**spec), lake files)` (its default `max_train_bytes` budget, two
-trainings: see `_hash_ordered_tokens`). Peer: the same `Tokenizer`/trainer (`build_tokenizer`) trained with
+plm: `fit_tokenizer(TokenizerSpec(**spec), lake files)` (its default `max_train_bytes` and `max_distinct_words`
+budgets: the sizing pass counts distinct words in DuckDB; two trainings: see `_hash_ordered_tokens`). Peer: the same `Tokenizer`/trainer (`build_tokenizer`) trained with
 `train_from_iterator` over the same files' sentences, read with pyarrow in 2048-row batches.
 """
 
@@ -57,6 +62,11 @@ SPEC = {"kind": "wordpiece", "vocab_size": 32000}
 """BERT-base's vocabulary size: what one would train on a 1 GB corpus."""
 if os.environ.get("PLM_BENCH_MAX_TRAIN_BYTES"):  # plm's budget (`tokenizer.max_train_bytes`); the peer reads everything
     SPEC["max_train_bytes"] = int(float(os.environ["PLM_BENCH_MAX_TRAIN_BYTES"]))
+if os.environ.get("PLM_BENCH_MAX_DISTINCT_WORDS"):
+    SPEC["max_distinct_words"] = int(float(os.environ["PLM_BENCH_MAX_DISTINCT_WORDS"]))
+
+SIDES = [m for m in os.environ.get("PLM_BENCH_SIDES", "plm,peer").split(",") if m]
+assert set(SIDES) <= {"plm", "peer"}, f"PLM_BENCH_SIDES: plm and/or peer, not {SIDES}"
 
 CHILD = r"""
 import json, sys, time
@@ -68,7 +78,8 @@ cfg = TokenizerSpec(**spec)
 start = time.perf_counter()
 if mode == "plm":
     tok, stats = fit_tokenizer(cfg, files, out)
-    extra = {"sampled_fraction": stats.sampled_fraction, "train_bytes": stats.train_bytes}
+    extra = {"sampled_fraction": stats.sampled_fraction, "train_bytes": stats.train_bytes,
+             "distinct_words": stats.distinct_words, "split_distinct_words": stats.split_distinct_words}
 else:
     import pyarrow.compute as pc, pyarrow.parquet as pq
     def batches():
@@ -241,16 +252,20 @@ def measure() -> dict:
             facts["generate_s"] = round(time.perf_counter() - t)
             facts_path.write_text(json.dumps(facts))
         print(f"\ncorpus: {json.dumps(facts)}", flush=True)
-        plm = run_side("plm", files, root / "plm.json")
-        print(f"plm: {json.dumps(plm)}", flush=True)
-        peer = run_side("peer", files, root / "peer.json")
-        print(f"peer: {json.dumps(peer)}", flush=True)
+        sides = {}
+        for mode in SIDES:
+            sides[mode] = run_side(mode, files, root / f"{mode}.json")
+            print(f"{mode}: {json.dumps(sides[mode])}", flush=True)
+        plm, peer = sides.get("plm"), sides.get("peer")
         return {
-            "unit": "peak_rss_mb", "plm": round(plm["peak_rss_mb"]), "peer": round(peer["peak_rss_mb"]),
-            "ratio": round(peer["peak_rss_mb"] / plm["peak_rss_mb"], 2), "target_mb": TARGET_MB,
-            "peak_rss_mb": {"plm": round(plm["peak_rss_mb"]), "peer": round(peer["peak_rss_mb"])},
-            "seconds": {"plm": round(plm["seconds"]), "peer": round(peer["seconds"])},
-            "plm_sampled_fraction": round(plm["sampled_fraction"], 4), "plm_train_mb": round(plm["train_bytes"] / 1e6),
+            "unit": "peak_rss_mb", **{k: round(v["peak_rss_mb"]) for k, v in sides.items()},
+            "ratio": round(peer["peak_rss_mb"] / plm["peak_rss_mb"], 2) if plm and peer else None,
+            "target_mb": TARGET_MB,
+            "peak_rss_mb": {k: round(v["peak_rss_mb"]) for k, v in sides.items()},
+            "seconds": {k: round(v["seconds"]) for k, v in sides.items()},
+            **({"plm_sampled_fraction": round(plm["sampled_fraction"], 4), "plm_train_mb": round(plm["train_bytes"] / 1e6),
+                "plm_distinct_words": plm["distinct_words"], "split_distinct_words": plm["split_distinct_words"]}
+               if plm else {}),
             **{k: facts[k] for k in ("corpus_mb", "documents", "words", "distinct_vocabulary_words_used")},
             "tokenizer": SPEC,
         }  # fmt: skip
@@ -259,10 +274,76 @@ def measure() -> dict:
             shutil.rmtree(root, ignore_errors=True)
 
 
+QUALITY_CHILD = r"""
+import json, sys
+from pathlib import Path
+from plm.config import TokenizerSpec
+from plm.tokenizer.train import evaluate_tokenizer, fit_tokenizer
+spec, out, files = json.loads(sys.argv[1]), Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]]
+tok, stats = fit_tokenizer(TokenizerSpec(**spec), files, out)
+metrics = evaluate_tokenizer(tok, files, "validation")
+print(json.dumps({"sampled_fraction": stats.sampled_fraction, "distinct_words": stats.distinct_words,
+                  "split_distinct_words": stats.split_distinct_words, "fertility": metrics["fertility"],
+                  "unk_rate": metrics["unk_rate"], "vocab": sorted(tok.get_vocab())}))
+"""
+
+
+def held_out_lake(files: list[Path], out_dir: Path) -> list[Path]:
+    """The lake with every 10th document (by position) in the validation split."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = []
+    for path in files:
+        table = pq.read_table(path)
+        position = table.column("position").to_numpy()
+        split = pa.array(np.where(position % 10 == 0, "validation", "train"), pa.string())
+        table = table.set_column(table.schema.get_field_index("split"), "split", split)
+        pq.write_table(table, out_dir / path.name, compression="zstd")
+        out.append(out_dir / path.name)
+    return out
+
+
+def quality(budgets: list[int]) -> dict:
+    """Vocabulary overlap and held-out fertility of the budgeted tokenizers vs the unbudgeted one."""
+    target = int(float(os.environ.get("PLM_BENCH_MB", 50 if QUICK else 1000)) * 1e6)
+    keep = os.environ.get("PLM_BENCH_DIR")
+    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="plm-bench-tokq-"))
+    try:
+        lake = root / f"lake-{target}"
+        files = sorted(lake.glob("part-*.parquet")) if (lake / "facts.json").is_file() else write_lake(lake, target)[0]
+        files = held_out_lake(files, root / f"heldout-{target}")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+        def train(budget: int) -> dict:
+            spec = {**SPEC, "max_distinct_words": budget}
+            proc = subprocess.run([sys.executable, "-c", QUALITY_CHILD, json.dumps(spec), str(root / f"q-{budget}.json"),
+                                   *map(str, files)], env=env, capture_output=True, text=True, check=True)  # fmt: skip
+            return json.loads(proc.stdout.strip().splitlines()[-1])
+
+        full = train(10**12)
+        rows = []
+        for budget in budgets:
+            got = train(budget)
+            overlap = len(set(got["vocab"]) & set(full["vocab"])) / len(full["vocab"])
+            rows.append({"max_distinct_words": budget, "sampled_fraction": round(got["sampled_fraction"], 4),
+                         "distinct_words": got["distinct_words"], "vocab_overlap": round(overlap, 4),
+                         "fertility": round(got["fertility"], 4), "unk_rate": round(got["unk_rate"], 6)})  # fmt: skip
+            print(f"budget: {json.dumps(rows[-1])}", flush=True)
+        return {"unbudgeted": {"fertility": round(full["fertility"], 4), "unk_rate": round(full["unk_rate"], 6),
+                               "split_distinct_words": full["split_distinct_words"]},
+                "budgeted": rows, "tokenizer": SPEC}  # fmt: skip
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def test_tokenizer_memory_1gb():
+    if os.environ.get("PLM_BENCH_QUALITY"):
+        result = quality([int(float(b)) for b in os.environ["PLM_BENCH_QUALITY"].split(",")])
+        print("BENCH tokenizer_memory_budget_quality", json.dumps(result))
+        return
     result = measure()
     print("BENCH tokenizer_memory_1gb", json.dumps(result))
-    if not QUICK and not os.environ.get("PLM_BENCH_MB"):
+    if not QUICK and not os.environ.get("PLM_BENCH_MB") and "plm" in result:
         assert result["plm"] <= TARGET_MB, f"plm's tokenizer training peaked at {result['plm']} MB (target {TARGET_MB})"
 
 
