@@ -3,7 +3,7 @@
 The algorithm is the C tool's (Mikolov et al. 2013) read straight off the encoded corpus, as gensim
 does: each epoch subsamples frequent words afresh, every kept center draws its radius b uniformly
 from 1..window, each (context, center) pair is one update of the context's input vector against the
-center's output vector and `negatives` draws from unigram^0.75 (bisecting the cumulative weights, as gensim),
+center's output vector and `negatives` draws from unigram^0.75 (Walker's alias method),
 and the learning rate decays linearly from `lr` to `min_lr` over all words of all epochs.
 
 Threads: the corpus is cut into parts of ~CHUNK_PART_WORDS words that `threads` threads take in turn
@@ -81,23 +81,19 @@ def _pair_update(h: np.ndarray, out: np.ndarray, work: np.ndarray, label: float,
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _draw(cum: np.ndarray, state: np.ndarray) -> int:
-    """A word drawn from count^0.75: bisect `negative_cum` with a uniform in [0, 2^31) (gensim's way; the C tool's
-    10^7-entry table costs a cache miss per draw, a bisect of a vocabulary-sized array stays in cache)."""
-    r = np.int64(_next(state) >> np.uint64(33))
-    lo, hi = 0, cum.shape[0] - 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if cum[mid] > r:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+def _draw(prob: np.ndarray, alias: np.ndarray, state: np.ndarray) -> int:
+    """A word drawn from count^0.75 by Walker's alias method (`negative_alias`): one 64-bit draw gives a column
+    (its high 32 bits, scaled without a division) and a coin (its low 32 bits). Constant time, and two reads of
+    vocabulary-sized arrays that stay in cache (the C tool's 10^7-entry table costs a cache miss per draw)."""
+    x = _next(state)
+    i = np.int64(((x >> np.uint64(32)) * np.uint64(prob.shape[0])) >> np.uint64(32))
+    coin = float(x & np.uint64(0xFFFFFFFF)) * (1.0 / 4294967296.0)
+    return i if coin < prob[i] else np.int64(alias[i])  # int64 both ways (uint64 with int64 would unify to float)
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _sampled_updates(h: np.ndarray, syn1: np.ndarray, work: np.ndarray, center: int, cum: np.ndarray,
-                     state: np.ndarray, negatives: int, lr: float) -> float:
+def _sampled_updates(h: np.ndarray, syn1: np.ndarray, work: np.ndarray, center: int, prob: np.ndarray,
+                     alias: np.ndarray, state: np.ndarray, negatives: int, lr: float) -> float:
     """The center word as the positive and `negatives` draws from count^0.75 (the center itself skipped),
     each one `_pair_update`; returns their summed loss."""
     total = 0.0
@@ -105,7 +101,7 @@ def _sampled_updates(h: np.ndarray, syn1: np.ndarray, work: np.ndarray, center: 
         if j == 0:
             target, label = center, 1.0
         else:
-            target = _draw(cum, state)
+            target = _draw(prob, alias, state)
             if target == center:
                 continue
             label = 0.0
@@ -115,7 +111,7 @@ def _sampled_updates(h: np.ndarray, syn1: np.ndarray, work: np.ndarray, center: 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def _train_part(
-    ids: np.ndarray, offsets: np.ndarray, first: int, last: int, keep: np.ndarray, cum: np.ndarray,
+    ids: np.ndarray, offsets: np.ndarray, first: int, last: int, keep: np.ndarray, prob: np.ndarray, alias: np.ndarray,
     syn0: np.ndarray, syn1: np.ndarray, window: int, negatives: int, cbow: bool, contexts: int,
     lr0: float, min_lr: float, words_before: float, total_words: float, seed: int, share: float,
     done: np.ndarray, slot: int, loss: np.ndarray,
@@ -169,7 +165,7 @@ def _train_part(
                 for d in range(dim):
                     neu1[d] /= count
                     work[d] = 0.0
-                loss[slot * 2] += _sampled_updates(neu1, syn1, work, center, cum, state, negatives, lr)
+                loss[slot * 2] += _sampled_updates(neu1, syn1, work, center, prob, alias, state, negatives, lr)
                 loss[slot * 2 + 1] += 1.0
                 for c in range(start, end):  # the C tool adds the mean's gradient to every context word
                     if c != pos:
@@ -194,19 +190,29 @@ def _train_part(
                 for d in range(dim):
                     l1[d] = syn0[row, d]
                     work[d] = 0.0
-                loss[slot * 2] += _sampled_updates(l1, syn1, work, center, cum, state, negatives, lr)
+                loss[slot * 2] += _sampled_updates(l1, syn1, work, center, prob, alias, state, negatives, lr)
                 for d in range(dim):
                     syn0[row, d] += work[d]
                 loss[slot * 2 + 1] += 1.0
     done[slot] += since
 
 
-def negative_cum(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
-    """Cumulative count^power weights in integers summing to 2^31: word i is drawn for r in [cum[i-1], cum[i])."""
+def negative_alias(counts: np.ndarray, power: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table of count^power (Vose's construction): column i keeps word i with probability prob[i],
+    else gives alias[i]; a uniform column then its coin draws each word with exactly its weight."""
     weights = counts.astype(np.float64) ** power
-    cum = np.round(np.cumsum(weights / weights.sum()) * 2.0**31).astype(np.int64)
-    cum[-1] = 2**31
-    return cum
+    n = len(weights)
+    scaled = weights * (n / weights.sum())
+    prob = np.ones(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int32)
+    small = [i for i in range(n) if scaled[i] < 1.0]
+    large = [i for i in range(n) if scaled[i] >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        prob[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    return prob, alias  # what is left holds 1.0 up to rounding
 
 
 def split_parts(offsets: np.ndarray, parts: int) -> list[tuple[int, int]]:
@@ -253,7 +259,7 @@ def train_sgns(
         syn1 = np.zeros((vocab, dim), dtype=np.float32)
     else:
         syn0, syn1 = (np.ascontiguousarray(a, dtype=np.float32).copy() for a in init)
-    cum = negative_cum(counts)
+    prob, alias = negative_alias(counts)
     # chunks of about CHUNK_PART_WORDS words handed to the threads from one queue (gensim's jobs): a thread that the
     # OS descheduled holds back one chunk, not half of the epoch
     chunks = split_parts(offsets, max(threads, int(np.ceil(offsets[-1] / CHUNK_PART_WORDS)), 1))
@@ -278,7 +284,7 @@ def train_sgns(
                         return
                     a, b = chunks[slot]
                     # the learning rate where a serial pass would be: the words of the chunks before this one
-                    _train_part(ids, offsets, a, b, keep, cum, syn0, syn1, window, negatives, cbow, contexts, lr, min_lr,
+                    _train_part(ids, offsets, a, b, keep, prob, alias, syn0, syn1, window, negatives, cbow, contexts, lr, min_lr,
                                 epoch_words * (epoch - 1) + float(offsets[a]), total,
                                 (seed * 1_000_003 + epoch) * 1_000_003 + slot, 1.0, done, slot, loss)  # fmt: skip
 
