@@ -18,8 +18,8 @@ from plm.config import PipelineSpec
 SGNS_VERSION = 2
 """Version of the compiled word2vec loop (`plm/train/sgns.py`): it enters the fingerprint of every model it trains.
 2: sigmoid and loss from the C tool's 1000-step table, negatives from an alias table of count^0.75 (was one exp and
-log per pair, a 10^7-entry table), the epoch in ~50k-word parts the threads take from one queue (was one half
-each), input vectors initialised in +-1/dim as gensim (was the C tool's +-0.5/dim)."""
+log per pair, a 10^7-entry table), each thread's part at its serial learning rate, input vectors initialised in
++-1/dim as gensim (was the C tool's +-0.5/dim)."""
 
 STRATEGIES = ("full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot")
 """Every fine-tuning strategy, in the order a family's usable ones are listed."""

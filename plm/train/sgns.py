@@ -6,9 +6,9 @@ from 1..window, each (context, center) pair is one update of the context's input
 center's output vector and `negatives` draws from unigram^0.75 (Walker's alias method),
 and the learning rate decays linearly from `lr` to `min_lr` over all words of all epochs.
 
-Threads: the corpus is cut into parts of ~CHUNK_PART_WORDS words that `threads` threads take in turn
-from one queue, all on one shared pair of tables without locks (Hogwild, as word2vec and gensim); each
-part's learning rate is the one a serial pass would have there. One thread is bit-for-bit reproducible for a
+Threads: the corpus is cut into `threads` contiguous parts of equal words trained at once on one shared
+pair of tables without locks (Hogwild, as word2vec and gensim); each part starts at the learning rate a
+serial pass would have there. One thread is bit-for-bit reproducible for a
 seed; more threads race on the shared rows, so the vectors differ run to run by the order of updates
 (their quality does not: see tests/benchmarks/bench_word2vec.py).
 """
@@ -26,7 +26,6 @@ import numpy as np
 MAX_EXP = 6.0
 EXP_TABLE_SIZE = 1000
 CHUNK_WORDS = 10_000  # the learning rate is recomputed (and progress counted) every this many words
-CHUNK_PART_WORDS = 50_000  # an epoch is cut into parts of about this many words, taken by the threads in turn
 
 
 def _score_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -260,9 +259,10 @@ def train_sgns(
     else:
         syn0, syn1 = (np.ascontiguousarray(a, dtype=np.float32).copy() for a in init)
     prob, alias = negative_alias(counts)
-    # chunks of about CHUNK_PART_WORDS words handed to the threads from one queue (gensim's jobs): a thread that the
-    # OS descheduled holds back one chunk, not half of the epoch
-    chunks = split_parts(offsets, max(threads, int(np.ceil(offsets[-1] / CHUNK_PART_WORDS)), 1))
+    # one part of equal words per thread. Parts of ~50k words handed out from this queue (gensim's jobs) measured
+    # better under load and on the benchmark's SimLex, but cost the quickstart's sentiment features 0.6-2 points
+    # in every labelled budget (3 seeds), for reasons not understood: kept to one part per thread
+    chunks = split_parts(offsets, max(threads, 1))
     epoch_words = float(offsets[-1])
     total = max(epoch_words * epochs, 1.0)
     start = time.perf_counter()
