@@ -15,11 +15,11 @@ from typing import Any
 
 from plm.config import PipelineSpec
 
-SGNS_VERSION = 2
+SGNS_VERSION = 3
 """Version of the compiled word2vec loop (`plm/train/sgns.py`): it enters the fingerprint of every model it trains.
 2: sigmoid and loss from the C tool's 1000-step table, negatives from an alias table of count^0.75 (was one exp and
-log per pair, a 10^7-entry table), each thread's part at its serial learning rate, input vectors initialised in
-+-1/dim as gensim (was the C tool's +-0.5/dim)."""
+log per pair, a 10^7-entry table), the epoch in ~50k-word parts taken from one queue, input vectors initialised in
++-1/dim as gensim (was the C tool's +-0.5/dim). 3: one part per thread again, at its serial learning rate."""
 
 STRATEGIES = ("full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot")
 """Every fine-tuning strategy, in the order a family's usable ones are listed."""
