@@ -62,3 +62,35 @@ def write_word2vec(out: Path, words: list[str], vectors: np.ndarray) -> Path:
         model.in_embed.weight.copy_(torch.from_numpy(vectors))
     vocab = Vocab(words, np.arange(len(words), 0, -1, dtype=np.int64))
     return save_word_vectors(out, model, vocab, lowercase=True)
+
+
+def write_split_jsonl(path: Path, rows: list[dict]) -> Path:
+    """Labelled jsonl rows with a `split` column: every fourth row is a test row."""
+    import json
+
+    with path.open("w") as f:
+        for i, row in enumerate(rows):
+            f.write(json.dumps({**row, "split": "test" if i % 4 == 0 else "train"}) + "\n")
+    return path
+
+
+def stood_in_upstream(tmp_path: Path, tokenizer: Path, model_dir: Path, arch: str, kind: str) -> tuple:
+    """(tokenizer, pretrain, ingest) StageResults standing in for upstream stages around a ready model folder;
+    each has a manifest, since upstream outputs are logged as MLflow inputs by their manifest."""
+    import shutil
+
+    from plm import stages
+
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    shutil.copy(tokenizer, tok_dir / "tokenizer.json")
+    tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
+    pre = stages.StageResult("pretrain", "p0", model_dir.parent, False, 0.0,
+                             output=stages.pretrain.Output(model_dir=model_dir.name, arch=arch, kind=kind))
+    ing = stages.StageResult("ingest", "i0", tmp_path / "ing", False, 0.0, output=stages.ingest.Output(
+        snapshot_id="s0", lake_files=[], reasons={}, reason_table={}, processed_sources=0))
+    for stood_in in (tok, pre, ing):
+        stood_in.path.mkdir(exist_ok=True)
+        if not (stood_in.path / "manifest.json").exists():
+            (stood_in.path / "manifest.json").write_text("{}")
+    return tok, pre, ing

@@ -14,7 +14,7 @@ from plm.finetune.embeddings import OFFSET, UNK, WordIndex, finetune_embeddings
 from plm.finetune.predict import EmbeddingsPipeline
 from plm.finetune.run import prepare_task
 
-from .conftest import PAIRS, write_word2vec
+from .conftest import PAIRS, stood_in_upstream, write_split_jsonl, write_word2vec
 
 GOOD = ["great", "fine", "superb", "moving", "brilliant", "lovely"]
 BAD = ["dull", "awful", "tedious", "boring", "clumsy", "bland"]
@@ -189,45 +189,24 @@ def test_a_registered_word_vector_classifier_starts_the_next_task(vectors_dir, t
     assert feats.registered and not WordVectorFeatures(vectors_dir, test[0], None, 32).registered
 
 
-def _jsonl(path, rows):
-    with path.open("w") as f:
-        for i, row in enumerate(rows):
-            f.write(json.dumps({**row, "split": "test" if i % 4 == 0 else "train"}) + "\n")
-    return path
-
-
 def test_finetune_init_from_a_registered_word_vector_classifier(vectors_dir, tokenizer_path, tmp_path):
     """Sentiment classifier over word vectors -> registry -> `finetune.init` of a same-sentiment pair task: the
     word-vector candidate starts from the registered table (`init: registered`), its version names the parent,
     the transfer report has `registered` rows; a pipeline without a word-vector family refuses the parent."""
-    import shutil
-
     from mlflow import MlflowClient
 
     from plm import stages
     from plm.config import load_spec
 
     texts, ys = reviews(120, 5)
-    sent = _jsonl(tmp_path / "sent.jsonl", [{"text": t, "label": "pos" if y else "neg"} for t, y in zip(texts, ys)])
-    pairs = _jsonl(tmp_path / "pairs.jsonl", [{"text": a, "text_pair": b, "label": "same" if ya == yb else "different"}
+    sent = write_split_jsonl(tmp_path / "sent.jsonl", [{"text": t, "label": "pos" if y else "neg"} for t, y in zip(texts, ys)])
+    pairs = write_split_jsonl(tmp_path / "pairs.jsonl", [{"text": a, "text_pair": b, "label": "same" if ya == yb else "different"}
                                               for a, ya, b, yb in zip(texts, ys, texts[1:] + texts[:1], ys[1:] + ys[:1])])  # fmt: skip
     common = [f"home={tmp_path / 'home'}", "name=w", "model.arch=word2vec", "objectives.kinds=[skipgram]",
               "finetune.format=jsonl", "finetune.split_column=split", "finetune.epochs=3", "finetune.batch_size=8",
               "finetune.lr=1e-2", "finetune.embeddings_trainable=true", "finetune.compare_scratch=false",
               "finetune.strategy=embeddings", f"corpus.allowed_roots=[{tmp_path}]"]  # fmt: skip
-    tok_dir = tmp_path / "tok"
-    tok_dir.mkdir()
-    shutil.copy(tokenizer_path, tok_dir / "tokenizer.json")
-    tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
-    pre = stages.StageResult("pretrain", "p0", vectors_dir.parent, False, 0.0,
-                             output=stages.pretrain.Output(model_dir=vectors_dir.name, arch="word2vec", kind="word2vec"))
-    ing = stages.StageResult("ingest", "i0", tmp_path / "ing", False, 0.0, output=stages.ingest.Output(
-        snapshot_id="s0", lake_files=[], reasons={}, reason_table={}, processed_sources=0))
-    for stood_in in (tok, ing):
-        stood_in.path.mkdir(exist_ok=True)
-        (stood_in.path / "manifest.json").write_text("{}")
-    if not (pre.path / "manifest.json").exists():
-        (pre.path / "manifest.json").write_text("{}")
+    tok, pre, ing = stood_in_upstream(tmp_path, tokenizer_path, vectors_dir, "word2vec", "word2vec")
 
     def run(*extra, transfer=False, tracking=True):
         spec = load_spec(None, [*common, *extra])

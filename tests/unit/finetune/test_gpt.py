@@ -25,6 +25,8 @@ from plm.finetune.strategies import build_strategy_optimizer, depth
 from plm.models.gpt import GPTConfig, GPTLMHeadModel
 from plm.train.export import save_model_dir
 
+from .conftest import stood_in_upstream, write_split_jsonl
+
 POS = ["wonderful", "moving", "brilliant", "charming", "superb", "delightful"]
 NEG = ["dull", "tedious", "clumsy", "boring", "awful", "lifeless"]
 NOUNS = ["film", "movie", "story", "plot", "cast", "script"]
@@ -277,39 +279,23 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
     assert list(out.label) == ["positive", "negative"]
 
 
-def _write_jsonl(path, rows):
-    with path.open("w") as f:
-        for i, row in enumerate(rows):
-            f.write(json.dumps({**row, "split": "test" if i % 4 == 0 else "train"}) + "\n")
-    return path
-
-
 def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir):
     """Sentiment champion -> registry -> `finetune.init` of a same-sentiment pair task: the pair candidate starts
     from the registered weights (head replaced: other labels), its version names the parent, and the
     transfer report has `registered` rows beside pretrained and scratch."""
     from mlflow import MlflowClient
 
-    sent = _write_jsonl(tmp_path / "sent.jsonl", [{"text": t, "label": y} for t, y in _rows(80, 7)])
+    sent = write_split_jsonl(tmp_path / "sent.jsonl", [{"text": t, "label": y} for t, y in _rows(80, 7)])
     rows = _rows(160, 8)
-    pairs = _write_jsonl(tmp_path / "pairs.jsonl", [
+    pairs = write_split_jsonl(tmp_path / "pairs.jsonl", [
         {"text": a, "text_pair": b, "label": "same" if ya == yb else "different"}
         for (a, ya), (b, yb) in zip(rows[0::2], rows[1::3] + rows[1::2])])  # fmt: skip
     common = [f"home={tmp_path / 'home'}", "name=t", "model.arch=gpt", "tokenizer.family=gpt",
               "tokenizer.kind=bytelevel_bpe", "objectives.kinds=[clm]", "finetune.format=jsonl",
               "finetune.split_column=split", "finetune.seq_len=40", "finetune.epochs=1", "finetune.batch_size=16",
               "finetune.lr=1e-2", "finetune.compare_scratch=false", f"corpus.allowed_roots=[{tmp_path}]"]  # fmt: skip
-    tok_dir = tmp_path / "tok"
-    tok_dir.mkdir()
-    shutil.copy(gpt_tokenizer, tok_dir / "tokenizer.json")
-    tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
-    pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0,
-                             output=stages.pretrain.Output(model_dir=gpt_dir.name, arch="gpt-debug", kind="decoder"))
-    ing = stages.StageResult("ingest", "i0", tmp_path / "ing", False, 0.0, output=stages.ingest.Output(
-        snapshot_id="s0", lake_files=[], reasons={}, reason_table={}, processed_sources=0))
-    for stood_in in (tok, pre, ing):  # upstream outputs are logged as MLflow inputs by their manifest
-        stood_in.path.mkdir(exist_ok=True)
-        (stood_in.path / "manifest.json").write_text("{}")
+    tok, pre, ing = stood_in_upstream(tmp_path, gpt_tokenizer, gpt_dir, "gpt-debug", "decoder")
+    tok_dir = tok.path
 
     def run(*extra, transfer=False):
         spec = load_spec(None, [*common, *extra])
