@@ -15,7 +15,6 @@ seed; more threads race on the shared rows, so the vectors differ run to run by 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -259,36 +258,28 @@ def train_sgns(
     else:
         syn0, syn1 = (np.ascontiguousarray(a, dtype=np.float32).copy() for a in init)
     prob, alias = negative_alias(counts)
-    # one part of equal words per thread. Parts of ~50k words handed out from this queue (gensim's jobs) measured
-    # better under load and on the benchmark's SimLex, but cost the quickstart's sentiment features 0.6-2 points
-    # in every labelled budget (3 seeds), for reasons not understood: kept to one part per thread
-    chunks = split_parts(offsets, max(threads, 1))
+    # one part of equal words per thread. Parts of ~50k words taken from a queue (gensim's jobs) measured better
+    # under load and on the benchmark's SimLex, but cost the quickstart's sentiment features 0.6-2 points in every
+    # labelled budget (3 seeds), for reasons not understood (SGNS_VERSION 2)
+    parts = split_parts(offsets, max(threads, 1))
     epoch_words = float(offsets[-1])
     total = max(epoch_words * epochs, 1.0)
     start = time.perf_counter()
     loss_sum, updates = 0.0, 0.0
     metrics: dict[str, float] = {}
-    workers = max(1, min(threads, len(chunks)))
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(len(parts)) as pool:
         for epoch in range(1, epochs + 1):
-            done = np.zeros(len(chunks), dtype=np.float64)
-            loss = np.zeros(2 * len(chunks), dtype=np.float64)
-            queue = iter(range(len(chunks)))
-            lock = threading.Lock()
-
-            def work(epoch: int = epoch, done: np.ndarray = done, loss: np.ndarray = loss) -> None:
-                while True:
-                    with lock:
-                        slot = next(queue, None)
-                    if slot is None:
-                        return
-                    a, b = chunks[slot]
-                    # the learning rate where a serial pass would be: the words of the chunks before this one
-                    _train_part(ids, offsets, a, b, keep, prob, alias, syn0, syn1, window, negatives, cbow, contexts, lr, min_lr,
-                                epoch_words * (epoch - 1) + float(offsets[a]), total,
-                                (seed * 1_000_003 + epoch) * 1_000_003 + slot, 1.0, done, slot, loss)  # fmt: skip
-
-            for f in [pool.submit(work) for _ in range(workers)]:
+            done = np.zeros(len(parts), dtype=np.float64)
+            loss = np.zeros(2 * len(parts), dtype=np.float64)
+            futures = [  # each part starts at the learning rate a serial pass would have there
+                pool.submit(
+                    _train_part, ids, offsets, a, b, keep, prob, alias, syn0, syn1, window, negatives, cbow, contexts, lr,
+                    min_lr, epoch_words * (epoch - 1) + float(offsets[a]), total,
+                    (seed * 1_000_003 + epoch) * 1_000_003 + slot, 1.0, done, slot, loss,
+                )  # fmt: skip
+                for slot, (a, b) in enumerate(parts)
+            ]
+            for f in futures:
                 f.result()
             loss_sum += float(loss[0::2].sum())
             updates += float(loss[1::2].sum())
