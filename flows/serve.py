@@ -363,6 +363,13 @@ def serve_forever(stack: ServerStack, on_ready: Callable[[ServerStack], None], g
             signal.signal(s, h)
 
 
+def _tail_from(path: Path, offset: int, n: int = 30) -> str:
+    """The last `n` lines `path` gained after `offset` (this start's part of an appended log)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return "\n".join(f.read().decode(errors="replace").splitlines()[-n:])
+
+
 @contextmanager
 def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
     """Prefect's ephemeral API for one `plm run`, in its own session; yields its API URL (None when one is set).
@@ -372,6 +379,10 @@ def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
     RUNNING) and its client retried into a dead server for minutes (a traceback per retry). This is the
     same server (uvicorn on Prefect's app, ephemeral mode, no UI) started in a session of its own: a
     Ctrl-C reaches only `plm run`, which reports the crash to a live API and then stops the server.
+    Its output goes to `api-server.log` in the Prefect home, as `plm serve`'s children log to files:
+    when stopped, Prefect's in-server services are cancelled mid-query and SQLAlchemy logs the
+    interrupted rollback as an ERROR with a traceback, which belongs in the server's log, not on the
+    terminal of a run that succeeded. A server that fails to start is reported with that log's tail.
     """
     import socket
 
@@ -388,15 +399,24 @@ def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
 
     # Started one at a time per Prefect home: a server migrates its database on start, and two `plm run`
     # on a fresh home would both run the migrations (an alembic traceback). The lock is held until healthy.
+    prefect_home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect")
+    prefect_home.mkdir(parents=True, exist_ok=True)
     lock = ExitStack()
-    lock.enter_context(waiting_lock(Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect") / ".plm-start.lock"))
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+    lock.enter_context(waiting_lock(prefect_home / ".plm-start.lock"))
+    log_path = prefect_home / "api-server.log"
+    if log_path.exists() and log_path.stat().st_size > 8 << 20:  # one old generation kept, as a rotating log does
+        log_path.replace(log_path.with_suffix(".log.1"))
+    log = lock.enter_context(open(log_path, "ab"))  # noqa: SIM115 (the child holds it; closed with the lock)
+    start = log.tell()
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}/api"
     try:
         deadline = time.monotonic() + float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", timeout))
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"Prefect's API server exited with {proc.returncode} while starting")
+                raise RuntimeError(f"Prefect's API server exited with {proc.returncode} while starting "
+                                   f"({log_path}):\n{_tail_from(log_path, start)}")  # fmt: skip
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
                     if r.status == 200:
@@ -404,7 +424,8 @@ def detached_api_server(timeout: float = 120.0) -> Iterator[str | None]:
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Prefect's API server did not answer within {timeout:.0f}s")
+                raise RuntimeError(f"Prefect's API server did not answer within {timeout:.0f}s "
+                                   f"({log_path}):\n{_tail_from(log_path, start)}")  # fmt: skip
             time.sleep(0.25)
         lock.close()
         # Set before Prefect is imported: its root settings (what its log and event service threads

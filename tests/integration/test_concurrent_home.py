@@ -46,3 +46,22 @@ def test_two_processes_open_a_fresh_home_at_once(tmp_path):
     for p, (out, err) in zip(procs, results, strict=True):
         assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
     assert sorted(out.split()[1] for out, _ in results) == ["1", "1"]  # one experiment, made once, found by the other
+    assert (home / "prefect" / "api-server.log").is_file()  # the servers' own output, kept off the terminal
+
+
+def test_a_server_that_cannot_start_says_why_from_its_log(tmp_path):
+    """The detached server logs to a file; a failed start raises with that start's part of the log."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env.update(PYTHONPATH=str(ROOT), PLM_HOME=str(tmp_path), PREFECT_HOME=str(tmp_path / "prefect"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{tmp_path / 'no' / 'such' / 'dir.db'}")  # fmt: skip
+    (tmp_path / "prefect").mkdir()
+    (tmp_path / "prefect" / "api-server.log").write_text("an older start's line\n")
+    script = "from flows.serve import detached_api_server\nwith detached_api_server():\n    pass\n"
+    p = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode != 0
+    last = p.stderr.strip().splitlines()
+    error = next(line for line in last if line.startswith("RuntimeError:"))
+    assert "Prefect's API server exited with" in error and "api-server.log" in error
+    assert "unable to open database file" in p.stderr  # the cause, from the log's tail
+    assert "an older start's line" not in p.stderr  # only this start's part
