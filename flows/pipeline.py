@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from flows.common import ThrottledProgress, pipeline_run_name, publish_summary, report_failure
-from flows.stages import submitter
+from flows.stages import flow_stages
 from plm.config import load_spec
 from plm.stages import Pipeline, run_until
 
@@ -18,6 +18,7 @@ def pipeline(spec_path: str, overrides: list[str] | None = None) -> dict[str, An
     spec = load_spec(spec_path, overrides or [])
     logger = get_run_logger()
     with Pipeline(spec, progress=ThrottledProgress(logger), log=logger.info) as p:
-        run_until(p, "register", submit=submitter(p))
+        with flow_stages(p, spec_path, overrides or []) as submit:
+            run_until(p, "register", submit=submit)
         publish_summary(p)
     return {"run_id": p.run_id, "stages": [r.to_json() for r in p.results.values()]}

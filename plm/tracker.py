@@ -128,3 +128,83 @@ class Prefixed:
         self.inner.log_bars(counts, title, ylabel, file_name)
 
 
+
+
+class JournalTracker:
+    """A stage's tracker where the process running it must not write to MLflow (a Prefect task on a Dask
+    worker): every call becomes one JSON line in `path`, and a logged file is first copied beside it, so
+    that the flow process, which alone writes to MLflow, replays the journal into the stage's run while
+    the stage runs (`replay_journal`) and after it ends. `run_id` is that run's, created by the flow."""
+
+    def __init__(self, run_id: str, path: Path, tags: dict[str, str] | None = None) -> None:
+        self._run_id = run_id
+        self.path = path
+        self.spool = path.with_suffix(".files")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._n = 0
+        if tags:
+            self.set_tags(tags)
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    def _write(self, method: str, **kwargs: Any) -> None:
+        import json
+
+        line = json.dumps({"m": method, **kwargs}, ensure_ascii=False, default=str)
+        with open(self.path, "a", encoding="utf-8") as f:  # one whole line per write: a reader never sees half
+            f.write(line + "\n")
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        self._write("log_params", params={k: str(v) for k, v in params.items()})
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._write("log_metrics", metrics={k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        import shutil
+
+        self._n += 1
+        dest = self.spool / str(self._n) / Path(path).name  # the stage's own copy may move (its atomic rename)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+        self._write("log_artifact", path=str(dest), artifact_path=artifact_path)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self._write("set_tags", tags={k: str(v) for k, v in tags.items()})
+
+    def log_table(self, data: dict[str, list[Any]], artifact_file: str) -> None:
+        self._write("log_table", data=data, artifact_file=artifact_file)
+
+    def log_input(self, path: Path, name: str, digest: str, context: str) -> None:
+        self._write("log_input", path=str(path), name=name, digest=digest, context=context)
+
+    def log_curves(self, keys: list[str], title: str, file_name: str) -> None:
+        self._write("log_curves", keys=keys, title=title, file_name=file_name)
+
+    def log_histogram(self, values: list[int], title: str, file_name: str) -> None:
+        self._write("log_histogram", values=values, title=title, file_name=file_name)
+
+    def log_bars(self, counts: dict[str, int], title: str, ylabel: str, file_name: str) -> None:
+        self._write("log_bars", counts=counts, title=title, ylabel=ylabel, file_name=file_name)
+
+
+def replay_journal(path: Path, tracker: Tracker, offset: int = 0) -> int:
+    """Replay the whole lines of a `JournalTracker` journal after byte `offset` into `tracker`, in order;
+    returns the offset to resume from (a line still being written is left for the next call)."""
+    import json
+
+    if not path.exists():
+        return offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        chunk = f.read()
+    end = chunk.rfind(b"\n") + 1
+    for raw in chunk[:end].splitlines():
+        call = json.loads(raw)
+        method = call.pop("m")
+        if method == "log_input":
+            call["path"] = Path(call["path"])
+        getattr(tracker, method)(**call)
+    return offset + end

@@ -147,4 +147,4 @@ def run(p: Pipeline, ingest: StageResult, tokenizer: StageResult, pretrain: Stag
 
 
 STAGE = Stage(NAME, VERSION, needs=("ingest", "tokenizer", "pretrain"), uses=("word_vectors", "finetune", "transfer"),
-              output=Output, run=run, label=lambda p: p.spec.name)  # fmt: skip
+              output=Output, run=run, label=lambda p: p.spec.name, registry=True)  # fmt: skip

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from plm.artifacts import ArtifactRef, StageWriter, fingerprint, lookup, sha256_file, stage_dir, write_stage
 from plm.config import PipelineSpec, RunnerSpec
-from plm.tracker import NullTracker, Progress, Tracker, no_progress
+from plm.tracker import JournalTracker, NullTracker, Progress, Tracker, no_progress
 
 
 def _always(spec: PipelineSpec) -> bool:
@@ -50,6 +50,9 @@ class Stage:
     """Whether the whole pipeline includes it (a stage asked for by name always runs)."""
     command: bool = False
     """Exposed as `plm <name> SPEC` (runs it and whatever it needs); stages with a command of their own say False."""
+    registry: bool = False
+    """Writes the MLflow model registry and reads back what it wrote (versions, aliases): it runs in the
+    flow's process on the pipeline's own tracking session, never on a worker (see `Pipeline.stage_run`)."""
 
 
 class Done(NamedTuple):
@@ -127,6 +130,8 @@ class Pipeline:
         log: Callable[[str], None] = lambda msg: None,
         tracking: bool = True,
         run_name: str | None = None,
+        stage_run: tuple[str, Path] | None = None,
+        memo: dict[tuple[str, ...], Any] | None = None,
     ) -> None:
         self.spec = spec
         self.home = spec.home_dir()
@@ -136,8 +141,12 @@ class Pipeline:
         self.run_name = run_name or spec.name
         self.session: Any = None
         self.results: dict[str, StageResult] = {}
-        self.memo: dict[tuple[str, ...], Any] = {}
+        self.memo: dict[tuple[str, ...], Any] = {} if memo is None else memo
         """Objects stages share within this run (a parsed labelled task), never across runs."""
+        self.stage_run = stage_run
+        """(MLflow run id, journal path) when this process runs one stage for a flow that alone writes to
+        MLflow (a Prefect task, perhaps on a Dask worker): the stage records into a `JournalTracker` that the
+        flow replays into that run (`flows.stages`). Needs `tracking=False`."""
         self.current: str | None = None
         """The stage running now (None between stages)."""
 
@@ -174,7 +183,7 @@ class Pipeline:
     def stage_tracker(self, stage: str, tags: dict[str, str]) -> Iterator[Tracker]:
         """The nested MLflow run of one stage (a NullTracker without tracking), FAILED if the block raises."""
         if self.session is None:
-            yield NullTracker()
+            yield NullTracker() if self.stage_run is None else JournalTracker(*self.stage_run, tags=tags)
             return
         tracker = self.session.start_stage(stage, tags)
         ok = killed = False
@@ -252,7 +261,17 @@ def data_cluster(runner: RunnerSpec, log: Callable[[str], None] = lambda msg: No
     if runner.kind != "dask":
         yield None
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_worker, worker_client
+
+    try:
+        get_worker()  # this stage is itself a task on the cluster (the flow's DaskTaskRunner): map onto it
+    except ValueError:
+        pass
+    else:
+        log("runner: this Dask worker's cluster")
+        with worker_client() as client:  # seceded: the worker's slot is free for the shards meanwhile
+            yield client
+        return
 
     address = runner.resolved_address()
     if address:

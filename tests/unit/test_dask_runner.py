@@ -275,3 +275,52 @@ def test_ingest_worker_killed_mid_source_has_the_source_redone(ingest_corpus_dir
     run.join(300)
     assert not killed.exists() and "r" in out  # the dead attempt's directory is gone; the run succeeded
     _same_ingest(out["r"], home, ingest_reference)
+
+
+# ---------------------------------------------------------------- the Prefect flow on the cluster
+
+
+def test_the_pipeline_flow_runs_its_tasks_on_the_cluster_and_writes_mlflow_from_its_own_process(
+        base_home, reference, external, tmp_path):  # fmt: skip
+    """`plm run` with `runner.address`: prefect-dask's DaskTaskRunner sends every stage but register to the external
+    workers, whose data stages map their shards onto the same cluster; the workers never import MLflow (the flow
+    replays each stage's journal into its run), and the shards are those of one process."""
+    address, _ = external
+    home = _layout(base_home, tmp_path)
+    sets = [*OVERRIDES, f"home={home}", "runner.kind=dask", f"runner.address={address}", "model.size=debug",
+            "train.steps=4", "train.batch_size=8", "train.warmup_steps=1", "train.log_every=1",
+            "finetune.data=sample:polarity", "finetune.epochs=1", "finetune.seq_len=24",
+            "finetune.compare_scratch=false"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "PLM_DASK"))}
+    env.update(PYTHONPATH=os.pathsep.join(sys.path), PLM_HOME=str(home), PREFECT_HOME=str(home / "prefect"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")  # fmt: skip
+    spec = tmp_path / "dask-flow.yaml"  # the schema's defaults, as `_spec` (the reference's) starts from
+    spec.write_text("name: dask-flow\n")
+    cmd = [sys.executable, "-c", "from flows.cli import main; main()", "run", str(spec),
+           *(a for s in sets for a in ("--set", s)), "--json"]  # fmt: skip
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    by_stage = {s["stage"]: s for s in summary["stages"]}
+    assert list(by_stage) == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
+    assert by_stage["examples"]["fingerprint"] == reference.fingerprint and not by_stage["examples"]["reused"]
+    assert _files(stages.StageResult.from_manifest(
+        stages.BY_NAME["examples"].output, Path(by_stage["examples"]["path"]),
+        json.loads((Path(by_stage["examples"]["path"]) / "manifest.json").read_text()), False)) == _files(reference)
+    with distributed.Client(address) as client:
+        ran = client.run(lambda: "flows.stages" in sys.modules)
+        mlflow_modules = client.run(lambda: sorted(m for m in sys.modules if m.split(".")[0] == "mlflow"))
+    assert any(ran.values()), "no stage task ran on the cluster's workers"
+    assert not any(mlflow_modules.values()), mlflow_modules
+
+    from mlflow import MlflowClient
+
+    mlflow = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    runs = {r.info.run_name: r for r in mlflow.search_runs([mlflow.get_experiment_by_name("dask-flow").experiment_id])}
+    assert {"examples", "pretrain", "finetune", "register"} <= runs.keys()
+    assert all(r.info.status == "FINISHED" for r in runs.values())
+    pre = runs["pretrain"]  # replayed from the worker's journal: every logged step, the params, the plot
+    assert len(mlflow.get_metric_history(pre.info.run_id, "loss")) == 4 and pre.data.tags["plm.fingerprint"] == by_stage["pretrain"]["fingerprint"]
+    assert "plots" in {a.path for a in mlflow.list_artifacts(runs["examples"].info.run_id)}
+    assert "train.steps" in pre.data.params and by_stage["pretrain"]["run_id"] == pre.info.run_id
+    assert not list((home / "journals").glob("*"))  # replayed and removed
