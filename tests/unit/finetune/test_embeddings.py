@@ -339,6 +339,12 @@ def test_trainable_tables_serve_new_words_the_parents_ngram_vectors_and_none_kee
     words = json.loads((tuned.model_dir / "vocab.json").read_text())
     for w in ("dullest", "clumsiest"):  # test-split words: no gradient reached their rows
         np.testing.assert_array_equal(table[OFFSET + words.index(w)], sub.vector(w))
+    # a registered classifier as the next task's parent (`finetune.init`) passes its rows on
+    child = finetune_embeddings(FT.model_copy(update={"epochs": 1, "subword_table": "float16"}), tuned.model_dir,
+                                (train[0], None, train[1]), test, {0: "neg", 1: "pos"}, tmp_path / "child", True)  # fmt: skip
+    assert json.loads((child.model_dir / "config.json").read_text())["subwords"]["dtype"] == "float16"
+    np.testing.assert_allclose(EmbeddingsModel(child.model_dir).subwords.vector("unwatchably"), sub.vector("unwatchably"),
+                               rtol=0, atol=2e-3)  # fmt: skip
     for name, update, pretrained in (("none", {"subword_table": "none"}, True), ("scratch", {}, False)):
         res = finetune_embeddings(FT.model_copy(update={"epochs": 1, **update}), fasttext_dir,
                                   (train[0], None, train[1]), test, {0: "neg", 1: "pos"}, tmp_path / name, pretrained)  # fmt: skip
