@@ -376,3 +376,25 @@ def test_the_registered_pyfunc_serves_new_words_as_training_would(fasttext_dir, 
     expected = EmbeddingsPipeline.load(res.model_dir).predict_frame(pd.DataFrame({"text": UNSEEN_TEST}))
     assert [g["label"] for g in got] == expected["label"].tolist()
     assert [g["score"] for g in got] == pytest.approx(expected["score"].tolist(), abs=1e-6)
+
+
+def test_a_jamo_parents_classifier_serves_new_korean_words_by_jamo_ngrams(tmp_path):
+    """The kept rule is the parent's: jamo n-grams (`model.subword: jamo`) for a Korean word neither saw."""
+    from plm.config import FastTextSpec
+    from plm.finetune.embeddings import EmbeddingsModel
+    from plm.objectives.skipgram import Vocab
+    from plm.train.fasttext import SubwordVectors, build_fasttext, save_fasttext_folder
+
+    cfg = FastTextSpec(dim=8, minn=2, maxn=4, buckets=97, subword="jamo")
+    words = ["학교", "학생", "좋다", "나쁘다", "영화"]
+    torch.manual_seed(0)
+    model = build_fasttext(cfg, words, cbow=False)
+    with torch.no_grad():
+        model.in_embed.weight.normal_(0, 1)
+    parent = save_fasttext_folder(tmp_path / "ko", model, Vocab(words, np.arange(5, 0, -1)), cfg, lowercase=True)
+    texts, labels = ["영화 좋다", "영화 나쁘다", "학교 좋다", "학생 나쁘다"], [1, 0, 1, 0]
+    res = finetune_embeddings(FT.model_copy(update={"epochs": 1}), parent, (texts, None, labels), (texts, None, labels),
+                              {0: "neg", 1: "pos"}, tmp_path / "ft", True)  # fmt: skip
+    served = EmbeddingsModel(res.model_dir)
+    assert served.subwords.ngrams.subword == "jamo" and "학굣" not in served.index.index
+    np.testing.assert_array_equal(served.subwords.vector("학굣"), SubwordVectors(parent).vector("학굣"))
