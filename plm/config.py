@@ -546,6 +546,8 @@ class FinetuneSpec(_Section):
     """`embeddings`: width of the MLP over the mean-pooled word vectors."""
     subword_oov: bool = added(True)
     """`embeddings` / `features` on a fastText parent: a word outside its vocabulary gets its n-gram vector (fastText's `get_word_vector`); False leaves it unknown, as word2vec and GloVe do."""
+    subword_table: Literal["float32", "float16", "none"] = added("float32")
+    """`embeddings` / `features` on a fastText parent (with `subword_oov`): how the classifier keeps the parent's n-gram bucket rows (`subwords.safetensors`), so a word first met when served gets the n-gram vector training would have given it: `float32` (exact; buckets x dim x 4 bytes, 80 MB at 200k x 100), `float16` (half that; training then uses the same rounded rows, so served and in-process predictions still agree), or `none` (only the task's words keep their n-gram vectors; any other word is unknown when served)."""
     init: str | None = Field(None, pattern=r"^models:/[A-Za-z0-9][A-Za-z0-9_.-]*(@[A-Za-z0-9_-]+|/[0-9]+)$")
     """Start the fine-tune from a registered model, `models:/<name>@<alias>` or `models:/<name>/<version>` (a BERT or GPT classifier, encoder or decoder with this pipeline's tokenizer, or a word-vector classifier, `embeddings` or `features`, which starts this pipeline's word-vector family from its table); its task head is kept when its labels equal this task's, else replaced. The candidate is `init: registered`, its version's `plm.parent.*` tags name the parent; `plm transfer` adds `registered` rows beside pretrained and scratch. None = this pipeline's pretrained model."""
     lm_aux_weight: float = Field(0.5, ge=0)

@@ -7,7 +7,10 @@ combined as [u, v, |u - v|, u * v]. The vectors stay fixed unless `finetune.embe
 A fastText parent gives every word of the task's texts outside its vocabulary its n-gram vector
 (fastText's `get_word_vector`): those words join the table as extra rows, and only words without any
 n-gram vector stay unknown; `test_oov_rate` counts those, `test_unseen_rate` every word outside the
-pretrained vocabulary.
+pretrained vocabulary. The classifier keeps that rule beside its table (`subwords.safetensors`: the parent's
+n-gram bucket rows, with minn / maxn / buckets / subword in its config; `finetune.subword_table`), so a word
+first met when served gets the vector it would have had at train time. Those rows are the parent's even with
+`finetune.embeddings_trainable` (only the table of words is tuned): an unseen word's vector is the parent's.
 The `scratch` baseline is the same model (same vocabulary, seed, budget) with a random table, which
 always trains (a fixed random table would be a random-features baseline, not training from scratch).
 """
@@ -17,8 +20,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,13 +30,15 @@ from safetensors.torch import load_file, save_file
 
 from plm.config import FinetuneSpec
 from plm.finetune.engine import FinetuneResult, _batches, sequence_metrics, train_loop
+from plm.finetune.features import unit_rows
 from plm.finetune.heads import EmbeddingBagClassifier
 from plm.objectives.skipgram import split_words_batch
 from plm.tracker import NullTracker, Progress, Tracker, no_progress
 from plm.train.engine import resolve_device
+from plm.train.fasttext import NgramVectors
 from plm.train.optim import build_optimizer
 
-WEIGHTS, CONFIG, VOCAB = "model.safetensors", "config.json", "vocab.json"
+WEIGHTS, CONFIG, VOCAB, SUBWORDS = "model.safetensors", "config.json", "vocab.json", "subwords.safetensors"
 PAD, UNK, OFFSET = 0, 1, 2
 WEIGHT_DECAY = 0.0  # decaying word vectors towards zero would erase what pretraining put there
 DROPOUT = 0.1
@@ -80,6 +86,25 @@ class WordIndex:
             out.append(ids or [UNK])
         return out
 
+    def encode_served(self, texts: Sequence[str], extra: dict[str, int], rows: list[np.ndarray]) -> list[list[int]]:
+        """`encode` that leaves the index as it is (serving: the table is fixed): an unknown word with an
+        `oov_vector` gets id `OFFSET + len(words) + j`, its vector `rows[j]`, numbered in `extra` (one call's)."""
+        out = []
+        for words in split_words_batch(texts, self.lowercase, self.word_unit):
+            ids = []
+            for w in words[: self.max_words]:
+                i = self.index.get(w)
+                if i is None and self.oov_vector is not None:
+                    i = extra.get(w)
+                    if i is None:
+                        vector = self.oov_vector(w)
+                        if vector is not None:
+                            i = extra[w] = len(self.words) + OFFSET + len(rows)
+                            rows.append(np.asarray(vector, dtype=np.float32))
+                ids.append(UNK if i is None else i)
+            out.append(ids or [UNK])
+        return out
+
     def table(self, vectors: np.ndarray) -> np.ndarray:
         """The pretrained vectors (one per pretrained word) with the rows of the words added since."""
         if not self.extra:
@@ -104,6 +129,61 @@ def _pad(rows: Sequence[Sequence[int]]) -> torch.Tensor:
     return out
 
 
+SUBWORD_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+@dataclass
+class SubwordTable:
+    """A fastText parent's rule for a word outside the table, as a classifier keeps it: the mean of the word's
+    n-gram rows (`NgramVectors`), scaled to unit length `unit` times (the `features` strategy's table is of unit
+    rows; a classifier fine-tuned from such a classifier scales its rows once more)."""
+
+    ngrams: NgramVectors
+    unit: int = 0
+
+    def vector(self, word: str) -> np.ndarray | None:
+        v = self.ngrams.vector(word)
+        if v is None:
+            return None
+        for _ in range(self.unit):
+            v = unit_rows(v[None])[0]
+        return v
+
+    def normalized(self) -> SubwordTable:
+        """The rule of a table whose rows are all scaled to unit length (`features`)."""
+        return replace(self, unit=self.unit + 1)
+
+    def stored(self, dtype: str) -> SubwordTable:
+        """The rule with its rows as `finetune.subword_table` keeps them (float16: rounded), used from the start of
+        training on, so the vectors a classifier is trained with are the ones it serves."""
+        want = SUBWORD_DTYPES[dtype]
+        if self.ngrams.ngrams.dtype == want:
+            return self
+        return replace(self, ngrams=replace(self.ngrams, ngrams=self.ngrams.ngrams.astype(want)))
+
+    def save(self, model_dir: Path) -> dict[str, Any]:
+        """Write `subwords.safetensors`; returns the classifier config's `subwords` entry."""
+        from safetensors.numpy import save_file as save_numpy
+
+        g = self.ngrams
+        save_numpy({"ngrams": np.ascontiguousarray(g.ngrams)}, str(Path(model_dir) / SUBWORDS))
+        return {"file": SUBWORDS, "minn": g.minn, "maxn": g.maxn, "buckets": len(g.ngrams), "subword": g.subword,
+                "unit": self.unit, "dtype": str(g.ngrams.dtype)}  # fmt: skip
+
+    @classmethod
+    def load(cls, model_dir: Path, entry: dict[str, Any]) -> SubwordTable:
+        from safetensors.numpy import load_file as load_numpy
+
+        path = Path(model_dir) / SUBWORDS
+        if not path.is_file():
+            raise ValueError(f"{model_dir}: its config names n-gram rows ({SUBWORDS}) but the file is missing")
+        ngrams = load_numpy(str(path))["ngrams"]
+        if ngrams.shape[0] != int(entry["buckets"]) or ngrams.dtype not in SUBWORD_DTYPES.values():
+            raise ValueError(f"{path}: {ngrams.shape[0]} {ngrams.dtype} rows, its config says {entry['buckets']}")
+        g = NgramVectors(ngrams, int(entry["minn"]), int(entry["maxn"]), str(entry.get("subword", "char")))
+        return cls(g, int(entry.get("unit", 0)))
+
+
 @dataclass
 class ParentVectors:
     """A word-vector parent as fine-tuning reads it: words, vectors, how text was split, OOV rule."""
@@ -112,32 +192,50 @@ class ParentVectors:
     vectors: np.ndarray
     lowercase: bool
     word_unit: str
-    oov_vector: Callable[[str], np.ndarray | None] | None  # fastText: the n-gram vector of an unseen word
+    subwords: SubwordTable | None  # fastText (or a classifier that kept its rows): unseen words' n-gram vectors
+
+    @property
+    def oov_vector(self) -> Callable[[str], np.ndarray | None] | None:
+        return None if self.subwords is None else self.subwords.vector
 
     def index(self, max_words: int) -> WordIndex:
         return WordIndex(self.words, self.lowercase, max_words, self.word_unit, self.oov_vector)
 
 
-def _load_vectors(vectors_dir: Path, subword_oov: bool = True) -> ParentVectors:
+def _load_vectors(vectors_dir: Path, subword_oov: bool = True, subword_table: str = "float32") -> ParentVectors:
     """The word vectors of a pretrained word-vector folder, or of a fine-tuned word-vector classifier (a
-    registered `finetune.init` parent: its vocabulary and its, possibly fine-tuned, embedding table)."""
+    registered `finetune.init` parent: its vocabulary, its, possibly fine-tuned, embedding table and the n-gram
+    rows it kept). With `subword_oov`, a fastText parent's n-gram rule as `subword_table` stores it (float16:
+    rounded, so training sees what serving will); `subword_table: none` still gives the task's words theirs."""
     from plm.train.word2vec import load_word_vectors
 
     config = json.loads((Path(vectors_dir) / CONFIG).read_text())
+    lowercase, word_unit = bool(config.get("lowercase", True)), config.get("word_unit", "eojeol")
+    subwords = None
     if config.get("arch") == "embeddings":
         words = json.loads((Path(vectors_dir) / VOCAB).read_text(encoding="utf-8"))
         table = load_file(str(Path(vectors_dir) / WEIGHTS))["embeddings.weight"]
         if len(table) != len(words) + OFFSET:
             raise ValueError(f"{vectors_dir}: {len(words)} words but {len(table) - OFFSET} vectors")
-        return ParentVectors(words, table[OFFSET:].numpy(), bool(config.get("lowercase", True)),
-                             config.get("word_unit", "eojeol"), None)  # fmt: skip
-    words, vectors = load_word_vectors(vectors_dir)
-    oov = None
-    if subword_oov and config.get("arch") == "fasttext":
-        from plm.train.fasttext import SubwordVectors
+        if subword_oov and config.get("subwords"):
+            subwords = SubwordTable.load(vectors_dir, config["subwords"])
+        vectors = table[OFFSET:].numpy()
+    else:
+        words, vectors = load_word_vectors(vectors_dir)
+        if subword_oov and config.get("arch") == "fasttext":
+            from plm.train.fasttext import SubwordVectors
 
-        oov = SubwordVectors(vectors_dir).vector
-    return ParentVectors(words, vectors, bool(config.get("lowercase", True)), config.get("word_unit", "eojeol"), oov)
+            subwords = SubwordTable(SubwordVectors(vectors_dir).ngrams)
+    if subwords is not None and subword_table != "none":
+        subwords = subwords.stored(subword_table)
+    return ParentVectors(words, vectors, lowercase, word_unit, subwords)
+
+
+def save_subwords(subwords: SubwordTable | None, subword_table: str, model_dir: Path) -> dict[str, Any]:
+    """The classifier config entry of its n-gram rows (written beside it), or nothing: no rule, or `none`."""
+    if subwords is None or subword_table == "none":
+        return {}
+    return {"subwords": subwords.save(model_dir)}
 
 
 def is_classifier(model_dir: Path) -> bool:
@@ -198,18 +296,21 @@ def finetune_embeddings(
     pretrained: bool,
     tracker: Tracker = NullTracker(),
     progress: Progress = no_progress,
+    save: bool = True,
 ) -> FinetuneResult:
     """Train the word-vector classifier (or regressor: empty `id2label`) on (texts, pairs or None, labels).
 
     Metrics as `finetune_classifier` (test_accuracy/test_macro_f1 or test_pearson/test_spearman/test_mse)
-    plus `test_oov_rate`. The model dir holds model.safetensors, config.json and vocab.json.
+    plus `test_oov_rate`. The model dir holds model.safetensors, config.json and vocab.json, and for a
+    pretrained fastText parent `subwords.safetensors` (`finetune.subword_table`); `save=False` writes nothing
+    (the transfer report's fits need only metrics; model_dir is then empty).
     """
     (tr_texts, tr_pairs, tr_labels), (te_texts, te_pairs, te_labels) = train, test
     if not tr_texts:
         raise ValueError("no training examples")
     regression = not id2label
     num_labels = 1 if regression else len(id2label)
-    parent = _load_vectors(vectors_dir, ft.subword_oov)
+    parent = _load_vectors(vectors_dir, ft.subword_oov, ft.subword_table)
     index = parent.index(ft.max_words or ft.seq_len)
     pair = tr_pairs is not None
     tr_a, te_a = index.encode(tr_texts), index.encode(te_texts)
@@ -248,6 +349,10 @@ def finetune_embeddings(
         return sequence_metrics(stacked, te_labels, regression)
 
     scores, train_loss = train_loop(model, ft, optimizer, len(tr_a), make_batch, evaluate, tracker, progress)
+    metrics = {**scores, "test_oov_rate": index.oov_rate(te_a), "test_unseen_rate": index.unseen_rate(te_a),
+               "train_loss": train_loss, "epochs": float(ft.epochs)}  # fmt: skip
+    if not save:
+        return FinetuneResult(metrics, Path())
     model_dir = Path(out_dir) / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -256,23 +361,26 @@ def finetune_embeddings(
         "arch": "embeddings", "dim": int(vectors.shape[1]), "hidden": ft.embeddings_hidden, "num_labels": num_labels,
         "id2label": {str(k): v for k, v in sorted(id2label.items())}, "pair": pair, "regression": regression,
         "lowercase": lowercase, "max_words": ft.max_words or ft.seq_len, "word_unit": parent.word_unit,
+        # a scratch table is random: the parent's n-gram rows would not match it, its unseen words stay unknown
+        **save_subwords(parent.subwords if pretrained else None, ft.subword_table, model_dir),
     }  # fmt: skip
     (model_dir / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True))
     (model_dir / VOCAB).write_text(json.dumps(words, ensure_ascii=False))
-    metrics = {**scores, "test_oov_rate": index.oov_rate(te_a), "test_unseen_rate": index.unseen_rate(te_a),
-               "train_loss": train_loss, "epochs": float(ft.epochs)}  # fmt: skip
     return FinetuneResult(metrics, model_dir)
 
 
 class EmbeddingsModel:
-    """Inference with a model dir of `finetune_embeddings`."""
+    """Inference with a model dir of `finetune_embeddings` (or `features`): a word outside its table gets the
+    n-gram vector the parent's rule gives it (`subwords.safetensors`, when kept), as it would have in training."""
 
     def __init__(self, model_dir: Path) -> None:
         model_dir = Path(model_dir)
         self.config = json.loads((model_dir / CONFIG).read_text())
         words = json.loads((model_dir / VOCAB).read_text())
         c = self.config
-        self.index = WordIndex(words, c["lowercase"], c["max_words"], c.get("word_unit", "eojeol"))
+        self.subwords = SubwordTable.load(model_dir, c["subwords"]) if c.get("subwords") else None
+        oov = None if self.subwords is None else self.subwords.vector
+        self.index = WordIndex(words, c["lowercase"], c["max_words"], c.get("word_unit", "eojeol"), oov)
         self.id2label = {int(k): v for k, v in c["id2label"].items()}
         self.model = EmbeddingBagClassifier(len(words) + OFFSET, c["dim"], c["hidden"], c["num_labels"], c["pair"], DROPOUT)
         self.model.load_state_dict(load_file(str(model_dir / WEIGHTS)), strict=True)
@@ -283,9 +391,12 @@ class EmbeddingsModel:
         """(N, num_labels) logits; `pairs` is required by a pair model."""
         if not texts:
             return torch.zeros(0, self.config["num_labels"])
-        batch = {"input_ids": _pad(self.index.encode(texts))}
+        extra: dict[str, int] = {}
+        rows: list[np.ndarray] = []
+        batch = {"input_ids": _pad(self.index.encode_served(texts, extra, rows))}
         if self.config["pair"]:
             if pairs is None:
                 raise ValueError("this model scores pairs: input needs `text` and `text_pair`")
-            batch["pair_ids"] = _pad(self.index.encode(pairs))
-        return self.model(**batch)["logits"].float()
+            batch["pair_ids"] = _pad(self.index.encode_served(pairs, extra, rows))
+        added = torch.from_numpy(np.stack(rows)) if rows else None
+        return self.model(**batch, extra=added)["logits"].float()

@@ -180,15 +180,16 @@ class WordVectorFeatures:
 
     def __init__(
         self, vectors_dir: Path, texts: Sequence[str], pairs: Sequence[str] | None, max_words: int,
-        subword_oov: bool = True,
+        subword_oov: bool = True, subword_table: str = "float32",
     ) -> None:  # fmt: skip
-        from plm.finetune.embeddings import _load_vectors
+        from plm.finetune.embeddings import _load_vectors, is_classifier
 
-        from plm.finetune.embeddings import is_classifier
-
-        parent = _load_vectors(vectors_dir, subword_oov)
+        parent = _load_vectors(vectors_dir, subword_oov, subword_table)
         self.registered = is_classifier(vectors_dir)  # a registered classifier's table (`finetune.init`)
         self.lowercase, self.word_unit, self.max_words = parent.lowercase, parent.word_unit, max_words
+        # the table's rows are scaled to unit length: so is a served word's n-gram vector
+        self.subwords = None if parent.subwords is None else parent.subwords.normalized()
+        self.subword_table = subword_table
         index = parent.index(max_words)  # a fastText parent adds the task's unseen words with their n-gram vectors
         self.a = index.encode(list(texts))
         self.b = index.encode(list(pairs)) if pairs is not None else None
@@ -235,13 +236,17 @@ class WordVectorFeatures:
                         "train_examples": float(len(train_rows))})  # fmt: skip
         model_dir = Path()
         if out_dir is not None:
+            from plm.finetune.embeddings import save_subwords
+
+            model_dir = Path(out_dir) / "model"
+            model_dir.mkdir(parents=True, exist_ok=True)
             config = {
                 "arch": "embeddings", "dim": int(self.vectors.shape[1]), "hidden": 0, "num_labels": len(id2label),
                 "id2label": {str(k): v for k, v in sorted(id2label.items())}, "pair": self.b is not None,
                 "regression": False, "lowercase": self.lowercase, "max_words": self.max_words,
                 "word_unit": self.word_unit,
                 "strategy": "features", "init": ("registered" if self.registered else "pretrained") if pretrained else "scratch",
+                **save_subwords(self.subwords if pretrained else None, self.subword_table, model_dir),
             }  # fmt: skip
-            model_dir = save_linear(self.model(len(id2label), pretrained, seed), fit, Path(out_dir) / "model", config,
-                                    self.words)  # fmt: skip
+            save_linear(self.model(len(id2label), pretrained, seed), fit, model_dir, config, self.words)
         return FinetuneResult(metrics, model_dir)

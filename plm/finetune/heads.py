@@ -92,24 +92,35 @@ class EmbeddingBagClassifier(nn.Module):
         else:
             self.mlp = nn.Sequential(nn.Linear(width, num_labels))
 
-    def _pool(self, ids: torch.Tensor) -> torch.Tensor:
-        mask = (ids > 1).unsqueeze(-1).float()  # (B, T, 1): known words only
-        return (self.embeddings(ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, dim)
+    def _embed(self, ids: torch.Tensor, extra: torch.Tensor | None) -> torch.Tensor:
+        """Rows of the table; ids from `vocab_size` on are rows of `extra` (words met only when serving)."""
+        if extra is None:
+            return self.embeddings(ids)
+        n = self.embeddings.num_embeddings
+        known = self.embeddings(ids.clamp(max=n - 1))
+        return torch.where((ids < n).unsqueeze(-1), known, extra.to(known.dtype)[(ids - n).clamp(min=0)])
 
-    def features(self, input_ids: torch.Tensor, pair_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """What the head sees: the pooled text (pairs: [u, v, |u - v|, u * v])."""
-        u = self._pool(input_ids)
+    def _pool(self, ids: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        mask = (ids > 1).unsqueeze(-1).float()  # (B, T, 1): known words only
+        return (self._embed(ids, extra) * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, dim)
+
+    def features(
+        self, input_ids: torch.Tensor, pair_ids: torch.Tensor | None = None, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What the head sees: the pooled text (pairs: [u, v, |u - v|, u * v]); `extra`: rows past the table."""
+        u = self._pool(input_ids, extra)
         if self.pair:
             if pair_ids is None:
                 raise ValueError("a pair model needs pair_ids")
-            v = self._pool(pair_ids)
+            v = self._pool(pair_ids, extra)
             u = torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
         return u
 
     def forward(
-        self, input_ids: torch.Tensor, pair_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        logits = self.mlp(self.features(input_ids, pair_ids))
+        self, input_ids: torch.Tensor, pair_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        extra: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        logits = self.mlp(self.features(input_ids, pair_ids, extra))
         out = {"logits": logits}
         if labels is not None:
             if self.num_labels == 1:

@@ -131,7 +131,8 @@ class PreparedTask:
 
             if vectors_dir not in self.features:
                 self.features[vectors_dir] = WordVectorFeatures(vectors_dir, self.data.texts, self.data.pairs,
-                                                                ft.max_words or ft.seq_len, ft.subword_oov)  # fmt: skip
+                                                                ft.max_words or ft.seq_len, ft.subword_oov,
+                                                                ft.subword_table)  # fmt: skip
             labels = self._labels()
             return self.features[vectors_dir].fit(train, test, labels, dict(enumerate(self.label_names)), pretrained,
                                                   ft.seed, out_dir if save else None)  # fmt: skip
@@ -145,7 +146,7 @@ class PreparedTask:
                 ft, vectors_dir,
                 ([d.texts[i] for i in train], pick(d.pairs, train), [labels[i] for i in train]),
                 ([d.texts[i] for i in test], pick(d.pairs, test), [labels[i] for i in test]),
-                dict(enumerate(self.label_names)), out_dir, pretrained, tracker, progress,
+                dict(enumerate(self.label_names)), out_dir, pretrained, tracker, progress, save,
             )  # fmt: skip
         if self.arch == "gpt":
             return self._fit_gpt(train, test, ft, init_from, strategy, out_dir if save else None, tracker, progress)

@@ -26,7 +26,9 @@ from plm.tracker import Prefixed, Tracker
 # 5: labelled rows read through the corpus readers (CSV rows with extra columns are bad_columns, strict decoding
 # per row, blank lines are not rows) and quarantined with reasons (counts rows_read, quarantine.<reason>);
 # fastText parents give unseen words their n-gram vectors (test_unseen_rate)
-NAME, VERSION = "finetune", 5
+# 6: a classifier of a pretrained fastText parent keeps its n-gram rows (subwords.safetensors, config `subwords`) so
+# words first met when served get their training vectors; word2vec / GloVe / scratch classifiers are byte-identical
+NAME, VERSION = "finetune", 6
 
 
 class Candidate(BaseModel):

@@ -185,6 +185,25 @@ def save_fasttext_folder(
     return model_dir
 
 
+@dataclass
+class NgramVectors:
+    """fastText's out-of-vocabulary rule on its own: the n-gram bucket rows (`buckets`, D) and how a word is cut
+    into n-grams (minn, maxn, the `<` `>` markers and FNV-1a hashing of `plm.objectives.subwords`, over the word
+    itself or its jamo). A fine-tuned word-vector classifier keeps one to give served words their vectors."""
+
+    ngrams: np.ndarray  # (buckets, D), float32 (or float16: rows are widened to float32 before the mean)
+    minn: int
+    maxn: int
+    subword: str = "char"
+
+    def vector(self, word: str) -> np.ndarray | None:
+        """The mean of the word's n-gram rows (float32); None when it has none (maxn 0, or no buckets)."""
+        buckets = ngram_buckets(word, self.minn, self.maxn, len(self.ngrams), self.subword)
+        if not buckets:
+            return None
+        return self.ngrams[np.asarray(buckets)].astype(np.float32, copy=False).mean(axis=0)
+
+
 class SubwordVectors:
     """Word vectors with fastText's out-of-vocabulary rule: an unseen word is the mean of its n-gram rows."""
 
@@ -199,17 +218,17 @@ class SubwordVectors:
         self.index = {w: i for i, w in enumerate(self.words)}
         self.lowercase = bool(self.config.get("lowercase", True))
         self.word_unit = self.config.get("word_unit", "eojeol")
+        c = self.config
+        if len(self.input) != len(self.words) + c["buckets"]:
+            raise ValueError(f"{model_dir}: input has {len(self.input)} rows for {len(self.words)} words + {c['buckets']} buckets")
+        self.ngrams = NgramVectors(self.input[len(self.words) :], c["minn"], c["maxn"], c.get("subword", "char"))
 
     def vector(self, word: str) -> np.ndarray | None:
         """The word's vector; None for an unseen word without n-grams (maxn 0, or no buckets)."""
         i = self.index.get(word)
         if i is not None:
             return self.vectors[i]
-        c = self.config
-        buckets = ngram_buckets(word, c["minn"], c["maxn"], c["buckets"], c.get("subword", "char"))
-        if not buckets:
-            return None
-        return self.input[np.asarray(buckets) + len(self.words)].mean(axis=0)
+        return self.ngrams.vector(word)
 
 
 class FastTextPredictor(Word2VecPredictor):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from plm.config import FinetuneSpec
@@ -238,3 +239,162 @@ def test_finetune_init_from_a_registered_word_vector_classifier(vectors_dir, tok
         run("model.arch=bert", "objectives.kinds=[mlm, nsp]", "finetune.strategy=full", "finetune.task=samesent",
             "finetune.task_type=pair_classification", f"finetune.data={pairs}", "finetune.init=models:/w-sentiment@champion",
             tracking=False)
+
+
+def _without_words(model_dir, keep: int, dest):
+    """A copy of a classifier folder whose table stops after its first `keep` words: the rest are then words it
+    first meets when served (`finetune_embeddings` adds the test split's unseen words last)."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    shutil.copytree(model_dir, dest)
+    state = load_file(str(dest / "model.safetensors"))
+    state["embeddings.weight"] = state["embeddings.weight"][: OFFSET + keep].contiguous()
+    save_file(state, str(dest / "model.safetensors"))
+    words = json.loads((dest / "vocab.json").read_text())
+    (dest / "vocab.json").write_text(json.dumps(words[:keep]))
+    return dest
+
+
+UNSEEN_TEST = ["Films were greatest yet dullest", "The actorsss bored", "Plotting was superbly lovelier",
+               "boringly tediousness clumsiest", "story brilliance moviegoers"]  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy,table", [("embeddings", "float32"), ("embeddings", "float16"),
+                                            ("features", "float32")])  # fmt: skip
+def test_a_served_fasttext_classifier_gives_new_words_their_training_ngram_vectors(fasttext_dir, tmp_path, strategy,
+                                                                                   table):  # fmt: skip
+    """Words in neither the parent's vocabulary nor the task's texts: served, they get the vector training gave
+    the same words (the parent's n-gram rows kept in `subwords.safetensors`), so served predictions equal the
+    in-process ones; without the rows they would be unknown and the predictions would differ."""
+    from plm.finetune.embeddings import EmbeddingsModel, _load_vectors
+    from plm.finetune.features import WordVectorFeatures, unit_rows
+    from plm.train.fasttext import SubwordVectors
+
+    train = reviews(32, 0)
+    ft = FT.model_copy(update={"epochs": 2, "subword_table": table})
+    labels = {0: "neg", 1: "pos"}
+    trained_words = _load_vectors(fasttext_dir).index(64)
+    trained_words.encode(train[0])
+    keep = len(trained_words.words)  # parent vocabulary + the training texts' unseen words
+    if strategy == "embeddings":
+        res = finetune_embeddings(ft, fasttext_dir, (train[0], None, train[1]), (UNSEEN_TEST, None, [1, 0, 1, 0, 1]),
+                                  labels, tmp_path / "ft", pretrained=True)  # fmt: skip
+    else:
+        feats = WordVectorFeatures(fasttext_dir, train[0] + UNSEEN_TEST, None, 64, subword_table=table)
+        res = feats.fit(list(range(32)), list(range(32, 37)), train[1] + [1, 0, 1, 0, 1], labels, True, 3, tmp_path / "ft")
+    full = res.model_dir
+    config = json.loads((full / "config.json").read_text())
+    assert config["subwords"] == {"file": "subwords.safetensors", "minn": 2, "maxn": 4, "buckets": 211, "subword": "char",
+                                  "unit": int(strategy == "features"), "dtype": table}  # fmt: skip
+    rows = load_file(str(full / "subwords.safetensors"))["ngrams"]
+    assert tuple(rows.shape) == (211, 16) and str(rows.dtype) == f"torch.{table}"
+    words = json.loads((full / "vocab.json").read_text())
+    new = words[keep:]  # the test texts' words that neither pretraining nor training saw
+    assert len(new) >= 8 and not set(new) & set(trained_words.words)
+    stripped = _without_words(full, keep, tmp_path / "stripped")
+    served = EmbeddingsModel(stripped)
+    table_rows = load_file(str(full / "model.safetensors"))["embeddings.weight"].numpy()
+    sub = SubwordVectors(fasttext_dir)
+    for w in new:  # served: computed from the kept n-gram rows; at train time: a row of the table
+        v = served.subwords.vector(w)
+        np.testing.assert_array_equal(v, table_rows[OFFSET + words.index(w)])
+        parent = sub.vector(w)
+        expect = unit_rows(parent[None])[0] if strategy == "features" else parent
+        np.testing.assert_allclose(v, expect, rtol=0, atol=0 if table == "float32" else 2e-3)
+    in_process = EmbeddingsModel(full).logits(UNSEEN_TEST)  # the table training built (its rows for these words)
+    out = served.logits(UNSEEN_TEST)
+    torch.testing.assert_close(out, in_process, rtol=1e-6, atol=1e-6)
+    pred = EmbeddingsPipeline.load(stripped).predict_frame(pd.DataFrame({"text": UNSEEN_TEST}))
+    assert (pred["label"] == ["pos" if y else "neg" for y in in_process.argmax(-1).tolist()]).all()
+    assert np.mean(pred["label"] == ["pos", "neg", "pos", "neg", "pos"]) == res.metrics["test_accuracy"]
+    # the same folder without the n-gram rows serves these words as unknown: other predictions
+    config.pop("subwords")
+    (stripped / "config.json").write_text(json.dumps(config))
+    assert not torch.allclose(EmbeddingsModel(stripped).logits(UNSEEN_TEST), in_process, atol=1e-4)
+
+
+
+def test_trainable_tables_serve_new_words_the_parents_ngram_vectors_and_none_keeps_no_rows(fasttext_dir, tmp_path):
+    """`embeddings_trainable` tunes the table of words, not the n-gram rows: a word first met when served gets the
+    parent's n-gram vector (as the test split's unseen words keep theirs in training). `subword_table: none` and a
+    scratch table keep no rows (a word outside the table is unknown when served)."""
+    from plm.finetune.embeddings import EmbeddingsModel
+    from plm.train.fasttext import SubwordVectors
+
+    train = reviews(32, 0)
+    test = (UNSEEN_TEST, None, [1, 0, 1, 0, 1])
+    tuned = finetune_embeddings(FT.model_copy(update={"epochs": 2, "embeddings_trainable": True}), fasttext_dir,
+                                (train[0], None, train[1]), test, {0: "neg", 1: "pos"}, tmp_path / "tuned", True)  # fmt: skip
+    sub = SubwordVectors(fasttext_dir)
+    table = load_file(str(tuned.model_dir / "model.safetensors"))["embeddings.weight"].numpy()
+    assert not np.allclose(table[OFFSET : OFFSET + len(sub.words)], sub.vectors)  # the words' rows were tuned
+    served = EmbeddingsModel(tuned.model_dir)
+    np.testing.assert_array_equal(
+        load_file(str(tuned.model_dir / "subwords.safetensors"))["ngrams"].numpy(), sub.ngrams.ngrams)
+    for w in ("cinematographers", "unwatchably"):
+        assert w not in served.index.index
+        np.testing.assert_array_equal(served.subwords.vector(w), sub.vector(w))
+    words = json.loads((tuned.model_dir / "vocab.json").read_text())
+    for w in ("dullest", "clumsiest"):  # test-split words: no gradient reached their rows
+        np.testing.assert_array_equal(table[OFFSET + words.index(w)], sub.vector(w))
+    # a registered classifier as the next task's parent (`finetune.init`) passes its rows on
+    child = finetune_embeddings(FT.model_copy(update={"epochs": 1, "subword_table": "float16"}), tuned.model_dir,
+                                (train[0], None, train[1]), test, {0: "neg", 1: "pos"}, tmp_path / "child", True)  # fmt: skip
+    assert json.loads((child.model_dir / "config.json").read_text())["subwords"]["dtype"] == "float16"
+    np.testing.assert_allclose(EmbeddingsModel(child.model_dir).subwords.vector("unwatchably"), sub.vector("unwatchably"),
+                               rtol=0, atol=2e-3)  # fmt: skip
+    for name, update, pretrained in (("none", {"subword_table": "none"}, True), ("scratch", {}, False)):
+        res = finetune_embeddings(FT.model_copy(update={"epochs": 1, **update}), fasttext_dir,
+                                  (train[0], None, train[1]), test, {0: "neg", 1: "pos"}, tmp_path / name, pretrained)  # fmt: skip
+        assert not (res.model_dir / "subwords.safetensors").exists()
+        assert "subwords" not in json.loads((res.model_dir / "config.json").read_text())
+        model = EmbeddingsModel(res.model_dir)
+        assert model.subwords is None and model.index.encode_served(["cinematographers"], {}, []) == [[UNK]]
+
+
+def test_the_registered_pyfunc_serves_new_words_as_training_would(fasttext_dir, tokenizer_path, tmp_path):
+    """Through the one pyfunc path (`models:/...@champion`, as `plm predict` and the HTTP server load it), a
+    text of words the classifier's table lacks is predicted as the in-process model predicts it."""
+    from plm.finetune.embeddings import _load_vectors
+    from plm.finetune.predict import example_for
+    from plm.tracking import TrackingSession, log_pyfunc_model, predict_texts, register_version
+
+    train = reviews(32, 0)
+    res = finetune_embeddings(FT.model_copy(update={"epochs": 2}), fasttext_dir, (train[0], None, train[1]),
+                              (UNSEEN_TEST, None, [1, 0, 1, 0, 1]), {0: "neg", 1: "pos"}, tmp_path / "ft", True)  # fmt: skip
+    index = _load_vectors(fasttext_dir).index(64)
+    index.encode(train[0])
+    stripped = _without_words(res.model_dir, len(index.words), tmp_path / "stripped")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    s = TrackingSession(store, "t", tmp_path, "test", tags={})
+    kind = "embeddings_classifier"
+    uri = log_pyfunc_model(s.start_stage("register", {}), kind, stripped, tokenizer_path, example_for(kind, stripped, []))
+    register_version(s, uri, "t-ft", {}, "m", 1.0)
+    got = predict_texts(store, "models:/t-ft@champion", UNSEEN_TEST)
+    expected = EmbeddingsPipeline.load(res.model_dir).predict_frame(pd.DataFrame({"text": UNSEEN_TEST}))
+    assert [g["label"] for g in got] == expected["label"].tolist()
+    assert [g["score"] for g in got] == pytest.approx(expected["score"].tolist(), abs=1e-6)
+
+
+def test_a_jamo_parents_classifier_serves_new_korean_words_by_jamo_ngrams(tmp_path):
+    """The kept rule is the parent's: jamo n-grams (`model.subword: jamo`) for a Korean word neither saw."""
+    from plm.config import FastTextSpec
+    from plm.finetune.embeddings import EmbeddingsModel
+    from plm.objectives.skipgram import Vocab
+    from plm.train.fasttext import SubwordVectors, build_fasttext, save_fasttext_folder
+
+    cfg = FastTextSpec(dim=8, minn=2, maxn=4, buckets=97, subword="jamo")
+    words = ["학교", "학생", "좋다", "나쁘다", "영화"]
+    torch.manual_seed(0)
+    model = build_fasttext(cfg, words, cbow=False)
+    with torch.no_grad():
+        model.in_embed.weight.normal_(0, 1)
+    parent = save_fasttext_folder(tmp_path / "ko", model, Vocab(words, np.arange(5, 0, -1)), cfg, lowercase=True)
+    texts, labels = ["영화 좋다", "영화 나쁘다", "학교 좋다", "학생 나쁘다"], [1, 0, 1, 0]
+    res = finetune_embeddings(FT.model_copy(update={"epochs": 1}), parent, (texts, None, labels), (texts, None, labels),
+                              {0: "neg", 1: "pos"}, tmp_path / "ft", True)  # fmt: skip
+    served = EmbeddingsModel(res.model_dir)
+    assert served.subwords.ngrams.subword == "jamo" and "학굣" not in served.index.index
+    np.testing.assert_array_equal(served.subwords.vector("학굣"), SubwordVectors(parent).vector("학굣"))
