@@ -150,3 +150,18 @@ def _rank_main(a: dict) -> None:
 
 if __name__ == "__main__":  # one torchrun rank
     _rank_main(json.loads(sys.argv[1]))
+
+
+def test_cli_parallel_sets_the_spec(tmp_path):
+    """`plm pretrain --parallel fsdp` reaches train.parallel (without --nproc the spec refuses it, in one line,
+    before any stage runs); the end-to-end `--nproc 2` launch is the DDP path of test_pretrain_nproc.py."""
+    from typer.testing import CliRunner
+
+    from plm.cli import app
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\n")
+    res = CliRunner().invoke(app, ["pretrain", str(spec), "--parallel", "fsdp", "--set", f"home={tmp_path}"])
+    assert res.exit_code != 0 and "train.parallel=fsdp" in res.output and not (tmp_path / "artifacts").exists()
+    bad = CliRunner().invoke(app, ["pretrain", str(spec), "--parallel", "zero"])
+    assert bad.exit_code == 2 and "--parallel" in bad.output
