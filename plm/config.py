@@ -458,7 +458,9 @@ class TrainSpec(_Section):
     grad_accum: int = Field(1, ge=1)
     """Micro-batches per optimizer step: each holds batch_size / (grad_accum x world size) sequences."""
     nproc: int = added(1, ge=1)
-    """Data-parallel processes on this node: above 1 the pretrain stage launches `torch.distributed.run` itself (DDP: gloo on CPU, NCCL with one GPU per process; `plm pretrain --nproc N`); multi-node through torchrun's `PET_NNODES` / `PET_NODE_RANK` / `PET_RDZV_ENDPOINT` environment variables. Each process reads every N-th shard, so the weights differ from one process: part of the fingerprint."""
+    """Data-parallel processes on this node: above 1 the pretrain stage launches `torch.distributed.run` itself (DDP or FSDP2 per `parallel`: gloo on CPU, NCCL with one GPU per process; `plm pretrain --nproc N`); multi-node through torchrun's `PET_NNODES` / `PET_NODE_RANK` / `PET_RDZV_ENDPOINT` environment variables. Each process reads every N-th shard, so the weights differ from one process: part of the fingerprint."""
+    parallel: Literal["ddp", "fsdp"] = added("ddp")
+    """How `nproc` > 1 processes share the model: `ddp` (every process holds all of it; gradients all-reduced) or `fsdp` (FSDP2, for models that do not fit one GPU: each transformer block, then the rest, sharded over the processes and all-gathered just before it runs; bf16 parameters and fp32 gradient reduction on CUDA, fp32 on CPU; `plm pretrain --parallel fsdp`). Checkpoints and the model folder are the same files either way. Same global batch as `ddp`, but the gradient reductions sum in another order, so the weights agree only to float rounding: part of the fingerprint when set. Needs `nproc` > 1."""
     schedule: Literal["linear", "cosine"] = "linear"
     """Decay after warmup: linear to zero, or cosine down to `min_lr_ratio` x lr."""
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
@@ -484,6 +486,9 @@ class TrainSpec(_Section):
             raise ValueError("train.batch_size must be divisible by train.grad_accum")
         if self.batch_size % (self.grad_accum * self.nproc):
             raise ValueError("train.batch_size must be divisible by train.grad_accum x train.nproc")
+        if self.parallel == "fsdp" and self.nproc == 1:
+            raise ValueError("train.parallel=fsdp shards the model over train.nproc processes: set train.nproc > 1 "
+                             "(one process holds the whole model; leave train.parallel at ddp)")
         return self
 
 

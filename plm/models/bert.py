@@ -195,6 +195,11 @@ class BertForPreTraining(nn.Module):
     def tie_weights(self) -> None:
         self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight
 
+    def transformer_blocks(self) -> nn.ModuleList:
+        """The encoder blocks (FSDP shards each one as its own group; the embeddings and the tied decoder stay
+        with the root)."""
+        return self.bert.encoder.layer
+
     def num_params(self) -> int:
         """Parameters, the tied decoder counted once (BERT-base with a 30522 vocabulary: 110M)."""
         return sum(p.numel() for p in self.parameters())

@@ -167,6 +167,10 @@ class GPTLMHeadModel(nn.Module):
     def tie_weights(self) -> None:
         self.lm_head.weight = self.transformer.wte.weight
 
+    def transformer_blocks(self) -> nn.ModuleList:
+        """The decoder blocks (FSDP shards each one as its own group; `wte`/`lm_head` stay with the root)."""
+        return self.transformer.h
+
     def num_params(self) -> int:
         """Parameters, the tied LM head counted once (GPT-2 small with a 50257 vocabulary: 124M)."""
         return sum(p.numel() for p in self.parameters())

@@ -61,15 +61,19 @@ def save_checkpoint(
     loader_state: dict[str, Any],
     extra: dict[str, Any] | None = None,
     ranks: list[dict[str, Any]] | None = None,
+    model_state: dict[str, Any] | None = None,
+    optimizer_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write the checkpoint atomically. `extra` must hold plain values (str/int/float/list/dict/tensors),
     e.g. the spec slice and the upstream fingerprints, so that weights_only loading accepts it.
-    `ranks`: under DDP, every rank's {"loader": state, "rng": rng_state()} (index = rank)."""
+    `ranks`: under DDP, every rank's {"loader": state, "rng": rng_state()} (index = rank).
+    `model_state` / `optimizer_state`: the full states in `state_dict()` form when `model` and `optimizer`
+    hold only shards (FSDP: `plm.train.distributed.full_state_dicts`); default: their own `state_dict()`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": model.state_dict() if model_state is None else model_state,
+        "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state,
         "scheduler": scheduler.state_dict(),
         "step": int(step),
         "loader": dict(loader_state),

@@ -3,7 +3,8 @@
 `pretrain(build, train, train_loader, val_loader, out_dir, kind=...)` runs `train.steps` optimizer
 steps of `train.grad_accum` micro-batches each: fused AdamW (no decay on LayerNorm/bias), warmup then
 linear or cosine decay, gradient clipping, bf16 autocast and TF32 on CUDA (fp32 on CPU),
-`torch.compile` per `train.compile`, DDP when launched by torchrun (see `distributed.py`), a
+`torch.compile` per `train.compile`, DDP when launched by torchrun (see `distributed.py`) or, with
+`train.parallel: fsdp`, FSDP2 (`fully_shard` per transformer block, then the root), a
 prefetching loader whose wait time is logged, and a NaN guard that fails the run before anything
 is written after the bad step. A step never waits for the device: its numbers stay there until a log
 line, a checkpoint or the end reads them.
@@ -48,7 +49,16 @@ from plm.train.checkpoint import (
     set_rng_state,
     step_path,
 )
-from plm.train.distributed import DistContext, all_reduce_sum, barrier, gather_objects, resolve_device
+from plm.train.distributed import (
+    DistContext,
+    all_reduce_sum,
+    barrier,
+    full_state_dicts,
+    gather_objects,
+    load_sharded_optimizer,
+    resolve_device,
+    shard_model,
+)
 from plm.train.export import load_model_dir, save_model_dir
 from plm.train.loader import Masker, PretrainLoader, Prefetcher, StreamingLoader, mlm_positions, tokens_in
 from plm.train.optim import build_optimizer
@@ -217,8 +227,13 @@ def _check_resumable(ck: dict[str, Any], extra: dict[str, Any]) -> None:
             )
 
 
+def _compiles(mode: str, device: torch.device) -> bool:
+    """`train.compile`: `on`, or `auto` on CUDA."""
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
 def _compile(model: nn.Module, mode: str, device: torch.device) -> nn.Module:
-    if mode == "on" or (mode == "auto" and device.type == "cuda"):
+    if _compiles(mode, device):
         return torch.compile(model)  # type: ignore[return-value]
     return model
 
@@ -263,6 +278,8 @@ def pretrain(
     count (parallel reductions round differently with another count), and a resume adopts it for the
     run, with a warning when this process would have used another. Raises FloatingPointError (naming
     the step) on a non-finite loss or gradient norm; nothing is written after that step.
+    With `train.parallel: fsdp` in a multi-process `dist` the model is sharded (`shard_model`); checkpoints
+    and the model folder hold the full states gathered to rank 0, and `PretrainResult.model` is None.
     """
     out_dir = Path(out_dir)
     ctx = dist or DistContext(device=resolve_device(train.device))
@@ -273,19 +290,29 @@ def pretrain(
     tracker = tracker if ctx.is_main else NullTracker()
 
     torch.manual_seed(train.seed)
-    raw = build().to(device)
-    optimizer = build_optimizer(raw, train.lr, train.weight_decay, fused=True)  # CPU too: ~2x the for-loop AdamW
-    scheduler = build_scheduler(optimizer, train.warmup_steps, train.steps, train.schedule, train.min_lr_ratio)
+    fsdp = ctx.active and train.parallel == "fsdp"
+    # Every rank builds the same full model (same seed). Under FSDP it stays in host memory: sharding moves one
+    # block (then the root's embeddings and heads) to the device at a time and keeps only this rank's shard there.
+    raw = build() if fsdp else build().to(device)
     extra = {**(extra or {}), "config": config, "train": run_slice(train), "kind": kind, "world": ctx.world}
     tracker.log_params({"model_config." + k: v for k, v in config.items()} | {"world_size": ctx.world})
 
     start = 1
     rank_state: dict[str, Any] | None = None
-    if resume_from is not None:
-        ck = load_checkpoint(resume_from, "cpu")
+    ck = load_checkpoint(resume_from, "cpu") if resume_from is not None else None
+    if ck is not None:
         _check_resumable(ck, extra)
-        raw.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
+        raw.load_state_dict(ck["model"])  # before sharding: FSDP shards the loaded weights
+    if fsdp:
+        shard_model(raw, raw.transformer_blocks(), device, _compiles(train.compile, device))  # type: ignore[operator]
+    # fused on CPU too (~2x the for-loop AdamW); torch 2.13's fused CPU kernel takes FSDP's DTensor shards as well
+    optimizer = build_optimizer(raw, train.lr, train.weight_decay, fused=True)
+    scheduler = build_scheduler(optimizer, train.warmup_steps, train.steps, train.schedule, train.min_lr_ratio)
+    if ck is not None:
+        if fsdp:
+            load_sharded_optimizer(raw, optimizer, ck["optimizer"])
+        else:
+            optimizer.load_state_dict(ck["optimizer"])
         scheduler.load_state_dict(ck["scheduler"])
         rank_state = ck["ranks"][ctx.rank] if "ranks" in ck else {"loader": ck["loader"], "rng": ck["rng"]}
         train_loader.load_state_dict(rank_state["loader"])  # type: ignore[union-attr]
@@ -298,8 +325,8 @@ def pretrain(
     if device.type == "cpu":
         extra["cpu_threads"] = torch.get_num_threads()
 
-    model = _compile(raw, train.compile, device)
-    if ctx.active:
+    model = raw if fsdp else _compile(raw, train.compile, device)
+    if ctx.active and not fsdp:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -331,13 +358,18 @@ def pretrain(
                 step_tokens += n_tokens
                 seq_len = batch["input_ids"].shape[1]
                 sync = micro == train.grad_accum - 1
-                with (model.no_sync() if ctx.active and not sync else contextlib.nullcontext()), autocast(device):
+                if fsdp:  # FSDP2 accumulates unsharded gradients until the last micro-batch reduce-scatters them
+                    raw.set_requires_gradient_sync(sync)  # type: ignore[operator]
+                no_sync = ctx.active and not fsdp and not sync
+                with (model.no_sync() if no_sync else contextlib.nullcontext()), autocast(device):
                     out = model(**batch)
                     loss = out["loss"] / train.grad_accum if train.grad_accum > 1 else out["loss"]
                 loss.backward()
                 stats[:-1] += torch.stack([out[n].detach().double() for n in names[:-1]]) / micro_div[:-1]
             stats[-1] += step_tokens
             grad_norm = torch.nn.utils.clip_grad_norm_(raw.parameters(), train.grad_clip)
+            if fsdp:  # a replicated DTensor (the norm over every rank's shards): its local value is the norm
+                grad_norm = grad_norm.to_local()  # type: ignore[attr-defined]
             all_reduce_sum(stats, ctx)  # one collective: every rank sees the same numbers (and fails together)
             stats /= rank_div
             guard.observe(step, stats[0], grad_norm)
@@ -361,7 +393,7 @@ def pretrain(
                 window.reset(loader.wait_s)
             if checkpoint_now:
                 _periodic_checkpoint(out_dir, raw, optimizer, scheduler, step, loader, extra, train, val_loader,
-                                     device, kind, ctx, tracker)  # fmt: skip
+                                     device, kind, ctx, tracker, fsdp)  # fmt: skip
             progress("pretrain", step, train.steps)
         guard.check()
     finally:
@@ -377,40 +409,57 @@ def pretrain(
         "steps_per_s": (train.steps - start + 1) / max(elapsed, 1e-9),
         "steps": float(train.steps),
     }
-    if val_loader is not None and ctx.is_main:
-        val = evaluate_lm(raw, val_loader.epoch_batches(train.eval_batches), device, kind)
+    if val_loader is not None and (ctx.is_main or fsdp):
+        val = _evaluate(raw, val_loader, train.eval_batches, device, kind, fsdp)
         metrics.update({f"val_{k}": v for k, v in val.items()})
     tracker.log_metrics(metrics, step=train.steps)
 
     states = gather_objects({"loader": loader.state_dict(), "rng": rng_state()}, ctx)
+    model_state, optim_state = full_state_dicts(raw, optimizer) if fsdp else (None, None)
     checkpoint, model_dir = out_dir / "checkpoint.pt", out_dir / "model"
     if ctx.is_main:
         save_checkpoint(checkpoint, raw, optimizer, scheduler, train.steps, states[0]["loader"],
-                        extra | {"metrics": metrics}, ranks=states if ctx.active else None)  # fmt: skip
-        save_model_dir(raw, config, model_dir)
+                        extra | {"metrics": metrics}, ranks=states if ctx.active else None,
+                        model_state=model_state, optimizer_state=optim_state)  # fmt: skip
+        save_model_dir(raw, config, model_dir, state=model_state)
     barrier(ctx)
-    return PretrainResult(metrics=metrics, checkpoint=checkpoint, model_dir=model_dir, model=raw)
+    # under FSDP the module holds only this rank's shards: the full model is the folder rank 0 wrote
+    return PretrainResult(metrics=metrics, checkpoint=checkpoint, model_dir=model_dir, model=None if fsdp else raw)
+
+
+def _evaluate(raw: nn.Module, val_loader: PretrainLoader, batches: int, device: torch.device, kind: str,
+              fsdp: bool) -> dict[str, float]:  # fmt: skip
+    """Held-out metrics; under FSDP every rank runs the same batches (each block's forward all-gathers it), and
+    the root, left unsharded by a forward without backward, is resharded so that the optimizer sees its shards."""
+    val = evaluate_lm(raw, val_loader.epoch_batches(batches), device, kind)
+    if fsdp:
+        raw.reshard()  # type: ignore[operator]
+    return val
 
 
 def _periodic_checkpoint(
     out_dir: Path, raw: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, step: int, loader: Prefetcher,
     extra: dict[str, Any], train: TrainSpec, val_loader: PretrainLoader | None, device: torch.device, kind: str,
-    ctx: DistContext, tracker: Tracker,
+    ctx: DistContext, tracker: Tracker, fsdp: bool = False,
 ) -> None:  # fmt: skip
     """`checkpoints/step-N.pt` (every rank's loader + RNG state inside), pruned to the last K, and `best.pt`.
 
     Evaluation runs in eval mode (no dropout draws) on its own loader, so it leaves the training RNG
-    and data position untouched: a resumed run stays bit-identical.
+    and data position untouched: a resumed run stays bit-identical. Under FSDP every rank takes part in
+    gathering the full state and in evaluating; rank 0 alone writes.
     """
     states = gather_objects({"loader": loader.state_dict(), "rng": rng_state()}, ctx)
+    model_state, optim_state = full_state_dicts(raw, optimizer) if fsdp else (None, None)
+    val_loss = math.nan
+    if val_loader is not None and (ctx.is_main or fsdp):
+        val_loss = _evaluate(raw, val_loader, train.eval_batches, device, kind, fsdp)["loss"]
     if ctx.is_main:
         directory = out_dir / CHECKPOINTS
-        val_loss = math.nan
         if val_loader is not None:
-            val_loss = evaluate_lm(raw, val_loader.epoch_batches(train.eval_batches), device, kind)["loss"]
             tracker.log_metrics({"checkpoint_val_loss": val_loss}, step=step)
         path = save_checkpoint(step_path(directory, step), raw, optimizer, scheduler, step, states[0]["loader"],
-                               extra | {"val_loss": val_loss}, ranks=states if ctx.active else None)  # fmt: skip
+                               extra | {"val_loss": val_loss}, ranks=states if ctx.active else None,
+                               model_state=model_state, optimizer_state=optim_state)  # fmt: skip
         best = directory / "best.pt"
         best_loss = load_checkpoint(best)["extra"].get("val_loss", math.nan) if best.exists() else math.inf
         if math.isfinite(val_loss) and not val_loss >= best_loss:

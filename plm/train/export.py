@@ -69,15 +69,18 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def save_model_dir(model: torch.nn.Module, config: dict[str, Any], model_dir: Path) -> Path:
+def save_model_dir(model: torch.nn.Module, config: dict[str, Any], model_dir: Path,
+                   state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write model.safetensors (tied weights once) + config.json (`config` plus `arch`) atomically.
 
     `config` is normally `model.config.to_dict()`, with extra keys for classifiers (num_labels, ...);
     `arch` is taken from `config` when present, else from the model. An existing `model_dir` is replaced.
+    `state`: the full state dict when `model` holds only shards of it (FSDP); default `model.state_dict()`.
     """
     model_dir = Path(model_dir)
     skip = set(tied_keys(model))
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if k not in skip}
+    state = model.state_dict() if state is None else state
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items() if k not in skip}
     with _atomic_dir(model_dir) as tmp:
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
         _write_json(tmp / CONFIG, {"arch": arch_of(model)} | config)

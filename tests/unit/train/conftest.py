@@ -76,9 +76,9 @@ class BothRanks:
     """One process's loader yielding rank 0's micro-batch rows followed by rank 1's (what two DDP ranks of
     batch_size // 2 see together), for the one-process side of the DDP equivalence tests."""
 
-    def __init__(self, train: list[Path], spec) -> None:
-        self.ranks = [StreamingLoader(train, spec.batch_size // 2, "clm", seed=spec.seed, buffer_rows=spec.shuffle_buffer,
-                                      rank=r, world=2) for r in range(2)]  # fmt: skip
+    def __init__(self, train: list[Path], spec, kind: str = "clm") -> None:
+        self.ranks = [StreamingLoader(train, spec.batch_size // 2, kind, seed=spec.seed,
+                                      buffer_rows=spec.shuffle_buffer, rank=r, world=2) for r in range(2)]  # fmt: skip
 
     def __next__(self) -> dict[str, torch.Tensor]:
         parts = [next(r) for r in self.ranks]
