@@ -80,7 +80,9 @@ def test_a_disagreeing_batch_falls_back_to_the_tokenizer(tmp_path):
     tok = tok[0] if isinstance(tok, tuple) else tok
     enc = WordCacheEncoder.for_tokenizer(tok)
     texts = ["ordinary words here"] * 20
-    enc.cache[next(iter(sorted(set(texts[0].split()))))] = np.array([3, 3, 3], np.int32)  # a corrupted cache entry
+    assert [o.tolist() for o in enc.encode(texts)] == [r.ids for r in tok.encode_batch(texts, add_special_tokens=False)]
+    slot = enc.cache["words"]
+    enc._ids[enc._start[slot]] = 3  # a corrupted cache entry
     out = enc.encode(texts)
     assert enc.fallbacks == 1
     assert [o.tolist() for o in out] == [r.ids for r in tok.encode_batch(texts, add_special_tokens=False)]
