@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from concurrent.futures import ThreadPoolExecutor
 from itertools import repeat
 
 import numpy as np
@@ -44,8 +43,6 @@ MAX_CACHE = 1_000_000
 """Distinct words whose ids are kept between batches (~100 bytes each)."""
 MODEL_CHUNKS = 16
 """Unseen words of a batch go to the model as this many pre-tokenized sequences (encoded in parallel)."""
-SPLIT_THREADED = 4096
-"""Batches of at least this many texts are normalised and split in two halves on two threads."""
 CHECK_EVERY = 50
 """One sentence in this many (at least 8 per batch) is compared with the tokenizer's own encoding."""
 
@@ -142,7 +139,7 @@ class WordCacheEncoder:
         """Token ids per text; identical to the tokenizer's own output (checked on a sample, see module doc)."""
         if not texts:
             return []
-        words, per_text = self._split(texts)
+        words, per_text = split_words(texts, self.form, self.lowercase)
         encoded = pc.dictionary_encode(words)
         index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
         slots = self._slots(encoded.dictionary.to_pylist())
@@ -159,15 +156,6 @@ class WordCacheEncoder:
             self.fallbacks += 1
             return [np.asarray(e.ids, dtype=np.int32) for e in self.tok.encode_batch_fast(texts, add_special_tokens=False)]
         return result
-
-    def _split(self, texts: list[str]) -> tuple[pa.Array, np.ndarray]:
-        """`split_words`, a large batch in two halves on two threads (Arrow's kernels release the GIL)."""
-        if len(texts) < SPLIT_THREADED:
-            return split_words(texts, self.form, self.lowercase)
-        half = len(texts) // 2
-        with ThreadPoolExecutor(2) as pool:
-            parts = list(pool.map(lambda t: split_words(t, self.form, self.lowercase), (texts[:half], texts[half:])))
-        return pa.concat_arrays([parts[0][0], parts[1][0]]), np.concatenate([parts[0][1], parts[1][1]])
 
     def _slots(self, distinct: list[str]) -> np.ndarray:
         """The cache slot of each distinct word, the model run only on words not seen before."""
