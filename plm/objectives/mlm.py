@@ -37,7 +37,10 @@ def _select_exact(candidates: np.ndarray, k: np.ndarray, rng: np.random.Generato
     """k uniform positions per row without replacement: the keys at or below each row's k-th smallest key."""
     keys = rng.random(candidates.shape)
     keys[~candidates] = 2.0  # above every real key
-    kth = np.take_along_axis(np.sort(keys, axis=1), np.maximum(k - 1, 0)[:, None], axis=1)
+    most = int(k.max()) if k.size else 0
+    # only the `most` smallest keys of a row are ever the k-th: partition them to the front, sort just those
+    smallest = np.partition(keys, most - 1, axis=1)[:, :most] if 0 < most < keys.shape[1] else keys
+    kth = np.take_along_axis(np.sort(smallest, axis=1), np.maximum(k - 1, 0)[:, None], axis=1)
     return (keys <= kth) & candidates & (k[:, None] > 0)
 
 

@@ -95,6 +95,17 @@ def plan_document(
 
     `bounds[d]` are the cumulative token counts of document d's sentences (`[0, n0, n0+n1, ...]`).
     """
+    if order_prediction:
+        _plan_document_stepwise(bounds, doc_index, seq_len, short_seq_prob, random_fraction, coin, plan, True)
+    else:
+        _plan_nsp_document(bounds, doc_index, seq_len, short_seq_prob, random_fraction, coin, plan)
+
+
+def _plan_document_stepwise(
+    bounds: list[list[int]], doc_index: int, seq_len: int, short_seq_prob: float, random_fraction: float,
+    coin: random.Random, plan: PairPlan, order_prediction: bool,
+) -> None:  # fmt: skip
+    """`plan_document` one instance at a time through `_plan_sop` / `_plan_nsp` (SOP; NSP's reference)."""
     own = bounds[doc_index]
     n_sent = len(own) - 1
     max_num_tokens = seq_len - 3
@@ -109,6 +120,66 @@ def plan_document(
                 _plan_sop(own, doc_index, first, n_chunk, max_num_tokens, random_fraction, coin, plan)
             else:
                 i = _plan_nsp(bounds, doc_index, first, n_chunk, target, max_num_tokens, random_fraction, coin, plan)
+            first = i + 1
+        i += 1
+
+
+def _plan_nsp_document(
+    bounds: list[list[int]], doc_index: int, seq_len: int, short_seq_prob: float, random_fraction: float,
+    coin: random.Random, plan: PairPlan,
+) -> None:  # fmt: skip
+    """`plan_document` for NSP in one loop: `_plan_nsp`, `truncation` and `_add_truncated` inlined, the same coin
+    draws in the same order (the per-instance function calls were most of the planner's time)."""
+    rand, bits = coin.random, coin.getrandbits
+    a_docs, a_los, a_his, b_docs, b_los, b_his = plan.a_doc, plan.a_lo, plan.a_hi, plan.b_doc, plan.b_lo, plan.b_hi
+    labels, forceds = plan.label, plan.forced
+    own = bounds[doc_index]
+    n_sent, n_docs = len(own) - 1, len(bounds)
+    max_num = seq_len - 3
+    target = 2 + int(rand() * (max_num - 1)) if rand() < short_seq_prob else max_num
+    first = i = 0
+    while i < n_sent:
+        if i == n_sent - 1 or own[i + 1] - own[first] >= target:
+            n_chunk = i - first + 1
+            a_end = 1 + int(rand() * (n_chunk - 1)) if n_chunk >= 2 else 1
+            a_lo, a_hi = own[first], own[first + a_end]
+            forced = n_chunk == 1
+            if forced or rand() < random_fraction:
+                target_b = target - (a_hi - a_lo)
+                b_doc = doc_index
+                for _ in range(10):
+                    b_doc = int(rand() * n_docs)
+                    if b_doc != doc_index:
+                        break
+                other = bounds[b_doc]
+                n_other = len(other) - 1
+                start = end = int(rand() * n_other)
+                while end < n_other:  # whole sentences until B reaches its target length
+                    end += 1
+                    if other[end] - other[start] >= target_b:
+                        break
+                b_lo, b_hi, label, i = other[start], other[end], 1, first + a_end - 1  # unused sentences put back
+            else:
+                b_doc, b_lo, b_hi, label, i = doc_index, a_hi, own[first + n_chunk], 0, first + n_chunk - 1
+            la, lb = a_hi - a_lo, b_hi - b_lo
+            excess = la + lb - max_num
+            if excess > 0:  # `truncation`
+                cut = min(excess, abs(la - lb))
+                rest = excess - cut
+                ra = (cut if la > lb else 0) + rest // 2
+                rb = (cut if lb >= la else 0) + rest - rest // 2
+                fa = bits(ra).bit_count() if ra else 0
+                fb = bits(rb).bit_count() if rb else 0
+                a_lo, a_hi, b_lo, b_hi = a_lo + fa, a_hi - (ra - fa), b_lo + fb, b_hi - (rb - fb)
+            if a_hi > a_lo and b_hi > b_lo:
+                a_docs.append(doc_index)
+                a_los.append(a_lo)
+                a_his.append(a_hi)
+                b_docs.append(b_doc)
+                b_los.append(b_lo)
+                b_his.append(b_hi)
+                labels.append(label)
+                forceds.append(int(forced))
             first = i + 1
         i += 1
 

@@ -14,6 +14,7 @@ workers there were: each shard draws from its own RNG stream.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -64,10 +65,14 @@ def run_shards(fn: Callable[[J, dict[str, Any]], R], todo: Sequence[J], work: di
         from concurrent.futures import ProcessPoolExecutor
 
         _FORKED.update(work)
+        # the parent's objects out of the collector's reach while children fork: a child's collection would
+        # otherwise touch (and so copy) every page of the parent's heap
+        gc.freeze()
         try:
             with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
                 yield from pool.map(partial(_forked, fn), todo)
         finally:
+            gc.unfreeze()
             _FORKED.clear()
         return
     for job in todo:

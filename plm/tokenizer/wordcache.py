@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
@@ -85,8 +86,30 @@ def split_words(texts: list[str], form: str, lowercase: bool) -> tuple[pa.Array,
     return words, np.bincount(parents, minlength=len(texts))
 
 
+def _continuation_flags(tok: Tokenizer) -> np.ndarray | None:
+    """WordPiece: per id, whether the token is a `##` continuation, when that tells a word's first token apart.
+
+    The first piece of a word is the word's own prefix, so it starts with the continuation prefix only if the
+    word does; the BERT pre-tokenizer isolates each punctuation character, so no word of two or more characters
+    starts with a prefix made of two or more punctuation characters (`##`). [UNK] must not look like one."""
+    model = json.loads(tok.to_str())["model"]
+    prefix, unk = model.get("continuing_subword_prefix") or "", model.get("unk_token") or ""
+    if model["type"] != "WordPiece" or len(prefix) < 2 or unk.startswith(prefix):
+        return None
+    if not all(unicodedata.category(c).startswith("P") or (c.isascii() and not c.isalnum() and c.isprintable() and c != " ")
+               for c in prefix):  # fmt: skip
+        return None
+    flags = np.zeros(tok.get_vocab_size(), dtype=bool)
+    for token, i in tok.get_vocab().items():
+        flags[i] = token.startswith(prefix)
+    return flags
+
+
 class WordCacheEncoder:
-    """Encodes batches of sentences to int32 ids like `tok.encode_batch(..., add_special_tokens=False)`."""
+    """Encodes batches of sentences to int32 ids like `tok.encode_batch(..., add_special_tokens=False)`.
+
+    The cache maps each word seen to a slot; slot k's ids are `_ids[_start[k] : _start[k] + _len[k]]`, so a
+    batch's ids are gathered with numpy (no array per word)."""
 
     def __init__(self, tok: Tokenizer, settings: dict) -> None:
         self.tok = tok
@@ -96,8 +119,16 @@ class WordCacheEncoder:
         self.model_only.pre_tokenizer = None
         self.model_only.post_processor = None
         self.fallbacks = 0
-        self.cache: dict[str, np.ndarray] = {}
         self.max_cache = MAX_CACHE
+        self.continuation = _continuation_flags(tok)
+        self._clear()
+
+    def _clear(self) -> None:
+        self.cache: dict[str, int] = {}
+        self._ids = np.zeros(1 << 16, dtype=np.int32)
+        self._n_ids = 0
+        self._start = np.zeros(1 << 12, dtype=np.int64)
+        self._len = np.zeros(1 << 12, dtype=np.int64)
 
     @classmethod
     def for_tokenizer(cls, tok: Tokenizer) -> WordCacheEncoder | None:
@@ -111,15 +142,13 @@ class WordCacheEncoder:
         words, per_text = split_words(texts, self.form, self.lowercase)
         encoded = pc.dictionary_encode(words)
         index = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        pieces = self._pieces(encoded.dictionary.to_pylist())
-        piece_len = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-        piece_start = np.cumsum(piece_len) - piece_len
-        flat_pieces = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+        slots = self._slots(encoded.dictionary.to_pylist())
+        piece_len = self._len[slots]
         lens = piece_len[index]  # tokens of each word occurrence
         total = int(lens.sum())
-        # gather: the k-th token of word occurrence j is flat_pieces[piece_start[index[j]] + k]
+        # gather: the k-th token of word occurrence j is _ids[_start[slot of j] + k]
         out_start = np.cumsum(lens) - lens
-        ids = flat_pieces[np.repeat(piece_start[index] - out_start, lens) + np.arange(total)]
+        ids = self._ids[np.repeat(self._start[slots][index] - out_start, lens) + np.arange(total)]
         word_bounds = np.concatenate([[0], np.cumsum(per_text)])
         bounds = np.concatenate([[0], np.cumsum(lens)])[word_bounds].tolist()
         result = [ids[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
@@ -128,34 +157,62 @@ class WordCacheEncoder:
             return [np.asarray(e.ids, dtype=np.int32) for e in self.tok.encode_batch_fast(texts, add_special_tokens=False)]
         return result
 
-    def _pieces(self, distinct: list[str]) -> list[np.ndarray]:
-        """Token ids of each distinct word: from the cache, the model run only on words not seen before."""
-        cache = self.cache
-        missing = [w for w in distinct if w not in cache]
-        if missing:
-            if len(cache) + len(missing) > self.max_cache:
-                cache.clear()  # bounded memory; a corpus's frequent words come back within a batch or two
-            cache.update(zip(missing, self._model_pieces(missing)))
-        return [cache[w] for w in distinct]
+    def _slots(self, distinct: list[str]) -> np.ndarray:
+        """The cache slot of each distinct word, the model run only on words not seen before."""
+        slots = np.fromiter(map(self.cache.get, distinct, repeat(-1)), dtype=np.int64, count=len(distinct))
+        missing = np.flatnonzero(slots < 0)
+        if len(missing):
+            if len(self.cache) + len(missing) > self.max_cache:
+                self._clear()  # bounded memory; a corpus's frequent words come back within a batch or two
+                missing = np.arange(len(distinct))
+            words = [distinct[i] for i in missing]
+            ids, counts = self._model_pieces(words)
+            slots[missing] = self._store(words, ids, counts)
+        return slots
 
-    def _model_pieces(self, words: list[str]) -> list[np.ndarray]:
-        """Each word through the model alone: the words as a few pre-tokenized sequences (the model sees each
-        word on its own, as it would as a sequence of its own), encoded in parallel, and the tokens split back
-        by word index: MODEL_CHUNKS Encodings instead of one per word (per-Encoding overhead was most of a
-        cold-cache batch's model time)."""
+    def _store(self, words: list[str], ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        first, n = len(self.cache), len(words)
+        if first + n > len(self._start):
+            size = max(2 * len(self._start), first + n)
+            self._start = np.resize(self._start, size)
+            self._len = np.resize(self._len, size)
+        if self._n_ids + len(ids) > len(self._ids):
+            self._ids = np.resize(self._ids, max(2 * len(self._ids), self._n_ids + len(ids)))
+        self._ids[self._n_ids : self._n_ids + len(ids)] = ids
+        self._start[first : first + n] = self._n_ids + np.cumsum(counts) - counts
+        self._len[first : first + n] = counts
+        self._n_ids += len(ids)
+        self.cache.update(zip(words, range(first, first + n)))
+        return np.arange(first, first + n)
+
+    def _model_pieces(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids of each word through the model alone, concatenated; tokens per word). The words go as a few
+        pre-tokenized sequences (the model sees each word on its own, as it would as a sequence of its own),
+        encoded in parallel: MODEL_CHUNKS Encodings instead of one per word (per-Encoding overhead was most of
+        a cold-cache batch's model time). WordPiece: a word's tokens are its first piece and the `##` pieces
+        after it, so the words are told apart by that flag and `encode_batch_fast` (no offsets, no word ids)
+        suffices; a chunk where the count of first pieces is not its count of words takes the word-id path."""
         size = -(-len(words) // MODEL_CHUNKS)
         chunks = [words[i : i + size] for i in range(0, len(words), size)]
-        out: list[np.ndarray] = []
+        cont = self.continuation
+        if cont is not None:
+            encodings = self.model_only.encode_batch_fast(chunks, is_pretokenized=True, add_special_tokens=False)
+            ids = [np.asarray(enc.ids, dtype=np.int32) for enc in encodings]
+            firsts = [np.flatnonzero(~cont[i]) for i in ids]
+            if all(len(f) == len(c) and (not len(i) or f[0] == 0) for f, c, i in zip(firsts, chunks, ids)):
+                flat = np.concatenate(ids)
+                starts = np.concatenate([f + o for f, o in zip(firsts, np.cumsum([0] + [len(i) for i in ids[:-1]]))])
+                return flat, np.diff(np.append(starts, len(flat)))
         # encode_batch, not _fast: the fast variant leaves word_ids unset
         encodings = self.model_only.encode_batch(chunks, is_pretokenized=True, add_special_tokens=False)
+        all_ids, all_counts = [], []
         for chunk, enc in zip(chunks, encodings):
-            ids = np.asarray(enc.ids, dtype=np.int32)
             word_of = np.asarray(enc.word_ids, dtype=np.int64)  # no special tokens: never None
             if len(word_of) and np.any(np.diff(word_of) < 0):
                 raise AssertionError("tokenizer returned a pre-tokenized sequence's tokens out of word order")
-            bounds = np.concatenate([[0], np.cumsum(np.bincount(word_of, minlength=len(chunk)))]).tolist()
-            out.extend(ids[a:b] for a, b in zip(bounds[:-1], bounds[1:]))
-        return out
+            all_ids.append(np.asarray(enc.ids, dtype=np.int32))
+            all_counts.append(np.bincount(word_of, minlength=len(chunk)))
+        return np.concatenate(all_ids), np.concatenate(all_counts)
 
     def _agrees(self, texts: list[str], result: list[np.ndarray]) -> bool:
         step = max(1, min(CHECK_EVERY, len(texts) // 8))

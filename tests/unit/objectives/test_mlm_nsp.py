@@ -218,3 +218,50 @@ def test_statistics_band_widens_for_small_samples_only():
     assert check_statistics(small, cfg) == []  # 0.06 off on 300 coins is within 4 standard errors (0.115)
     large = {**small, "examples": 100_000}
     assert [f.split(" ")[0] for f in check_statistics(large, cfg)] == ["nsp_random_rate_unforced"]
+
+
+def test_fused_nsp_planner_equals_the_stepwise_one():
+    """The one-loop NSP planner draws the same coins in the same order as `_plan_nsp` + `truncation` per instance."""
+    import random
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from plm.objectives.nsp import PairPlan, _plan_document_stepwise, _plan_nsp_document
+
+    docs = st.lists(st.lists(st.integers(1, 200), min_size=1, max_size=12), min_size=1, max_size=8)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(docs, st.integers(16, 160), st.floats(0, 1), st.floats(0, 1), st.integers(0, 2**32))
+    def check(lengths, seq_len, short_seq_prob, random_fraction, seed):
+        bounds = [np.concatenate([[0], np.cumsum(d)]).tolist() for d in lengths]
+        fused, stepwise = PairPlan(), PairPlan()
+        coin_f, coin_s = random.Random(seed), random.Random(seed)
+        for i in range(len(bounds)):
+            _plan_nsp_document(bounds, i, seq_len, short_seq_prob, random_fraction, coin_f, fused)
+            _plan_document_stepwise(bounds, i, seq_len, short_seq_prob, random_fraction, coin_s, stepwise, False)
+        assert fused == stepwise
+        assert coin_f.getstate() == coin_s.getstate()
+
+    check()
+
+
+def test_exact_selection_by_partition_equals_a_full_sort():
+    """`_select_exact` takes the k-th key from the partitioned smallest keys; a full sort picks the same positions."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from plm.objectives.mlm import _select_exact
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.integers(1, 12), st.integers(1, 40), st.integers(0, 45), st.floats(0, 1), st.integers(0, 2**32))
+    def check(n, t, max_k, density, seed):
+        candidates = np.random.default_rng(seed).random((n, t)) < density
+        k = np.minimum(np.random.default_rng(seed + 1).integers(0, max_k + 1, n), candidates.sum(axis=1))
+        got = _select_exact(candidates, k, np.random.default_rng(seed + 2))
+        keys = np.random.default_rng(seed + 2).random((n, t))
+        keys[~candidates] = 2.0
+        kth = np.take_along_axis(np.sort(keys, axis=1), np.maximum(k - 1, 0)[:, None], axis=1)
+        assert np.array_equal(got, (keys <= kth) & candidates & (k[:, None] > 0))
+
+    check()

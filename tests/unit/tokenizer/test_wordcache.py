@@ -80,7 +80,9 @@ def test_a_disagreeing_batch_falls_back_to_the_tokenizer(tmp_path):
     tok = tok[0] if isinstance(tok, tuple) else tok
     enc = WordCacheEncoder.for_tokenizer(tok)
     texts = ["ordinary words here"] * 20
-    enc.cache[next(iter(sorted(set(texts[0].split()))))] = np.array([3, 3, 3], np.int32)  # a corrupted cache entry
+    assert [o.tolist() for o in enc.encode(texts)] == [r.ids for r in tok.encode_batch(texts, add_special_tokens=False)]
+    slot = enc.cache["words"]
+    enc._ids[enc._start[slot]] = 3  # a corrupted cache entry
     out = enc.encode(texts)
     assert enc.fallbacks == 1
     assert [o.tolist() for o in out] == [r.ids for r in tok.encode_batch(texts, add_special_tokens=False)]
@@ -113,3 +115,32 @@ def test_every_unicode_space_separates_words_as_the_tokenizer_does(tmp_path):
     assert [o.tolist() for o in out] == [r.ids for r in reference]
     assert enc.fallbacks == 0
     assert len(reference[0].ids) > len(reference[-1].ids)  # the spaces did split the words
+
+
+def test_unseen_words_told_apart_by_the_continuation_flag_equal_the_word_id_path(tmp_path):
+    """WordPiece's unseen words go through `encode_batch_fast`, split into words at each non-`##` token; the
+    per-word ids equal those from the tokenizer's word ids (the path BPE takes), on words of any characters."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    files = lake(tmp_path, corpus_sentences()[:500])
+    tok = train_tokenizer(TokenizerSpec(vocab_size=500), files, tmp_path / "tok.json")
+    tok = tok[0] if isinstance(tok, tuple) else tok
+    enc = WordCacheEncoder.for_tokenizer(tok)
+    assert enc.continuation is not None
+    alphabet = st.sampled_from(list("abcdefghijklmnopqrstuvwxyz0123456789éß한국어대민") + ["中", "😀", "\u0301"])
+    words = st.lists(st.text(alphabet, min_size=1, max_size=110), min_size=1, max_size=60)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+    @given(words)
+    def check(ws):
+        fast_ids, fast_counts = enc._model_pieces(ws)
+        enc.continuation, kept = None, enc.continuation
+        try:
+            ref_ids, ref_counts = enc._model_pieces(ws)
+        finally:
+            enc.continuation = kept
+        assert np.array_equal(fast_ids, ref_ids) and np.array_equal(fast_counts, ref_counts)
+        assert len(fast_counts) == len(ws) and fast_counts.min() >= 1
+
+    check()
