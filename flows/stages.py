@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import ThrottledProgress, artifact_key, publish, retry_on_io
+from plm.artifacts import load_ref
 from plm.config import RunnerSpec, load_spec
 from plm.stages import BY_NAME, Pipeline, Stage, StageResult, run_stage
 from plm.tracker import replay_journal
@@ -124,7 +125,7 @@ def stage_task(spec_path: str, overrides: list[str], name: str, upstream: dict[s
     with Pipeline(spec, progress=ThrottledProgress(logger), log=logger.info, tracking=False, stage_run=stage_run,
                   memo=_memo(key)) as p:  # fmt: skip
         for upstream_name, path in upstream.items():
-            p.results[upstream_name] = result_at(upstream_name, Path(path), reused=True)
+            p.results[upstream_name] = result_at(Path(path), reused=True)
         result = run_stage(p, name)
     return None if result is None else {"path": str(result.path), "reused": result.reused, "seconds": result.seconds}
 
@@ -135,12 +136,10 @@ def flow_process_task(name: str, key: str) -> StageResult | None:
     return run_stage(_LIVE[key], name)
 
 
-def result_at(name: str, path: Path, reused: bool, seconds: float = 0.0) -> StageResult:
-    """The finished output of stage `name` in `path`, from its manifest."""
-    import json
-
-    manifest = json.loads((path / "manifest.json").read_text())
-    return StageResult.from_manifest(BY_NAME[name].output, path, manifest, reused, seconds)
+def result_at(path: Path, reused: bool, seconds: float = 0.0) -> StageResult:
+    """The finished stage output in `path`, from its manifest."""
+    ref = load_ref(path)
+    return StageResult.from_manifest(BY_NAME[ref.stage].output, ref.path, ref.manifest, reused, seconds)
 
 
 @contextmanager
@@ -208,7 +207,7 @@ def submitter(p: Pipeline, spec_path: str, overrides: list[str], runner: Any = N
                 result = flow_process_task.with_options(**options)(stage.name, key)
             else:
                 out = _run_task(p, stage, options, spec_path, overrides, runner, key)
-                result = None if out is None else result_at(stage.name, Path(out["path"]), out["reused"], out["seconds"])
+                result = None if out is None else result_at(Path(out["path"]), out["reused"], out["seconds"])
         finally:
             p.current = None
         if result is None:
@@ -230,12 +229,13 @@ def _run_task(p: Pipeline, stage: Stage, options: dict[str, Any], spec_path: str
     tracker = p.session.start_stage(stage.name, {}) if p.session is not None else None
     journal = p.home / "journals" / f"{tracker.run_id}.jsonl" if tracker is not None else None
     # the home as this process resolved it: a worker elsewhere (or in another directory) writes to the same one
-    params = {"spec_path": str(Path(spec_path).resolve()), "overrides": [*overrides, f"home={p.home}"], "name": stage.name, "upstream": upstream,
-              "run_id": tracker.run_id if tracker else None, "journal": str(journal) if journal else None, "key": key}  # fmt: skip
+    params = {"spec_path": str(Path(spec_path).resolve()), "overrides": [*overrides, f"home={p.home}"],
+              "name": stage.name, "upstream": upstream, "run_id": tracker.run_id if tracker else None,
+              "journal": str(journal) if journal else None, "key": key}  # fmt: skip
     task_ = stage_task.with_options(**options)
     ok = killed = False
     try:
-        with live_replay(journal, tracker) if tracker is not None and journal is not None else _nothing():
+        with live_replay(journal, tracker) if tracker is not None and journal is not None else nullcontext():
             if runner is None:
                 out = task_(**params)  # in this thread: Ctrl-C interrupts the stage itself
             else:
@@ -259,11 +259,6 @@ def _run_task(p: Pipeline, stage: Stage, options: dict[str, Any], spec_path: str
         if journal is not None:
             journal.unlink(missing_ok=True)
             shutil.rmtree(journal.with_suffix(".files"), ignore_errors=True)
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @contextmanager

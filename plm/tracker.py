@@ -5,6 +5,7 @@ Stdlib only, so every layer may use it; the MLflow implementation lives in `plm.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -150,8 +151,6 @@ class JournalTracker:
         return self._run_id
 
     def _write(self, method: str, **kwargs: Any) -> None:
-        import json
-
         line = json.dumps({"m": method, **kwargs}, ensure_ascii=False, default=str)
         with open(self.path, "a", encoding="utf-8") as f:  # one whole line per write: a reader never sees half
             f.write(line + "\n")
@@ -193,8 +192,6 @@ class JournalTracker:
 def replay_journal(path: Path, tracker: Tracker, offset: int = 0) -> int:
     """Replay the whole lines of a `JournalTracker` journal after byte `offset` into `tracker`, in order;
     returns the offset to resume from (a line still being written is left for the next call)."""
-    import json
-
     if not path.exists():
         return offset
     with open(path, "rb") as f:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from plm import stages
+from plm.artifacts import load_ref
 from plm.config import load_spec
 
 distributed = pytest.importorskip("distributed")
@@ -299,9 +300,7 @@ def test_the_pipeline_flow_runs_its_tasks_on_the_cluster_and_writes_mlflow_from_
     by_stage = {s["stage"]: s for s in summary["stages"]}
     assert list(by_stage) == ["ingest", "tokenizer", "examples", "pretrain", "finetune", "register"]
     assert by_stage["examples"]["fingerprint"] == reference.fingerprint and not by_stage["examples"]["reused"]
-    assert _files(stages.StageResult.from_manifest(
-        stages.BY_NAME["examples"].output, Path(by_stage["examples"]["path"]),
-        json.loads((Path(by_stage["examples"]["path"]) / "manifest.json").read_text()), False)) == _files(reference)
+    assert load_ref(by_stage["examples"]["path"]).manifest["files"] == _files(reference)
     with distributed.Client(address) as client:
         ran = client.run(lambda: "flows.stages" in sys.modules)
         mlflow_modules = client.run(lambda: sorted(m for m in sys.modules if m.split(".")[0] == "mlflow"))
