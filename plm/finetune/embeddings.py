@@ -17,8 +17,10 @@ always trains (a fixed random table would be a random-features baseline, not tra
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+from collections import ChainMap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -86,24 +88,13 @@ class WordIndex:
             out.append(ids or [UNK])
         return out
 
-    def encode_served(self, texts: Sequence[str], extra: dict[str, int], rows: list[np.ndarray]) -> list[list[int]]:
-        """`encode` that leaves the index as it is (serving: the table is fixed): an unknown word with an
-        `oov_vector` gets id `OFFSET + len(words) + j`, its vector `rows[j]`, numbered in `extra` (one call's)."""
-        out = []
-        for words in split_words_batch(texts, self.lowercase, self.word_unit):
-            ids = []
-            for w in words[: self.max_words]:
-                i = self.index.get(w)
-                if i is None and self.oov_vector is not None:
-                    i = extra.get(w)
-                    if i is None:
-                        vector = self.oov_vector(w)
-                        if vector is not None:
-                            i = extra[w] = len(self.words) + OFFSET + len(rows)
-                            rows.append(np.asarray(vector, dtype=np.float32))
-                ids.append(UNK if i is None else i)
-            out.append(ids or [UNK])
-        return out
+    def fork(self) -> WordIndex:
+        """A copy whose added words (a served call's unseen words, their n-gram vectors in `extra`) leave this
+        index as it is: serving keeps the classifier's table fixed."""
+        other = copy.copy(self)
+        other.index = ChainMap({}, self.index)  # new words go to the front map only
+        other.words, other.extra, other.no_vector = list(self.words), [], set(self.no_vector)
+        return other
 
     def table(self, vectors: np.ndarray) -> np.ndarray:
         """The pretrained vectors (one per pretrained word) with the rows of the words added since."""
@@ -391,12 +382,11 @@ class EmbeddingsModel:
         """(N, num_labels) logits; `pairs` is required by a pair model."""
         if not texts:
             return torch.zeros(0, self.config["num_labels"])
-        extra: dict[str, int] = {}
-        rows: list[np.ndarray] = []
-        batch = {"input_ids": _pad(self.index.encode_served(texts, extra, rows))}
+        index = self.index.fork()  # this call's unseen words get ids past the table, their vectors `extra`
+        batch = {"input_ids": _pad(index.encode(texts))}
         if self.config["pair"]:
             if pairs is None:
                 raise ValueError("this model scores pairs: input needs `text` and `text_pair`")
-            batch["pair_ids"] = _pad(self.index.encode_served(pairs, extra, rows))
-        added = torch.from_numpy(np.stack(rows)) if rows else None
+            batch["pair_ids"] = _pad(index.encode(pairs))
+        added = torch.from_numpy(np.stack(index.extra)) if index.extra else None
         return self.model(**batch, extra=added)["logits"].float()

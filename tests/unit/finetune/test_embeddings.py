@@ -351,7 +351,7 @@ def test_trainable_tables_serve_new_words_the_parents_ngram_vectors_and_none_kee
         assert not (res.model_dir / "subwords.safetensors").exists()
         assert "subwords" not in json.loads((res.model_dir / "config.json").read_text())
         model = EmbeddingsModel(res.model_dir)
-        assert model.subwords is None and model.index.encode_served(["cinematographers"], {}, []) == [[UNK]]
+        assert model.subwords is None and model.index.fork().encode(["cinematographers"]) == [[UNK]]
 
 
 def test_the_registered_pyfunc_serves_new_words_as_training_would(fasttext_dir, tokenizer_path, tmp_path):
