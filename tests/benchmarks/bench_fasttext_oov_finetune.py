@@ -17,21 +17,14 @@ from collections import Counter
 
 import numpy as np
 
-from plm import stages
-from plm.config import load_spec
 from plm.finetune.run import prepare_task
 
 QUICK = bool(os.environ.get("PLM_BENCH_QUICK"))
 SEEDS = (1,) if QUICK else (1, 2, 3, 4, 5)
 
 
-def test_fasttext_oov_vectors_in_finetuning(tmp_path):
-    spec = load_spec("pipelines/fasttext_lee.yaml", [f"home={tmp_path}", *(["model.epochs=1"] if QUICK else [])])
-    with stages.Pipeline(spec, tracking=False) as p:
-        stages.run_until(p, "pretrain")
-    pre, tok = p.results["pretrain"], p.results["tokenizer"]
-    vectors_dir = pre.path / pre.output.model_dir
-    tokenizer = next(tok.path.glob("tokenizer.json"))
+def test_fasttext_oov_vectors_in_finetuning(tmp_path, fasttext_lee):
+    spec, vectors_dir, tokenizer = fasttext_lee
     for subword_oov in (False, True):
         rows = []
         for seed in SEEDS:

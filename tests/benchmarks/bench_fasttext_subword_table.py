@@ -21,8 +21,6 @@ import time
 
 import numpy as np
 
-from plm import stages
-from plm.config import load_spec
 from plm.finetune.embeddings import EmbeddingsModel
 from plm.finetune.run import prepare_task
 from plm.objectives.skipgram import split_words_batch
@@ -44,12 +42,8 @@ def _served(model: EmbeddingsModel, texts: list[str], repeats: int = 3) -> tuple
     return probs, best
 
 
-def test_subword_table_size_and_served_predictions(tmp_path):
-    spec = load_spec("pipelines/fasttext_lee.yaml", [f"home={tmp_path}", *(["model.epochs=1"] if QUICK else [])])
-    with stages.Pipeline(spec, tracking=False) as p:
-        stages.run_until(p, "pretrain")
-    pre, tok = p.results["pretrain"], p.results["tokenizer"]
-    vectors_dir = pre.path / pre.output.model_dir
+def test_subword_table_size_and_served_predictions(tmp_path, fasttext_lee):
+    spec, vectors_dir, tokenizer = fasttext_lee
     parent = SubwordVectors(vectors_dir)
     lines = [ln for f in resolve_sample("sample:lee") for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()]
     results: dict[str, dict] = {t: {"accuracy": [], "max_prob_diff": [], "label_agreement": [], "serve_s": []}
@@ -57,7 +51,7 @@ def test_subword_table_size_and_served_predictions(tmp_path):
     for seed in SEEDS:
         for table in TABLES:
             ft = spec.finetune.model_copy(update={"seed": seed, "subword_table": table})
-            task = prepare_task(ft, vectors_dir, next(tok.path.glob("tokenizer.json")), "fasttext")
+            task = prepare_task(ft, vectors_dir, tokenizer, "fasttext")
             res = task.fit(list(range(len(task.train_idx))), tmp_path / f"{table}{seed}", True, "embeddings")
             t = time.perf_counter()
             model = EmbeddingsModel(res.model_dir)
