@@ -169,27 +169,20 @@ def task_runner(runner: RunnerSpec) -> Iterator[Any]:
     if runner.kind != "dask":
         yield None
         return
-    import os
-
-    import dask
     from prefect_dask import DaskTaskRunner
+
+    from plm.objectives.shardrun import local_workers
 
     address = runner.resolved_address()
     kwargs: dict[str, Any] = {"address": address} if address else {
         "cluster_kwargs": {"n_workers": runner.workers, "threads_per_worker": 1, "processes": True,
                            "dashboard_address": None}}  # fmt: skip
-    environ = dict(os.environ)
     # Whole stages run on these workers, training included: distributed's nannies would start them with
     # OMP_NUM_THREADS=1 (and MKL/OpenBLAS alike), so torch would train on one thread, slower than `local`
-    # and, on CPU, to other weights. Without those the workers take this machine's defaults, as `local` does.
-    # (The nannies also write that environment into this process's: restored afterwards.)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": 65536}}):
-        try:
-            with DaskTaskRunner(**kwargs) as dask_runner:
-                yield dask_runner
-        finally:
-            os.environ.clear()
-            os.environ.update(environ)
+    # and, on CPU, to other weights. Without those the workers take this machine's defaults, as `local` does;
+    # glibc's malloc defaults are kept too (`local_workers`), and this process's environment is restored.
+    with local_workers(threads=True), DaskTaskRunner(**kwargs) as dask_runner:
+        yield dask_runner
 
 
 def submitter(p: Pipeline, spec_path: str, overrides: list[str], runner: Any = None) -> Callable[[Stage], StageResult | None]:

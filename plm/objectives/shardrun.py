@@ -15,6 +15,7 @@ workers there were: each shard draws from its own RNG stream.
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -43,6 +44,38 @@ def on_cluster(client: Any) -> Iterator[None]:
 def cluster() -> Any:
     """The Dask client of the enclosing `on_cluster` block, or None."""
     return _CLIENT.get()
+
+
+@contextmanager
+def local_workers(threads: bool = False) -> Iterator[None]:
+    """Inside this block, LocalClusters (their nannies) start workers without `MALLOC_TRIM_THRESHOLD_` and without
+    the statistical profiler, and with `threads` also without distributed's `OMP_NUM_THREADS=1` / MKL / OpenBLAS
+    settings; this process's environment is restored afterwards (the nannies write the pre-spawn environment into
+    the process that starts them too).
+
+    distributed sets `MALLOC_TRIM_THRESHOLD_=65536` so that workers hand freed memory back to the OS. Setting it
+    also fixes glibc's mmap threshold at 128 KiB, so every larger buffer (Arrow columns, a batch's strings) is
+    mmap'd, page-faulted and unmapped again: an ingest map job took 6.8 CPU-s in such a worker against 4.7 in
+    this process and 4.6 in a worker without it (`tests/benchmarks/bench_ingest_dask.py`'s corpus, one worker).
+    The data stages' memory is bounded by their batch sizes, so plm keeps glibc's defaults. `threads`: whole
+    stages (training included) run on the workers, which then take this machine's thread defaults, as `local`.
+    """
+    import dask
+
+    environ = dict(os.environ)
+    unset: dict[str, Any] = {"MALLOC_TRIM_THRESHOLD_": None}
+    if threads:
+        unset.update(OMP_NUM_THREADS=None, MKL_NUM_THREADS=None, OPENBLAS_NUM_THREADS=None)
+    spawn = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items() if k not in unset}
+    try:
+        # and no statistical profiler sampling every worker thread each 10 ms (~5 % of a job's CPU): plm's
+        # LocalClusters have no dashboard to show its profiles
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": {**spawn, **unset},
+                              "distributed.worker.profile.enabled": False}):
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def _forked(fn: Callable[[Any, dict[str, Any]], Any], job: Any) -> Any:

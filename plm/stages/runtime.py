@@ -263,6 +263,8 @@ def data_cluster(runner: RunnerSpec, log: Callable[[str], None] = lambda msg: No
         return
     from distributed import Client, LocalCluster, get_worker, worker_client
 
+    from plm.objectives.shardrun import local_workers
+
     try:
         get_worker()  # this stage is itself a task on the cluster (the flow's DaskTaskRunner): map onto it
     except ValueError:
@@ -280,14 +282,8 @@ def data_cluster(runner: RunnerSpec, log: Callable[[str], None] = lambda msg: No
             yield client
         return
     log(f"runner: local Dask cluster of {runner.workers} processes")
-    environ = dict(os.environ)
-    try:
-        with LocalCluster(n_workers=runner.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
-            yield client
-    finally:
-        # distributed's nannies set their workers' `pre-spawn-environ` (OMP_NUM_THREADS=1, MKL_..., MALLOC_...)
-        # in this process's environment; left there, every later subprocess (torchrun ranks, ...) would run
-        # one BLAS thread
-        os.environ.clear()
-        os.environ.update(environ)
+    # shard jobs are single-threaded (OMP_NUM_THREADS=1 kept); glibc's malloc defaults kept (see local_workers);
+    # this process's environment restored, else later subprocesses (torchrun ranks, ...) would run one BLAS thread
+    with local_workers(), LocalCluster(n_workers=runner.workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+        yield client

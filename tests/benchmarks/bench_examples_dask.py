@@ -1,11 +1,13 @@
-"""MLM/NSP shard generation on 1 process vs a Dask LocalCluster of 2 and 4 workers, in one run.
+"""MLM/NSP shard generation on 1 process vs a Dask LocalCluster of 1, 2 and 4 workers, in one run.
 
-A synthetic corpus (Zipf-distributed words, 4,000 documents of ~300 words) is ingested and tokenized once;
+A synthetic corpus (Zipf-distributed words, `PLM_BENCH_DOCS` documents of ~300 words: default 20,000, 2,000 with
+PLM_BENCH_QUICK=1; `objectives.docs_per_shard` at its default, 256) is ingested and tokenized once;
 then (a) the mapped part alone, `write_bert_examples` over the encoded train split, and (b) the whole
 examples stage (encoding and skip-gram vocabulary included, which stay in one process) run per layout.
-Clusters are started and warmed up (plm imported on every worker) before the clock starts; outputs are
-asserted byte-identical. Prints `BENCH <scope> workers=N seconds=S speedup=X`; on a shared 2-core host the
-4-worker figure oversubscribes the cores.
+Clusters are started as plm starts them (`local_workers`) and warmed up (plm imported on every worker) before
+the clock starts; outputs are asserted byte-identical. Prints `BENCH <scope> layout=<local|dask> workers=N
+seconds=S speedup=X` (against the one process) and `vs_1_worker` (against the 1-worker cluster); on a 2-core
+host the 4-worker figure oversubscribes the cores.
 
 Run: .venv/bin/python -m pytest -s tests/benchmarks/bench_examples_dask.py -p no:cacheprovider -o addopts=
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -23,12 +26,14 @@ import pytest
 
 from plm import stages
 from plm.config import load_spec
-from plm.objectives.shardrun import on_cluster
+from plm.objectives.shardrun import local_workers, on_cluster
 
 distributed = pytest.importorskip("distributed")
 
+DOCS = int(os.environ.get("PLM_BENCH_DOCS", "2000" if os.environ.get("PLM_BENCH_QUICK") == "1" else "20000"))
 
-def _corpus(path: Path, docs: int = 4000, words: int = 300) -> None:
+
+def _corpus(path: Path, docs: int = DOCS, words: int = 300) -> None:
     rng = np.random.default_rng(0)
     vocab = np.array([f"w{i}x" for i in range(8000)])
     p = 1 / np.arange(1, len(vocab) + 1)
@@ -43,7 +48,7 @@ def _corpus(path: Path, docs: int = 4000, words: int = 300) -> None:
 def _overrides(root: Path) -> list[str]:
     return [f"corpus.paths=[{root / 'corpus.txt'}]", f"corpus.allowed_roots=[{root}]", "corpus.text_unit=paragraph",
             "corpus.max_top_ngram_fraction={}", "corpus.max_duplicate_ngram_fraction={}", "tokenizer.vocab_size=4000",
-            "objectives.seq_len=128", "objectives.dupe_factor=2", "objectives.docs_per_shard=64"]  # fmt: skip
+            "objectives.seq_len=128", "objectives.dupe_factor=2"]  # fmt: skip
 
 
 def _files(result) -> dict[str, str]:
@@ -82,16 +87,22 @@ def test_examples_on_1_2_4_workers(tmp_path):
 
     one, digest = mapped(tmp_path / "m1")
     stage_one, files = stage(tmp_path / "s1")
-    print(f"\nBENCH shards docs={len(docs)} workers=1 seconds={one:.2f} speedup=1.00")
-    print(f"BENCH stage workers=1 seconds={stage_one:.2f} speedup=1.00 files={len(files)}")
-    for n in (2, 4):
-        with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
-                distributed.Client(c) as client:  # fmt: skip
+    print(f"\nBENCH corpus docs={len(docs)} load1={os.getloadavg()[0]:.2f}")
+    print(f"BENCH shards layout=local workers=1 seconds={one:.2f} speedup=1.00")
+    print(f"BENCH stage layout=local workers=1 seconds={stage_one:.2f} speedup=1.00 files={len(files)}")
+    first: dict[str, float] = {}
+    for n in (1, 2, 4):
+        with local_workers(), distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
             client.run(lambda: __import__("plm.objectives.shards"))
             with on_cluster(client):
                 seconds, got = mapped(tmp_path / f"m{n}")
             assert got == digest
-            print(f"BENCH shards workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f}")
+            first.setdefault("shards", seconds)
+            print(f"BENCH shards layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
+                  f"vs_1_worker={first['shards'] / seconds:.2f} load1={os.getloadavg()[0]:.2f}")  # fmt: skip
             seconds, got_files = stage(tmp_path / f"s{n}", "runner.kind=dask", f"runner.address={c.scheduler_address}")
             assert got_files == files
-            print(f"BENCH stage workers={n} seconds={seconds:.2f} speedup={stage_one / seconds:.2f}")
+            first.setdefault("stage", seconds)
+            print(f"BENCH stage layout=dask workers={n} seconds={seconds:.2f} speedup={stage_one / seconds:.2f} "
+                  f"vs_1_worker={first['stage'] / seconds:.2f} load1={os.getloadavg()[0]:.2f}")  # fmt: skip

@@ -6,7 +6,7 @@ near-dup work happen) is ingested into a fresh home per layout, with (a) exact d
 The map step of every source (read, normalise, filters, exact dedup within the source, language, sentences,
 signatures) runs wherever the layout says; the commit step (near-dup over the staged signatures, renames, the
 catalog) runs in this process, in source order, overlapping with the maps still running. Clusters are started
-and warmed up (plm imported and a tiny source mapped on every worker: the language model and numba kernels
+as plm starts them (`local_workers`: no MALLOC_TRIM_THRESHOLD_) and warmed up (plm imported and a tiny source mapped on every worker: the language model and numba kernels
 loaded) before the clock starts. Lake files (bytes) and counts are asserted identical in every layout.
 
 Prints `BENCH ingest_dask_<mode> layout=<local|dask> workers=N seconds=S speedup=X MB/s=M cpu_stage=C cpu_workers=W`,
@@ -30,7 +30,7 @@ import pytest
 
 from plm.config import CorpusSpec
 from plm.corpus.ingest import ingest_corpus, map_source, options_fingerprint, resolve_sources
-from plm.objectives.shardrun import on_cluster, run_shards
+from plm.objectives.shardrun import local_workers, on_cluster, run_shards
 
 distributed = pytest.importorskip("distributed")
 
@@ -108,8 +108,8 @@ def test_ingest_on_1_2_4_workers(tmp_path):
               f"cpu_stage={cpu_one:.2f} kept={ref['counts']['rows_kept']} reasons={ref['reasons']} "
               f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
         for n in (1, 2, 4):
-            with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                          dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
+            with local_workers(), distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                           dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
                 client.run(_warm, str(warm_dir / "w.txt"), str(tmp_path / "warm-lake"))
                 with on_cluster(client):
                     seconds, here, there, got = _run(cfg, tmp_path / f"{mode}-dask{n}", client)

@@ -5,8 +5,10 @@ checks below run everywhere.
 """
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,9 @@ def test_compose_services_auth_and_only_uis_published():
     assert services["dask-worker"]["command"][:3] == ["dask", "worker", "tcp://dask-scheduler:8786"]
     assert "plmhome:/data/plm" in services["dask-worker"]["volumes"] and services["dask-worker"]["deploy"]["replicas"] == 2
     assert services["worker-cpu"]["environment"]["PLM_DASK_ADDRESS"] == "tcp://dask-scheduler:8786"
+    assert services["dask-worker"]["environment"]["DASK_CONFIG"] == "/app/deploy/dask"  # the repo is /app in the image
+    assert yaml.safe_load((DEPLOY / "dask" / "plm-workers.yaml").read_text()) == {
+        "distributed": {"nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}}}}
 
 
 @pytest.mark.skipif(
@@ -90,3 +95,13 @@ def test_k8s_gpu_job_template_requests_gpus_on_gpu_nodes():
     used = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", json.dumps(template["job_configuration"])))
     assert used <= set(variables), used - set(variables)
     assert "torchrun --standalone --nproc_per_node" in (DEPLOY / "k8s" / "README.md").read_text()
+
+
+def test_the_dask_worker_config_unsets_mallocs_trim_threshold():
+    """DASK_CONFIG=deploy/dask (compose's workers): the nannies' pre-spawn environment has no MALLOC_TRIM_THRESHOLD_."""
+    code = ("import dask, json; import distributed; "
+            "print(json.dumps(dask.config.get('distributed.nanny.pre-spawn-environ')))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DASK_CONFIG": str(DEPLOY / "dask")},
+                         capture_output=True, text=True, check=True).stdout
+    environ = json.loads(out)
+    assert environ["MALLOC_TRIM_THRESHOLD_"] is None and environ["OMP_NUM_THREADS"] == 1

@@ -102,6 +102,25 @@ def _layout(base_home: Path, tmp_path: Path) -> Path:
     return tmp_path / "home"
 
 
+def _worker_environ() -> dict[str, str]:
+    return dict(os.environ)
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_local_workers_start_without_mallocs_trim_threshold(threads):
+    """plm's LocalClusters: no MALLOC_TRIM_THRESHOLD_ (it made ingest's map jobs ~45 % costlier), OMP_NUM_THREADS=1
+    only for shard-job workers; the starting process's environment is left as it was."""
+    from plm.objectives.shardrun import local_workers
+
+    environ = dict(os.environ)
+    with local_workers(threads=threads), distributed.LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, distributed.Client(c) as client:
+        env = next(iter(client.run(_worker_environ).values()))
+    assert dict(os.environ) == environ
+    assert "MALLOC_TRIM_THRESHOLD_" not in env
+    assert env.get("OMP_NUM_THREADS") == (environ.get("OMP_NUM_THREADS") if threads else "1")
+
+
 def test_local_cluster_gives_the_same_shards(base_home, reference, tmp_path):
     environ = dict(os.environ)
     result = _examples(_spec(_layout(base_home, tmp_path), "runner.kind=dask", "runner.workers=2"))
