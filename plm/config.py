@@ -160,6 +160,8 @@ class CorpusSpec(_Section):
     """Records per processing batch (a source is streamed in batches; each kept batch becomes one Parquet part)."""
     batch_bytes: int = run_only(32_000_000, ge=1000)
     """Raw text bytes per processing batch: with `batch_records`, bounds the ingest's memory."""
+    range_bytes: int = run_only(128 * 1024 * 1024, ge=4096)
+    """A larger uncompressed txt (line/paragraph) or JSONL file is mapped in byte ranges of about this size, cut where a unit starts (`plm.corpus.ranges`), each a job of its own (`runner`); the documents and catalog rows are the same as read whole, only the lake parts are cut per range too."""
     lock_timeout_s: float = run_only(60.0, ge=0)
     """Seconds an ingest waits for another ingest's catalog lock before failing with the holder's pid, host and start time."""
 

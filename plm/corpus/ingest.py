@@ -7,13 +7,18 @@ on any worker (this process, or a Dask cluster: `runner`): the source is streame
 (`dedup_exact.sql`, against an in-memory DuckDB of the ids kept so far) -> sentences and split, and MinHash
 signatures when `corpus.near_dup` is on. Each batch's kept documents become one zstd Parquet part of a staging
 directory, with the quarantined units and a manifest (counts, reasons, sha256 of every file) written last; the
-directory is renamed into place, so a finished map output is found by name and reused.
+directory is renamed into place, so a finished map output is found by name and reused. A file larger than
+`corpus.range_bytes` (uncompressed txt by line or paragraph, or JSONL) is mapped in byte ranges cut where a unit
+starts (`plm.corpus.ranges`), one map job per range, so one large file spreads over the workers too.
 
 The commit step runs in the stage's process, in source (path) order, and alone writes `catalog.duckdb` (DuckDB
 has one writer): near-dup (MinHash LSH, `NearDupIndex`) over the staged signatures against every document kept
 before, in this ingest or earlier ones; the parts without the near-duplicates renamed into the lake; the
-source's catalog rows in one transaction. Because near-dup and every catalog write happen in that order,
-what is written never depends on where the map steps ran or how many workers there were.
+source's catalog rows in one transaction. For a file mapped in ranges, the commit takes the ranges in file order,
+drops a later range's copies of documents an earlier range kept (`duplicate`, as dedup within the source does when
+the file is read whole) and counts positions from the file's start: its documents, counts and catalog rows are those
+of reading it whole, only its lake parts are cut per range as well as per batch. Because near-dup and every catalog
+write happen in that order, what is written never depends on where the map steps ran or how many workers there were.
 
 What a source turns into depends on its bytes and the options alone (and, with near-dup, on what the lake
 kept before it), so it is processed once and reused by every snapshot that contains it. Exact duplicates
@@ -51,7 +56,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -67,6 +72,7 @@ from plm.artifacts import canonical_json, fingerprint, sha256_file
 from plm.config import CorpusSpec, run_only_fields
 from plm.corpus.dedup import MinHashParams, NearDupIndex, minhash_signatures
 from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
+from plm.corpus.ranges import plan_ranges
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
 from plm.corpus.ngram import ngram_repetition_reasons
 from plm.corpus.sentences import split_sentences_many
@@ -74,7 +80,10 @@ from plm.corpus.wordstats import word_stats_reasons
 from plm.samples import is_sample, resolve_sample
 from plm.tracker import Progress, no_progress
 
-INGEST_VERSION = 5
+INGEST_VERSION = 6
+# 6: an invalid JSONL line's quarantined raw bytes end with its newline, and a too-large CRLF line's lose the CR,
+#    whichever 256 KiB block the reader met it in (they depended on a neighbouring bad line; a file read in byte
+#    ranges meets other blocks than read whole)
 # 5: a later exact copy (within a source) of a document dropped as a near-duplicate is a `duplicate`, whatever the
 #    batch boundaries (it was `near_duplicate` when the copy fell in a later batch: counts depended on batch_records)
 # 4: JSONL lines read undecoded (UTF-16/32, or beside a bad line in a block) are parsed as JSON
@@ -141,6 +150,10 @@ class Source:
     """The first path (in path order) with the same bytes: this file is a copy, counted but not processed."""
     sample: bool = False
     """A named sample (`sample:NAME`) shipped by an installed package: allowed whatever `corpus.allowed_roots` says."""
+    byte_range: tuple[int, int] | None = None
+    """(start, end): this map job reads only those bytes of the file (`plm.corpus.ranges`); None: the whole file."""
+    range_index: int = 0
+    """The range's place in the file (0 for a file mapped whole)."""
 
 
 @dataclass
@@ -501,8 +514,18 @@ QUARANTINE_SCHEMA = pa.schema([("position", pa.int64()), ("reason", pa.string())
 
 
 def _staged_dir(lake: Path, source: Source, optsfp: str) -> Path:
-    """Where the map step of `source` leaves its output (`lake/documents/.staging/<source16>-<optsfp>`)."""
-    return lake / STAGING / lake_prefix(source, optsfp)
+    """Where the map step of `source` leaves its output (`lake/documents/.staging/<source16>-<optsfp>`, `-r<NNNNN>`
+    appended for a byte range)."""
+    name = lake_prefix(source, optsfp)
+    return lake / STAGING / (name if source.byte_range is None else f"{name}-r{source.range_index:05d}")
+
+
+def map_jobs(source: Source, cfg: CorpusSpec) -> list[Source]:
+    """The map jobs of `source`: itself, or one copy per byte range when it is cut (`plm.corpus.ranges`)."""
+    ranges = plan_ranges(source.path, source.format, cfg, source.bytes)
+    if ranges is None:
+        return [source]
+    return [replace(source, byte_range=r, range_index=i) for i, r in enumerate(ranges)]
 
 
 def _remember_kept(con: duckdb.DuckDBPyConnection, batch: _Batch, key: dict[str, str]) -> None:
@@ -528,6 +551,8 @@ def _read_staged(staged: Path, source: Source, optsfp: str) -> dict[str, Any] | 
         return None
     if (manifest.get("sha256"), manifest.get("options"), manifest.get("version")) != (source.sha256, optsfp, INGEST_VERSION):
         return None
+    if manifest.get("byte_range") != (None if source.byte_range is None else list(source.byte_range)):
+        return None
     for name, digest in manifest["files"].items():
         if not (staged / name).is_file() or sha256_file(staged / name) != digest:
             return None
@@ -537,7 +562,7 @@ def _read_staged(staged: Path, source: Source, optsfp: str) -> dict[str, Any] | 
 def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
     """The map step of one source: everything ingest does to it that needs no catalog, on any worker.
 
-    Reads it in batches, normalises, filters, drops exact duplicates within the source (an in-memory DuckDB holds
+    Reads it (or its `byte_range`) in batches, normalises, filters, drops exact duplicates within the source (an in-memory DuckDB holds
     the ids kept so far) and splits sentences; with `corpus.near_dup` also computes the kept documents' MinHash
     signatures. Writes `part-NNNNN.parquet` (+ `sig-NNNNN.npz`) per batch that kept something and
     `quarantine.parquet` into a temporary directory, then `manifest.json` (counts, reasons, encoding, files with
@@ -573,7 +598,8 @@ def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
         # a named sample lies in its package, which `corpus.allowed_roots` need not name
         rcfg = cfg.model_copy(update={"allowed_roots": [str(source.path)]}) if source.sample else cfg
         with pq.ParquetWriter(tmp / QUARANTINE_FILE, QUARANTINE_SCHEMA, compression="zstd") as quarantine:
-            for records in _batches(read_records(source.path, source.format, rcfg), cfg.batch_records, cfg.batch_bytes):
+            records_of = read_records(source.path, source.format, rcfg, source.byte_range)
+            for records in _batches(records_of, cfg.batch_records, cfg.batch_bytes):
                 batch = _process_batch(con, cfg, source, optsfp, records, minhash)
                 del records
                 counts.update(batch.counts)
@@ -594,6 +620,7 @@ def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
         names = [QUARANTINE_FILE, *(p[k] for p in parts for k in ("file", "signatures") if k in p)]
         manifest = {
             **key, "version": INGEST_VERSION, "path": str(source.path), "counts": dict(counts),
+            "byte_range": None if source.byte_range is None else list(source.byte_range),
             "reasons": dict(sorted(reasons.items())), "parts": parts,
             "encoding": detect_encoding(source.path, source.format, cfg.encoding, Limits.of(cfg)),
             "files": {name: sha256_file(tmp / name) for name in names},
@@ -618,59 +645,122 @@ def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
         shutil.rmtree(spill, ignore_errors=True)
 
 
-def _near_dup_parts(
-    staged: Path, manifest: dict[str, Any], source: Source, near: NearDupIndex, counts: Counter[str],
-    reasons: Counter[str],
-) -> list[Path]:
-    """Near-dup over the staged signatures, in document order, against the index; the parts without the near-duplicates
-    (a part that lost documents is rewritten, one that lost all of them dropped); counts and reasons updated."""
-    kept: list[Path] = []
-    for part in manifest["parts"]:
-        path = staged / part["file"]
+class _EarlierRanges:
+    """The ids the map steps of a file's earlier byte ranges kept (before near-dup), in a temporary table of the
+    committing connection: a later range's copy of one is a `duplicate`, as it is when the file is read whole."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        sql.execute(con, "staging/ddl_range_kept")
+
+    def add(self, parts: list[Path]) -> None:
+        if parts:
+            sql.execute(self.con, "staging/ins_range_kept", files=[str(p) for p in parts])
+
+    def kept(self, ids: list[str]) -> list[bool]:
+        self.con.register("range_ids", pa.table({"doc_id": pa.array(ids, pa.string())}))
+        try:
+            hits = set(sql.run(self.con, "staging/sel_range_duplicates").column("doc_id").to_pylist())
+        finally:
+            self.con.unregister("range_ids")
+        return [i in hits for i in ids]
+
+    def close(self) -> None:
+        sql.execute(self.con, "staging/drp_range_kept")
+
+
+def _final_part(
+    staged: Path, part: dict[str, Any], source: Source, near: NearDupIndex | None, earlier: _EarlierRanges | None,
+    offset: int, counts: Counter[str], reasons: Counter[str],
+) -> Path | None:
+    """One staged part as it goes into the lake: without the documents an earlier byte range of its file kept
+    (`duplicate`) and, with `near`, without the near-duplicates (checked in document order against the index), its
+    positions moved by the `offset` records before its range; rewritten only when something changes, None when
+    nothing is left. Counts and reasons updated."""
+    path = staged / part["file"]
+    ids: list[str] | None = None
+    drop = dup = None
+    if earlier is not None:
+        ids = pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist()
+        dup = earlier.kept(ids)
+        n = sum(dup)
+        if n:
+            reasons["duplicate"] += n
+            counts["rows_duplicate"] += n
+            drop = dup
+    if near is not None:
         with np.load(staged / part["signatures"]) as arrays:
             sigs, shingles = arrays["signatures"], arrays["shingles"]
-        ids = pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist()
-        dup_of = near.check_and_add_signatures(ids, sigs, shingles, source_sha256=source.sha256)
+        if ids is None:
+            ids = pq.read_table(path, columns=["doc_id"]).column("doc_id").to_pylist()
+        left = [i for i in range(len(ids)) if not (dup and dup[i])]
+        if len(left) < len(ids):
+            sigs, shingles = sigs[left], shingles[left]
+        dup_of = near.check_and_add_signatures([ids[i] for i in left], sigs, shingles, source_sha256=source.sha256)
         n = sum(d is not None for d in dup_of)
         if n:
-            table = pq.read_table(path, schema=DOCUMENT_SCHEMA)
-            is_near = pa.array([d is not None for d in dup_of], pa.bool_())
-            gone = table.filter(is_near)
             reasons["near_duplicate"] += n
             counts["rows_duplicate"] += n
-            counts["rows_kept"] -= n
-            counts["sentences"] -= pc.sum(pc.list_value_length(gone.column("sentences"))).as_py() or 0
-            counts["chars"] -= pc.sum(gone.column("n_chars")).as_py() or 0
-            left = table.filter(pc.invert(is_near))
-            if not left.num_rows:
-                continue
-            path = staged / f"kept-{part['file']}"
-            pq.write_table(left, path, compression="zstd")
-        kept.append(path)
-    return kept
+            drop = list(drop or [False] * len(ids))
+            for i, d in zip(left, dup_of):
+                drop[i] = d is not None
+    if drop is None and not offset:
+        return path
+    table = pq.read_table(path, schema=DOCUMENT_SCHEMA)
+    if drop is not None:
+        mask = pa.array(drop, pa.bool_())
+        gone = table.filter(mask)
+        counts["rows_kept"] -= gone.num_rows
+        counts["sentences"] -= pc.sum(pc.list_value_length(gone.column("sentences"))).as_py() or 0
+        counts["chars"] -= pc.sum(gone.column("n_chars")).as_py() or 0
+        table = table.filter(pc.invert(mask))
+        if not table.num_rows:
+            return None
+    if offset:
+        at = table.schema.get_field_index("position")
+        table = table.set_column(at, "position", pc.add(table.column("position"), pa.scalar(offset, pa.int64())))
+    out = staged / f"kept-{part['file']}"
+    pq.write_table(table, out, compression="zstd")
+    return out
 
 
 def _commit_source(
     con: duckdb.DuckDBPyConnection, source: Source, optsfp: str, snap: str, lake: Path, near: NearDupIndex | None,
-    manifest: dict[str, Any],
+    mapped: list[tuple[Source, dict[str, Any]]],
 ) -> None:
-    """The commit step of one mapped source (in the stage's process, in source order): near-dup against everything
-    committed before, the parts renamed into the lake, then its catalog rows in one transaction."""
+    """The commit step of one mapped source (in the stage's process, in source order): its map jobs' outputs in file
+    order (`mapped`: the source itself, or each byte range, with its manifest), a later range's copies of documents an
+    earlier range kept dropped as duplicates, near-dup against everything committed before, positions counted from
+    the file's start, the parts renamed into the lake, then its catalog rows in one transaction."""
     prefix = lake_prefix(source, optsfp)
-    staged = _staged_dir(lake, source, optsfp)
-    if _read_staged(staged, source, optsfp) is None:
-        raise RuntimeError(f"{source.path}: its map output in {staged} is missing or incomplete")
+    staged = [_staged_dir(lake, job, optsfp) for job, _ in mapped]
+    for (job, _), directory in zip(mapped, staged):
+        if _read_staged(directory, job, optsfp) is None:
+            raise RuntimeError(f"{source.path}: its map output in {directory} is missing or incomplete")
     for stale in lake.glob(f"{prefix}-*.parquet"):  # renamed by a run killed before its commit
         stale.unlink()
     key = {"sha256": source.sha256, "options": optsfp}
-    counts: Counter[str] = Counter(manifest["counts"])
-    reasons: Counter[str] = Counter(manifest["reasons"])
+    counts: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    for _, manifest in mapped:
+        counts.update(manifest["counts"])
+        reasons.update(manifest["reasons"])
+    offsets = np.cumsum([0] + [m["counts"].get("rows_read", 0) for _, m in mapped])[:-1].tolist()
+    earlier = _EarlierRanges(con) if len(mapped) > 1 else None
     final: list[Path] = []
     try:
-        if near is not None:
-            parts = _near_dup_parts(staged, manifest, source, near, counts, reasons)
-        else:
-            parts = [staged / p["file"] for p in manifest["parts"]]
+        parts: list[Path] = []
+        for k, ((_, manifest), directory) in enumerate(zip(mapped, staged)):
+            for part in manifest["parts"]:
+                kept = _final_part(directory, part, source, near, earlier if k else None, offsets[k], counts, reasons)
+                if kept is not None:
+                    parts.append(kept)
+            if earlier is not None and k < len(mapped) - 1:
+                earlier.add([directory / p["file"] for p in manifest["parts"]])
+        empty = len(mapped) > 1 and counts["rows_read"] == 0  # read whole, its reader would give one empty_file row
+        if empty:
+            counts.update(rows_read=1, rows_quarantined=1)
+            reasons["empty_file"] += 1
         _check_accounting(source, counts)
         for i, part in enumerate(parts):
             final.append(lake / f"{prefix}-{i:05d}.parquet")
@@ -680,12 +770,16 @@ def _commit_source(
             # a re-processed source's old rows go; its staged quarantine and kept ids become the committed ones
             for name in ("staging/del_source", "staging/del_quarantine", "staging/del_doc_hashes"):
                 sql.execute(con, name, **key)
-            sql.execute(con, "staging/ins_quarantine_staged", **key, file=str(staged / QUARANTINE_FILE))
+            for directory, offset in zip(staged, offsets):
+                sql.execute(con, "staging/ins_quarantine_staged", **key, file=str(directory / QUARANTINE_FILE),
+                            offset=offset)  # fmt: skip
+            if empty:
+                sql.execute(con, "staging/ins_quarantine_row", **key, position=0, reason="empty_file", raw=b"")
             if final:
                 sql.execute(con, "staging/ins_doc_hashes_staged", **key, files=[str(f) for f in final])
             sql.execute(
                 con, "staging/ins_source", **key, path=str(source.path), bytes=source.bytes, format=source.format,
-                encoding=manifest["encoding"], status="ok",
+                encoding=mapped[0][1]["encoding"], status="ok",
                 **{k: counts[k] for k in ("rows_read", "rows_kept", "rows_duplicate", "rows_filtered",
                                           "rows_quarantined", "sentences", "chars")},
                 reasons=json.dumps(dict(sorted((+reasons).items()))), lake_files=[f.name for f in final],
@@ -705,7 +799,10 @@ def _commit_source(
             f.unlink(missing_ok=True)
         raise
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        if earlier is not None:
+            earlier.close()
+        for directory in staged:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _clean_staging(lake: Path, keep: set[str]) -> None:
@@ -786,23 +883,29 @@ def ingest_corpus(
             _clear_pending(con)
             done = _catalog_rows(con, sources, optsfp)
             todo = [s for s in sources if not _cached(done.get(s.sha256), lake)]
+            jobs = {s.path: map_jobs(s, cfg) for s in todo}  # a large file: one job per byte range
             pending = list(todo)  # mapped, not committed yet
+
+            def staged_names(of: list[Source]) -> set[str]:
+                return {_staged_dir(lake, job, optsfp).name for s in of for job in jobs[s.path]}
+
             # finished map outputs of the sources to do are reused; everything else a killed run left goes
-            _clean_staging(lake, {lake_prefix(s, optsfp) for s in todo})
+            _clean_staging(lake, staged_names(todo))
             near = _open_near_dup(con, cfg, optsfp)
             processed: list[str] = []
             progress("ingest", 0, len(sources))
-            mapped = _map_sources(cfg, todo, optsfp, lake, progress, mapper)
+            mapped = _map_sources(cfg, [j for s in todo for j in jobs[s.path]], optsfp, lake, progress, mapper)
             try:
                 for i, source in enumerate(sources):
                     if pending and source is pending[0]:
                         pending.pop(0)
-                        _commit_source(con, source, optsfp, snap, lake, near, next(mapped))
+                        outputs = [(job, next(mapped)) for job in jobs[source.path]]
+                        _commit_source(con, source, optsfp, snap, lake, near, outputs)
                         processed.append(str(source.path))
                     progress(f"ingest {source.path.name}", i + 1, len(sources))
             finally:
                 mapped.close()  # a failed commit: the cluster's remaining map tasks are cancelled
-                _clean_staging(lake, {lake_prefix(s, optsfp) for s in pending})  # killed workers' attempts
+                _clean_staging(lake, staged_names(pending))  # killed workers' attempts
             rows = _assemble_snapshot(con, cfg, _catalog_rows(con, sources, optsfp), lake, optsfp)
             result = _summarise(cfg, sources, rows, lake, snap, copies)
             result.processed = processed
@@ -820,8 +923,8 @@ def _cached(row: dict[str, Any] | None, lake: Path) -> bool:
 def _map_sources(
     cfg: CorpusSpec, todo: list[Source], optsfp: str, lake: Path, progress: Progress, mapper: Mapper | None
 ) -> Iterator[dict[str, Any]]:
-    """The map step of every source of `todo`, manifests in `todo` order: through `mapper`, else one after the other
-    in this process, lazily (each when the commit asks for it)."""
+    """The map step of every job of `todo` (sources, or byte ranges of one), manifests in `todo` order: through
+    `mapper`, else one after the other in this process, lazily (each when the commit asks for it)."""
     work: dict[str, Any] = {"cfg": cfg, "optsfp": optsfp, "lake": str(lake)}
     if mapper is not None and todo:
         yield from mapper(map_source, list(todo), {**work, "threads": 1})

@@ -14,9 +14,11 @@ from plm.config import PipelineSpec, output_slice
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult, data_cluster
 from plm.tracker import Tracker
 
+# 6: INGEST_VERSION 6 (quarantined raw bytes of invalid JSONL and too-large CRLF lines no longer depend on the
+#    reader's block; large files mapped in byte ranges)
 # 5: INGEST_VERSION 5 (a later exact copy of a near-duplicate is a `duplicate` whatever the batch boundaries)
 # 4: INGEST_VERSION 4 (JSONL lines beside an undecodable one, and UTF-16/32 JSONL, were kept unparsed)
-NAME, VERSION = "ingest", 5
+NAME, VERSION = "ingest", 6
 
 
 class Output(BaseModel):

@@ -2,7 +2,8 @@
 (`runner.kind=dask`), and an external `dask scheduler` + 2 `dask worker` processes on 127.0.0.1 reached through
 `PLM_DASK_ADDRESS`, give byte-identical example shards and the same counts; a worker killed while shards
 run has its shards redone elsewhere, nothing lost, doubled or half-written. The same for ingest, mapped per
-source: the same lake files (bytes), catalog rows and counts in every layout, and a worker killed mid-source.
+source and per byte range of a source (`corpus.range_bytes`): the same lake files (bytes), catalog rows and counts
+in every layout, and a worker killed mid-range.
 
 For the examples, ingest and tokenizer run once; each layout gets a copy of that home (homes are relocatable).
 """
@@ -156,7 +157,8 @@ def test_worker_killed_mid_run_has_its_shards_redone(base_home, reference, exter
 
 
 SOURCES, LINES = 4, 150
-INGEST = ["corpus.text_unit=line", "corpus.near_dup=true", "corpus.batch_records=25", "corpus.validation_fraction=0.1"]
+INGEST = ["corpus.text_unit=line", "corpus.near_dup=true", "corpus.batch_records=25", "corpus.validation_fraction=0.1",
+          "corpus.range_bytes=4096"]  # every source is also cut in byte ranges, each a map job of its own
 
 
 @pytest.fixture(scope="module")
@@ -238,12 +240,16 @@ def _same_ingest(result: stages.StageResult, home: Path, reference: tuple[stages
         assert read == kept + dup + filtered + quarantined == LINES
 
 
-def test_ingest_reference_exercises_every_path(ingest_reference):
+def test_ingest_reference_exercises_every_path(ingest_corpus_dir, ingest_reference):
     result, state = ingest_reference
     reasons = result.output.reasons
     assert {"duplicate", "near_duplicate", "too_short", "undecodable:utf-8"} <= set(reasons)
     assert reasons["near_duplicate"] > 20 and len(state["sources"]) == SOURCES and state["near_duplicates"]
     assert {len(row[14]) for row in state["sources"]} != {1}  # several parts per source (several batches)
+    from plm.corpus.ingest import map_jobs, resolve_sources
+
+    spec = load_spec(None, [f"corpus.paths=[{ingest_corpus_dir}]", *INGEST])
+    assert all(len(map_jobs(s, spec.corpus)) > 1 for s in resolve_sources(spec.corpus.paths, spec.corpus.allowed_roots))
 
 
 def test_ingest_on_a_local_cluster_gives_the_same_lake_and_catalog(ingest_corpus_dir, ingest_reference, tmp_path):

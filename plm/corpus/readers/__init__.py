@@ -33,6 +33,7 @@ one bounded line reader, `Source`), `records` (record and reason types), and the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 from plm.config import CorpusSpec
@@ -46,7 +47,7 @@ from plm.corpus.readers.text import read_text
 from plm.corpus.readers.wiki import read_mediawiki, wiki_plaintext
 
 __all__ = [
-    "FORMATS", "QUARANTINE_RAW_BYTES", "QUARANTINE_REASONS", "Limits", "RawRecord", "Rejected", "check_allowed",
+    "FORMATS", "QUARANTINE_RAW_BYTES", "RANGED_FORMATS", "QUARANTINE_REASONS", "Limits", "RawRecord", "Rejected", "check_allowed",
     "compression", "default_roots", "detect_encoding", "detect_format", "is_binary", "open_binary", "read_csv",
     "read_json", "read_jsonl", "read_mediawiki", "read_parquet", "read_records", "read_text", "sniff_encoding",
     "wiki_plaintext",
@@ -61,21 +62,37 @@ _READERS: dict[str, Callable[[Path, CorpusSpec], Iterator[RawRecord]]] = {
 }
 
 
-def read_records(path: Path, fmt: str, cfg: CorpusSpec | None = None) -> Iterator[RawRecord]:
+RANGED_FORMATS = ("txt", "jsonl")
+"""Formats whose readers take a `byte_range` (units cut on newline bytes)."""
+
+
+def read_records(
+    path: Path, fmt: str, cfg: CorpusSpec | None = None, byte_range: tuple[int, int] | None = None
+) -> Iterator[RawRecord]:
     """The single entry point: every record of `path` read as `fmt` under `cfg` (default spec).
 
     Checks `corpus.allowed_roots` first (PermissionError). Damage that ends a file early (corrupt
     archive, bomb, binary) becomes one final quarantine row; a file with no record at all yields one
     `empty_file` row; quarantined raw bytes are capped at QUARANTINE_RAW_BYTES.
+
+    `byte_range` (start, end): the records of those bytes of an uncompressed `txt`/`jsonl` file, cut where a unit
+    starts (`plm.corpus.ranges.plan_ranges`), positions counted from the range's first record; a range with no
+    record yields nothing (whether the whole file is empty is for its caller to say).
     """
     cfg = cfg or CorpusSpec()
     if fmt not in _READERS:
         raise ValueError(f"{path}: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    if byte_range is not None and fmt not in RANGED_FORMATS:
+        raise ValueError(f"{path}: {fmt} is read whole, not by byte range (ranged formats: {', '.join(RANGED_FORMATS)})")
     resolved = check_allowed(path, cfg.allowed_roots)
+    if byte_range is not None:
+        return _guarded(resolved, partial(_READERS[fmt], byte_range=byte_range), cfg, whole=False)  # type: ignore[call-arg]
     return _guarded(resolved, _READERS[fmt], cfg)
 
 
-def _guarded(path: Path, reader: Callable[[Path, CorpusSpec], Iterator[RawRecord]], cfg: CorpusSpec) -> Iterator[RawRecord]:
+def _guarded(
+    path: Path, reader: Callable[[Path, CorpusSpec], Iterator[RawRecord]], cfg: CorpusSpec, whole: bool = True
+) -> Iterator[RawRecord]:
     position = 0
     any_record = False
     try:
@@ -88,5 +105,5 @@ def _guarded(path: Path, reader: Callable[[Path, CorpusSpec], Iterator[RawRecord
     except Rejected as exc:
         any_record = True
         yield RawRecord(position, None, exc.raw[:QUARANTINE_RAW_BYTES], exc.reason)
-    if not any_record:
+    if not any_record and whole:
         yield RawRecord(0, None, b"", "empty_file")

@@ -41,9 +41,10 @@ def _loads(line: str) -> Any:
 _INVALID = object()
 
 
-def read_jsonl(path: Path, cfg: CorpusSpec) -> Iterator[RawRecord]:
-    """One record per non-blank line; text in `corpus.jsonl_text_field`, optional `title`, id and metadata fields."""
-    src = Source(path, cfg)
+def read_jsonl(path: Path, cfg: CorpusSpec, byte_range: tuple[int, int] | None = None) -> Iterator[RawRecord]:
+    """One record per non-blank line; text in `corpus.jsonl_text_field`, optional `title`, id and metadata fields.
+    `byte_range`: only those bytes, cut after a newline (`plm.corpus.ranges`); positions count from its first line."""
+    src = Source(path, cfg, byte_range=byte_range)
     try:
         position = 0
         for text, unit, too_large in src.text_lines():
@@ -56,8 +57,8 @@ def read_jsonl(path: Path, cfg: CorpusSpec) -> Iterator[RawRecord]:
                     obj = _loads(line)
                 except ValueError:
                     obj = _INVALID
-                if obj is _INVALID:  # a raw NUL byte is invalid JSON too
-                    yield RawRecord(position, None, src.raw(unit) if text is None else src.raw(text + "\n"), "invalid_json")
+                if obj is _INVALID:  # a raw NUL byte is invalid JSON too; `line` is the unit's exact text here
+                    yield RawRecord(position, None, src.raw(line + "\n"), "invalid_json")
                 else:
                     yield _json_record(position, obj, lambda line=line: src.raw(line + "\n"), cfg)
             position += 1

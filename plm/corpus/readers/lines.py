@@ -48,7 +48,8 @@ def bounded_lines(readline: Callable[[int], Any], limit: int, newline: Any, bom:
 class Source:
     """A text source: its decoded-or-byte line stream and how to turn a unit into a record."""
 
-    def __init__(self, path: Path, cfg: CorpusSpec, text_stream: bool = True) -> None:
+    def __init__(self, path: Path, cfg: CorpusSpec, text_stream: bool = True,
+                 byte_range: tuple[int, int] | None = None) -> None:
         self.path = path
         self.cap = cfg.max_record_bytes
         limits = Limits.of(cfg)
@@ -62,11 +63,15 @@ class Source:
         if self._codec == "utf-8-sig":
             self._codec = "utf-8"
         self.first_char = prefix.decode(self._codec, errors="ignore").lstrip("\ufeff \t\r\n")[:1]
-        self.binary = open_binary(path, limits)
+        if byte_range is not None and not self.byte_safe:
+            raise ValueError(f"{path}: a byte range of a {self.encoding} file cannot be cut on newline bytes")
+        self.binary = open_binary(path, limits, byte_range)
         self.stream: IO[Any] = self.binary
         if not self.byte_safe and text_stream:  # UTF-16/32: decode the stream, mark bad bytes, cut units on text
             self.stream = io.TextIOWrapper(self.binary, encoding=self.encoding, errors="plm-mark", newline="")
-        self._first = True
+        self.at_start = byte_range is None or byte_range[0] == 0
+        """Whether the stream starts at the file's first byte (a BOM there is the file's, not text)."""
+        self._first = self.at_start
 
     def close(self) -> None:
         self.stream.close()
@@ -120,8 +125,8 @@ class Source:
                 lines = []
             for line in lines:
                 if line.strip(ASCII_SPACE):
-                    if len(line) > cap // 4 and len(line.encode(codec)) > cap:
-                        yield None, line.encode(codec)[:QUARANTINE_RAW_BYTES], True
+                    if len(line) > cap // 4 and len(line.encode(codec)) > cap:  # as a block that fails: no CR
+                        yield None, line.rstrip("\r").encode(codec)[:QUARANTINE_RAW_BYTES], True
                     else:
                         yield line.rstrip("\r"), None, False
             if not chunk:

@@ -151,11 +151,40 @@ class _Decompressed(io.RawIOBase):
         return self._dec.decompress(rest, _OUT_CHUNK)
 
 
-def open_binary(path: Path, limits: Limits = Limits()) -> IO[bytes]:
-    """The decompressed byte stream of `path` (buffered); compression by magic bytes.
+class _Window(io.RawIOBase):
+    """Bytes [start, end) of an uncompressed file."""
+
+    def __init__(self, path: Path, start: int, end: int) -> None:
+        self._file = open(path, "rb", buffering=0)
+        self._file.seek(start)
+        self._left = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        n = self._file.readinto(view) or 0
+        self._left -= n
+        return n
+
+
+def open_binary(path: Path, limits: Limits = Limits(), byte_range: tuple[int, int] | None = None) -> IO[bytes]:
+    """The decompressed byte stream of `path` (buffered); compression by magic bytes. With `byte_range` (start, end),
+    only those bytes of an uncompressed file (ingest maps a large file range by range: `plm.corpus.ranges`).
 
     Reading raises `Rejected` for a corrupt/truncated archive or a decompression bomb.
     """
+    if byte_range is not None:
+        if compression(path) is not None:
+            raise ValueError(f"{path}: a byte range of a compressed file cannot be read on its own")
+        return io.BufferedReader(_Window(path, *byte_range), buffer_size=BUFFER)
     kind = compression(path)
     if kind is None:
         return open(path, "rb", buffering=BUFFER)

@@ -22,14 +22,17 @@ leading newline (a literal) lets the regex engine skip to candidates fast."""
 _LEADING_BLANKS = re.compile(_BLANK_LINES)
 
 
-def read_text(path: Path, cfg: CorpusSpec) -> Iterator[RawRecord]:
+def read_text(path: Path, cfg: CorpusSpec, byte_range: tuple[int, int] | None = None) -> Iterator[RawRecord]:
     """Plain text cut into `corpus.text_unit` units: whole file, blank-line paragraphs or lines.
 
     Blank units are not records. Units are cut before decoding (on bytes for ASCII-compatible
     codecs, where a newline byte never occurs inside a multi-byte sequence), so one bad byte
-    quarantines only its own unit.
+    quarantines only its own unit. `byte_range`: only those bytes, cut where a unit starts
+    (`plm.corpus.ranges`); positions count from the range's first unit.
     """
-    src = Source(path, cfg)
+    if byte_range is not None and cfg.text_unit == "file":
+        raise ValueError(f"{path}: corpus.text_unit=file reads a file whole, not a byte range of it")
+    src = Source(path, cfg, byte_range=byte_range)
     try:
         if cfg.text_unit == "file":
             data, too_large = src.read_all()
@@ -109,7 +112,7 @@ class _Paragraphs:
             yield from self._by_line(src.lines())
             return
         stream = src.stream
-        start = stream.peek(len(BOM))[: len(BOM)]
+        start = stream.peek(len(BOM))[: len(BOM)] if src.at_start else b""
         if start and (start.startswith(BOM) or BOM.startswith(start)):  # the BOM belongs to the first line: by line
             yield from self._by_line(src.lines())
             return
