@@ -72,7 +72,7 @@ from plm.artifacts import canonical_json, fingerprint, sha256_file
 from plm.config import CorpusSpec, run_only_fields
 from plm.corpus.dedup import MinHashParams, NearDupIndex, minhash_signatures
 from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
-from plm.corpus.ranges import plan_ranges
+from plm.corpus.ranges import count_records, plan_ranges
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
 from plm.corpus.ngram import ngram_repetition_reasons
 from plm.corpus.sentences import split_sentences_many
@@ -154,6 +154,8 @@ class Source:
     """(start, end): this map job reads only those bytes of the file (`plm.corpus.ranges`); None: the whole file."""
     range_index: int = 0
     """The range's place in the file (0 for a file mapped whole)."""
+    records_before: int = 0
+    """Records of the file before the range (`count_records`): the map job numbers its records from there."""
 
 
 @dataclass
@@ -528,6 +530,28 @@ def map_jobs(source: Source, cfg: CorpusSpec) -> list[Source]:
     return [replace(source, byte_range=r, range_index=i) for i, r in enumerate(ranges)]
 
 
+def _count_job(job: Source, work: dict[str, Any]) -> int:
+    return count_records(job.path, job.format, work["cfg"], job.byte_range)  # type: ignore[arg-type]
+
+
+def _numbered(jobs: list[Source], cfg: CorpusSpec, mapper: Mapper | None) -> list[Source]:
+    """`jobs` with each byte range's `records_before`, its file's earlier ranges counted (`count_records`) through
+    `mapper` (on the cluster) or here, so that every range's map job numbers its records from the file's start."""
+    counted = [j for k, j in enumerate(jobs) if j.byte_range is not None and k + 1 < len(jobs)
+               and jobs[k + 1].path == j.path]  # fmt: skip
+    if not counted:
+        return jobs
+    work = {"cfg": cfg}
+    counts = dict(zip([(j.path, j.range_index) for j in counted],
+                      mapper(_count_job, counted, work) if mapper is not None else (_count_job(j, work) for j in counted)))
+    out, before = [], 0
+    for job in jobs:
+        before = 0 if job.range_index == 0 else before
+        out.append(replace(job, records_before=before) if job.byte_range is not None else job)
+        before += counts.get((job.path, job.range_index), 0)
+    return out
+
+
 def _remember_kept(con: duckdb.DuckDBPyConnection, batch: _Batch, key: dict[str, str]) -> None:
     """The batch's kept ids into the map's in-memory `pending_doc_hashes`: later batches of the source dedup against them."""
     con.register("kept_batch", batch.table.select(["doc_id"]))
@@ -552,6 +576,8 @@ def _read_staged(staged: Path, source: Source, optsfp: str) -> dict[str, Any] | 
     if (manifest.get("sha256"), manifest.get("options"), manifest.get("version")) != (source.sha256, optsfp, INGEST_VERSION):
         return None
     if manifest.get("byte_range") != (None if source.byte_range is None else list(source.byte_range)):
+        return None
+    if manifest.get("records_before", 0) != source.records_before:
         return None
     for name, digest in manifest["files"].items():
         if not (staged / name).is_file() or sha256_file(staged / name) != digest:
@@ -599,6 +625,8 @@ def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
         rcfg = cfg.model_copy(update={"allowed_roots": [str(source.path)]}) if source.sample else cfg
         with pq.ParquetWriter(tmp / QUARANTINE_FILE, QUARANTINE_SCHEMA, compression="zstd") as quarantine:
             records_of = read_records(source.path, source.format, rcfg, source.byte_range)
+            if source.records_before:  # positions from the file's start
+                records_of = (r._replace(position=r.position + source.records_before) for r in records_of)
             for records in _batches(records_of, cfg.batch_records, cfg.batch_bytes):
                 batch = _process_batch(con, cfg, source, optsfp, records, minhash)
                 del records
@@ -621,6 +649,7 @@ def map_source(source: Source, work: dict[str, Any]) -> dict[str, Any]:
         manifest = {
             **key, "version": INGEST_VERSION, "path": str(source.path), "counts": dict(counts),
             "byte_range": None if source.byte_range is None else list(source.byte_range),
+            "records_before": source.records_before,
             "reasons": dict(sorted(reasons.items())), "parts": parts,
             "encoding": detect_encoding(source.path, source.format, cfg.encoding, Limits.of(cfg)),
             "files": {name: sha256_file(tmp / name) for name in names},
@@ -745,7 +774,9 @@ def _commit_source(
     for _, manifest in mapped:
         counts.update(manifest["counts"])
         reasons.update(manifest["reasons"])
-    offsets = np.cumsum([0] + [m["counts"].get("rows_read", 0) for _, m in mapped])[:-1].tolist()
+    # records before each range (its map job numbered from its `records_before`, counted on bytes): a miscount is renumbered
+    before = np.cumsum([0] + [m["counts"].get("rows_read", 0) for _, m in mapped])[:-1].tolist()
+    offsets = [b - job.records_before for b, (job, _) in zip(before, mapped)]
     earlier = _EarlierRanges(con) if len(mapped) > 1 else None
     final: list[Path] = []
     try:
@@ -845,8 +876,7 @@ def reason_table(result: IngestResult) -> dict[str, list[Any]]:
 # ---------------------------------------------------------------- the stage
 
 
-Mapper = Callable[[Callable[[Source, dict[str, Any]], dict[str, Any]], Sequence[Source], dict[str, Any]],
-                  Iterator[dict[str, Any]]]
+Mapper = Callable[[Callable[[Source, dict[str, Any]], Any], Sequence[Source], dict[str, Any]], Iterator[Any]]
 """`mapper(map_source, sources, work)`: the manifests of `map_source(s, work)` for every source, in their order,
 wherever it runs them (`plm.objectives.shardrun.run_shards` on a Dask cluster)."""
 
@@ -883,7 +913,9 @@ def ingest_corpus(
             _clear_pending(con)
             done = _catalog_rows(con, sources, optsfp)
             todo = [s for s in sources if not _cached(done.get(s.sha256), lake)]
-            jobs = {s.path: map_jobs(s, cfg) for s in todo}  # a large file: one job per byte range
+            jobs: dict[Path, list[Source]] = {}  # a large file: one job per byte range
+            for job in _numbered([j for s in todo for j in map_jobs(s, cfg)], cfg, mapper):
+                jobs.setdefault(job.path, []).append(job)
             pending = list(todo)  # mapped, not committed yet
 
             def staged_names(of: list[Source]) -> set[str]:

@@ -10,6 +10,10 @@ paragraphs, the byte after a blank line (a newline, then only spaces, tabs, CR, 
 what the paragraph reader treats as blank), so no unit ever spans two ranges and each range, read on its own,
 gives exactly the records the whole file gives there (a file with few boundaries gets fewer, larger ranges).
 The cuts depend on the file's bytes and `range_bytes` alone, never on the workers.
+
+`count_records` counts a range's records on its bytes (numpy, no decoding), so each range's map job can number its
+records from the file's start; the commit checks every count against the map outputs (a whitespace-only line longer
+than `corpus.max_record_bytes` is a record the count misses) and renumbers a range whose count was off.
 """
 
 from __future__ import annotations
@@ -17,15 +21,22 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+
 from plm.config import CorpusSpec
 from plm.corpus.readers import RANGED_FORMATS, compression, is_binary, sniff_encoding
+from plm.corpus.readers.records import BOM
 from plm.corpus.readers.streams import SNIFF_BYTES, Limits, head_bytes
-from plm.corpus.readers.units import byte_safe
+from plm.corpus.readers.units import ASCII_SPACE, byte_safe
 
 _CHUNK = 1 << 20
 _BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*\n")
 """A newline, then a blank line through its newline: the match ends where the next paragraph may start."""
 _SPACE = re.compile(rb"[ \t\r\x0b\x0c]*")
+_NOT_SPACE = np.ones(256, bool)
+_NOT_SPACE[list(ASCII_SPACE.encode())] = False
+"""Bytes that make a line non-blank (what bytes.strip() keeps)."""
+_COUNT_BLOCK = 4 << 20
 
 
 def splittable(path: Path, fmt: str, cfg: CorpusSpec) -> bool:
@@ -79,3 +90,38 @@ def _boundary(f, at: int, paragraphs: bool) -> int | None:
             last = data.rfind(b"\n")
             carry = data[last:] if last >= 0 and _SPACE.fullmatch(data, last + 1) else b""
         base += len(chunk)
+
+
+def count_records(path: Path, fmt: str, cfg: CorpusSpec, byte_range: tuple[int, int]) -> int:
+    """The records the reader gives for `byte_range` of a `splittable` file, counted on its bytes: lines holding a
+    byte that is not an ASCII space (a leading BOM of the file dropped), or, for paragraphs, runs of such lines.
+    Reads 4 MiB at a time."""
+    start, end = byte_range
+    paragraphs = fmt == "txt" and cfg.text_unit == "paragraph"
+    count, line, previous = 0, False, False  # line: the unfinished line has a non-space byte; previous: the last line did
+    with open(path, "rb") as f:
+        f.seek(start)
+        left, first = end - start, start == 0
+        while left > 0:
+            block = f.read(min(_COUNT_BLOCK, left))
+            if not block:
+                break
+            left -= len(block)
+            if first:
+                block, first = block.removeprefix(BOM), False
+            data = np.frombuffer(block, np.uint8)
+            starts = np.concatenate(([0], np.flatnonzero(data == 10) + 1))  # each piece runs through its newline
+            last_empty = starts[-1] == len(data)  # the block ends with a newline: nothing runs on
+            filled = np.logical_or.reduceat(_NOT_SPACE[data], starts[:-1] if last_empty else starts)
+            if last_empty:
+                filled = np.append(filled, False)
+            filled[0] |= line
+            done, line = filled[:-1], bool(filled[-1])  # the last piece runs on into the next block
+            if paragraphs:
+                count += int(np.count_nonzero(done & ~np.concatenate(([previous], done[:-1]))))
+                previous = bool(done[-1]) if len(done) else previous
+            else:
+                count += int(np.count_nonzero(done))
+    if line:  # a last line without its newline
+        count += 1 if not paragraphs or not previous else 0
+    return count

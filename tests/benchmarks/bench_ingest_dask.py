@@ -9,9 +9,10 @@ catalog) runs in this process, in source order, overlapping with the maps still 
 as plm starts them (`local_workers`: no MALLOC_TRIM_THRESHOLD_) and warmed up (plm imported and a tiny source mapped on every worker: the language model and numba kernels
 loaded) before the clock starts. Lake files (bytes) and counts are asserted identical in every layout.
 
-Prints `BENCH ingest_dask_<mode> layout=<local|dask> workers=N seconds=S speedup=X MB/s=M cpu_stage=C cpu_workers=W`,
-speedup against the 1-process run; `cpu_stage` is the CPU time of the stage's process (in the Dask layouts: the commit
-step and the orchestration, which stay serial), `cpu_workers` the CPU time of all workers together. On a shared 2-core host the 4-worker figure oversubscribes the cores; say the load (`uptime`).
+Prints `BENCH ingest_dask_<mode> layout=<local|dask> workers=N seconds=S speedup=X vs_1_worker=Y MB/s=M cpu_stage=C
+cpu_workers=W`, speedup against the 1-process run, vs_1_worker against the 1-worker cluster; `cpu_stage` is the CPU time of the stage's process (in the Dask layouts: the commit
+step and the orchestration, which stay serial), `cpu_workers` the CPU time of all workers together. `BENCH ingest_ranges_<mode>`: the same corpus as one file mapped
+in 2 MB byte ranges (`corpus.range_bytes`). On a shared 2-core host the 4-worker figure oversubscribes the cores; say the load (`uptime`).
 
 Run: nice -n 10 .venv/bin/python -m pytest -s tests/benchmarks/bench_ingest_dask.py -p no:cacheprovider -o addopts=
      (PLM_BENCH_SOURCES=N files of PLM_BENCH_SOURCE_MB=M MB each; default 8 x 2 MB, PLM_BENCH_QUICK=1: 4 x 0.5 MB)
@@ -107,6 +108,7 @@ def test_ingest_on_1_2_4_workers(tmp_path):
         print(f"BENCH ingest_dask_{mode} layout=local workers=1 seconds={one:.2f} speedup=1.00 MB/s={mb / one:.2f} "
               f"cpu_stage={cpu_one:.2f} kept={ref['counts']['rows_kept']} reasons={ref['reasons']} "
               f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
+        first = None
         for n in (1, 2, 4):
             with local_workers(), distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                            dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
@@ -114,12 +116,51 @@ def test_ingest_on_1_2_4_workers(tmp_path):
                 with on_cluster(client):
                     seconds, here, there, got = _run(cfg, tmp_path / f"{mode}-dask{n}", client)
             assert got == ref
+            first = first or seconds
             # cpu_stage: the commit step + orchestration (serial: bounds the speedup at (cpu_stage+cpu_workers)/cpu_stage)
             print(f"BENCH ingest_dask_{mode} layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
-                  f"MB/s={mb / seconds:.2f} cpu_stage={here:.2f} cpu_workers={there:.2f} "
+                  f"vs_1_worker={first / seconds:.2f} MB/s={mb / seconds:.2f} cpu_stage={here:.2f} cpu_workers={there:.2f} "
                   f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
             shutil.rmtree(tmp_path / f"{mode}-dask{n}")
     print(f"BENCH load1_end={os.getloadavg()[0]:.2f}")
+
+
+def test_one_large_file_in_byte_ranges_on_1_2_4_workers(tmp_path):
+    """The same corpus as one file (its copies now within the file), `corpus.range_bytes` = 2 MB: one map job per range
+    (a file read whole would be one job, whatever the cluster); 1 process vs LocalClusters of 1, 2 and 4 workers."""
+    _corpus(tmp_path / "parts")
+    big = tmp_path / "corpus"
+    big.mkdir()
+    with open(big / "one.txt", "wb") as out:
+        for f in sorted((tmp_path / "parts").iterdir()):
+            out.write(f.read_bytes().rstrip(b"\n") + b"\n\n")
+    mb = (big / "one.txt").stat().st_size / 1e6
+    warm_dir = tmp_path / "warm"
+    warm_dir.mkdir()
+    (warm_dir / "w.txt").write_text("\n\n".join(f"A warm-up paragraph number {i} with a few words." for i in range(50)))
+    _warm(str(warm_dir / "w.txt"), str(tmp_path / "warm-lake-local"))
+    from plm.corpus.ingest import map_jobs
+
+    for near_dup in (False, True):
+        mode = "near_dup" if near_dup else "exact"
+        cfg = _cfg(big, near_dup).model_copy(update={"range_bytes": 2_000_000})
+        ranges = len(map_jobs(resolve_sources(cfg.paths, cfg.allowed_roots)[0], cfg))
+        one, cpu_one, _, ref = _run(cfg, tmp_path / f"{mode}-local")
+        print(f"\nBENCH ingest_ranges_{mode} layout=local workers=1 MB={mb:.1f} ranges={ranges} seconds={one:.2f} "
+              f"speedup=1.00 MB/s={mb / one:.2f} cpu_stage={cpu_one:.2f} load1={os.getloadavg()[0]:.2f}")  # fmt: skip
+        first = None
+        for n in (1, 2, 4):
+            with local_workers(), distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                           dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
+                client.run(_warm, str(warm_dir / "w.txt"), str(tmp_path / "warm-lake"))
+                with on_cluster(client):
+                    seconds, here, there, got = _run(cfg, tmp_path / f"{mode}-dask{n}", client)
+            assert got == ref
+            first = first or seconds
+            print(f"BENCH ingest_ranges_{mode} layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
+                  f"vs_1_worker={first / seconds:.2f} MB/s={mb / seconds:.2f} cpu_stage={here:.2f} "
+                  f"cpu_workers={there:.2f} load1={os.getloadavg()[0]:.2f}")  # fmt: skip
+            shutil.rmtree(tmp_path / f"{mode}-dask{n}")
 
 
 def test_map_step_in_one_vs_two_local_processes(tmp_path):

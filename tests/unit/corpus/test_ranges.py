@@ -219,3 +219,27 @@ def test_a_blank_file_in_ranges_has_one_empty_file_row_as_read_whole(tmp_path):
     cut = ingest_corpus(cfg.model_copy(update={"range_bytes": 4096}), tmp_path / "ranged")
     assert whole.reasons == cut.reasons == {"empty_file": 1}
     assert _state(tmp_path / "ranged") == _state(tmp_path / "whole")
+
+
+def test_a_range_whose_count_was_off_is_renumbered_at_commit(tmp_path):
+    """A whitespace-only line longer than max_record_bytes is a paragraph of its own (too_large) to the reader but
+    blank to `count_records`: the ranges after it are numbered one short by their map jobs, and the commit fixes it."""
+    from plm.corpus.ranges import count_records
+
+    d = tmp_path / "corpus"
+    d.mkdir()
+    rng = random.Random(3)
+    paragraphs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 40))).encode() for _ in range(300)]
+    paragraphs[5] = b" " * 2000
+    (d / "p.txt").write_bytes(b"\n\n".join(paragraphs) + b"\n")
+    cfg = CorpusSpec(paths=[str(d)], allowed_roots=[str(tmp_path)], text_unit="paragraph", max_record_bytes=1024)
+    ranged = cfg.model_copy(update={"range_bytes": 4096})
+    source = resolve_sources(cfg.paths, cfg.allowed_roots)[0]
+    first = map_jobs(source, ranged)[0]
+    assert count_records(first.path, "txt", ranged, first.byte_range) + 1 == len(
+        list(read_records(first.path, "txt", ranged, first.byte_range)))
+    whole = ingest_corpus(cfg, tmp_path / "whole")
+    cut = ingest_corpus(ranged, tmp_path / "ranged")
+    assert whole.reasons.get("too_large") == 1 and cut.counts == whole.counts
+    assert _documents(cut.files).equals(_documents(whole.files))
+    assert _state(tmp_path / "ranged") == _state(tmp_path / "whole")
