@@ -96,12 +96,12 @@ def test_examples_on_1_2_4_workers(tmp_path):
                                                        dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
             client.run(lambda: __import__("plm.objectives.shards"))
             with on_cluster(client):
-                seconds, got = mapped(tmp_path / f"m{n}")
+                seconds, got = mapped(tmp_path / f"dask-m{n}")
             assert got == digest
             first.setdefault("shards", seconds)
             print(f"BENCH shards layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
                   f"vs_1_worker={first['shards'] / seconds:.2f} load1={os.getloadavg()[0]:.2f}")  # fmt: skip
-            seconds, got_files = stage(tmp_path / f"s{n}", "runner.kind=dask", f"runner.address={c.scheduler_address}")
+            seconds, got_files = stage(tmp_path / f"dask-s{n}", "runner.kind=dask", f"runner.address={c.scheduler_address}")
             assert got_files == files
             first.setdefault("stage", seconds)
             print(f"BENCH stage layout=dask workers={n} seconds={seconds:.2f} speedup={stage_one / seconds:.2f} "
