@@ -333,7 +333,7 @@ def write_bert_examples(
     flat, doc_start, bounds = _flat_documents(docs, cfg.whole_word)
     work = dict(flat=flat, doc_start=doc_start, bounds=bounds, doc_ids=[d.doc_id for d in docs], cfg=cfg,
                 vocab_size=vocab_size, specials=specials)  # fmt: skip
-    for stats in run_shards(_generate, todo, work, cfg.workers, grouped=True):
+    for stats in run_shards(_generate, todo, work, cfg.workers, grouped=True, share=out_dir):
         total.add(stats)
         progress(f"examples {split}", total.examples, None)
     return total

@@ -539,7 +539,7 @@ def write_skipgram(
             todo.append(shard)
     work = dict(ids=ids, offsets=offsets, bounds=bounds, cfg=cfg, out_dir=out_dir, seed=seed, keep_prob=keep_prob,
                 sampler=NegativeSampler(noise))  # fmt: skip
-    for stats in run_shards(_write_shard, todo, work, workers, grouped=True):
+    for stats in run_shards(_write_shard, todo, work, workers, grouped=True, share=out_dir):
         total.add(stats)
         progress("skipgram", total.examples, None)
     total.noise = noise

@@ -122,7 +122,10 @@ def test_local_workers_start_without_mallocs_trim_threshold(threads):
     assert env.get("OMP_NUM_THREADS") == (environ.get("OMP_NUM_THREADS") if threads else "1")
 
 
-def test_local_cluster_gives_the_same_shards(base_home, reference, tmp_path):
+def test_local_cluster_gives_the_same_shards(base_home, reference, tmp_path, monkeypatch):
+    import plm.objectives.shardrun as shardrun
+
+    monkeypatch.setattr(shardrun, "SHARE_BYTES", 1)  # every array of the shards' work reaches the workers as a file
     environ = dict(os.environ)
     result = _examples(_spec(_layout(base_home, tmp_path), "runner.kind=dask", "runner.workers=2"))
     assert dict(os.environ) == environ  # the nannies' OMP_NUM_THREADS=1 & co. do not leak into later subprocesses
@@ -131,7 +134,10 @@ def test_local_cluster_gives_the_same_shards(base_home, reference, tmp_path):
     assert _files(result) == _files(reference) and result.counts == reference.counts
 
 
-def test_worker_killed_mid_run_has_its_shards_redone(base_home, reference, external, tmp_path):
+def test_worker_killed_mid_run_has_its_shards_redone(base_home, reference, external, tmp_path, monkeypatch):
+    import plm.objectives.shardrun as shardrun
+
+    monkeypatch.setattr(shardrun, "SHARE_BYTES", 1)  # the replacement worker memory-maps the shared work too
     address, workers = external
     home = _layout(base_home, tmp_path)
     out: dict[str, stages.StageResult] = {}
