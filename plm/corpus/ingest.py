@@ -68,7 +68,7 @@ from plm.config import CorpusSpec, run_only_fields
 from plm.corpus.dedup import MinHashParams, NearDupIndex, minhash_signatures
 from plm.corpus.normalize import detect_lang_many, detect_langs, normalize_many
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
-from plm.corpus.ngram import ngram_repetition_reasons
+from plm.corpus.ngram import ngram_repetition_reasons, select_words, split_words
 from plm.corpus.quality import COMPILED
 from plm.corpus.sentences import split_sentences_many
 from plm.corpus.wordstats import word_stats_reasons
@@ -483,19 +483,27 @@ def _process_batch(
         "n_chars": pc.utf8_length(text).cast(pa.int32()),
     })
     del text
+    words: tuple[pa.Array, np.ndarray] | None = None  # split once for the word rules and the n-gram rules
+    rows = np.arange(docs.num_rows)  # the rows of `words` that `docs` still holds
     for name, keys in FILTERS:
         if name == "quality/flt_ngram_repetition" and not (cfg.max_top_ngram_fraction or cfg.max_duplicate_ngram_fraction):
             continue
         if name == "quality/flt_ngram_repetition":  # the SQL's decisions, compiled (plm/corpus/ngram.py)
-            docs, n = _drop_where(docs, reasons, ngram_repetition_reasons(
-                docs.column("text"), cfg.ngram_min_words, _filter_param(cfg, "rules")))
+            dropped = ngram_repetition_reasons(docs.column("text"), cfg.ngram_min_words, _filter_param(cfg, "rules"),
+                                               words=None if words is None else select_words(*words, rows))
         elif name == "quality/flt_word_stats":  # the SQL's decisions over flat Arrow words (plm/corpus/wordstats.py)
-            docs, n = _drop_where(docs, reasons, word_stats_reasons(
-                docs.column("text"), **{k: _filter_param(cfg, k) for k in keys}))
+            _, *split = split_words(docs.column("text"))
+            words, rows = (split[0], split[1]), np.arange(docs.num_rows)
+            dropped = word_stats_reasons(docs.column("text"), **{k: _filter_param(cfg, k) for k in keys}, words=words)
         elif name in COMPILED:  # the SQL's decisions over the Arrow batch (plm/corpus/quality.py)
-            docs, n = _drop_where(docs, reasons, COMPILED[name](docs, **{k: _filter_param(cfg, k) for k in keys}))
+            dropped = COMPILED[name](docs, **{k: _filter_param(cfg, k) for k in keys})
         else:
             docs, n = _drop(con, docs, name, reasons, **{k: _filter_param(cfg, k) for k in keys})
+            counts["rows_filtered"] += n
+            words = None  # (never for the shipped filters: all are compiled)
+            continue
+        rows = rows[np.fromiter((r is None for r in dropped), np.bool_, len(dropped))]
+        docs, n = _drop_where(docs, reasons, dropped)
         counts["rows_filtered"] += n
     # Exact dedup before language detection: the model is the costliest step left, duplicates need no label.
     docs, n = _drop(con, docs, "quality/dedup_exact", reasons, narrow=["position", "doc_id"], options=optsfp,
