@@ -71,10 +71,11 @@ from plm import sql
 from plm.artifacts import canonical_json, fingerprint, sha256_file
 from plm.config import CorpusSpec, run_only_fields
 from plm.corpus.dedup import MinHashParams, NearDupIndex, minhash_signatures
-from plm.corpus.normalize import detect_lang, detect_langs, normalize_many
+from plm.corpus.normalize import detect_lang_many, detect_langs, normalize_many
 from plm.corpus.ranges import count_records, plan_ranges
 from plm.corpus.readers import Limits, RawRecord, check_allowed, detect_encoding, detect_format, read_records
-from plm.corpus.ngram import ngram_repetition_reasons
+from plm.corpus.ngram import ngram_repetition_reasons, select_words, split_words
+from plm.corpus.quality import COMPILED
 from plm.corpus.sentences import split_sentences_many
 from plm.corpus.wordstats import word_stats_reasons
 from plm.samples import is_sample, resolve_sample
@@ -290,6 +291,37 @@ def split_of(doc_id: str, validation_fraction: float, test_fraction: float) -> s
     return "train"
 
 
+_HEX = np.full(256, 255, np.uint8)
+_HEX[list(b"0123456789abcdef")] = np.arange(16, dtype=np.uint8)
+
+
+def splits_of(doc_ids: pa.Array | pa.ChunkedArray, validation_fraction: float, test_fraction: float) -> list[str]:
+    """`split_of` of each 16-hex-digit id, over the whole array at once."""
+    ids = doc_ids.combine_chunks() if isinstance(doc_ids, pa.ChunkedArray) else doc_ids
+    if not len(ids):
+        return []
+    offsets = np.frombuffer(ids.buffers()[1], np.int32)[ids.offset : ids.offset + len(ids) + 1]
+    digits = _HEX[np.frombuffer(ids.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]]
+    if (np.diff(offsets) != 16).any() or (digits == 255).any():
+        return [split_of(i, validation_fraction, test_fraction) for i in ids.to_pylist()]
+    value = np.zeros(len(ids), np.uint64)
+    for column in digits.reshape(-1, 16).T.astype(np.uint64):
+        value = (value << np.uint64(4)) | column
+    u = (value % np.uint64(10000)).astype(np.float64) / 10000
+    out = np.full(len(ids), "train", object)
+    out[u < validation_fraction + test_fraction] = "test"
+    out[u < validation_fraction] = "validation"
+    return out.tolist()
+
+
+def doc_ids(texts: pa.Array) -> list[str]:
+    """The document id of each text: the first 16 hex digits of the sha256 of its UTF-8 (hashed in place)."""
+    offsets = np.frombuffer(texts.buffers()[1], np.int32)[texts.offset : texts.offset + len(texts) + 1].tolist()
+    data = memoryview(texts.buffers()[2] or b"")
+    sha = hashlib.sha256
+    return [sha(data[a:b]).hexdigest()[:16] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
 # ---------------------------------------------------------------- catalog
 
 
@@ -393,25 +425,41 @@ class _Batch:
 
 
 def _drop(
-    con: duckdb.DuckDBPyConnection, docs: pa.Table, name: str, reasons: Counter[str], **params: Any
+    con: duckdb.DuckDBPyConnection, docs: pa.Table, name: str, reasons: Counter[str], narrow: list[str] | None = None,
+    **params: Any,
 ) -> tuple[pa.Table, int]:
-    """Run one `flt_`/`dedup_` statement over `docs`; count its reasons; return the kept rows and how many went."""
-    con.register("docs", docs)
+    """Run one `flt_`/`dedup_` statement over `docs`; count its reasons; return the kept rows and how many went.
+
+    `narrow`: the only columns the statement reads (with `position`, unique in a source): just those go through
+    DuckDB, and its decisions (in position order, as the statement returns them) apply to `docs`, sorted so."""
+    if narrow is not None:
+        docs = _by_position(docs)
+    con.register("docs", docs if narrow is None else docs.select(narrow))
     try:
         out = sql.run(con, name, **params)
     finally:
         con.unregister("docs")
     dropped = out.column("drop_reason")
     reasons.update(r for r in pc.drop_null(dropped).to_pylist())
-    return out.filter(pc.is_null(dropped)).drop_columns(["drop_reason"]), out.num_rows - dropped.null_count
+    kept = docs if narrow is not None else out.drop_columns(["drop_reason"])
+    return kept.filter(pc.is_null(dropped)), out.num_rows - dropped.null_count
+
+
+def _by_position(docs: pa.Table) -> pa.Table:
+    """`docs` in position order (what every `flt_`/`dedup_` statement returns): readers yield records in that order."""
+    position = docs.column("position").to_numpy()
+    if position.size > 1 and not (np.diff(position) > 0).all():
+        docs = docs.take(pc.sort_indices(docs, [("position", "ascending")]))
+    return docs
 
 
 def _drop_where(docs: pa.Table, reasons: Counter[str], dropped: list[str | None]) -> tuple[pa.Table, int]:
     """`_drop` for a filter computed in Python over the batch (the same decisions as its SQL statement, which
     stays the specification: tests/unit/corpus/test_ngram.py compares them); much faster than the SQL."""
-    reasons.update(r for r in dropped if r is not None)
-    n = sum(r is not None for r in dropped)
-    return (docs.filter(pa.array([r is None for r in dropped], pa.bool_())) if n else docs), n
+    hits = Counter(dropped)
+    n = len(dropped) - hits.pop(None, 0)
+    reasons.update(hits)
+    return (docs.filter(pc.is_null(pa.array(dropped, pa.string()))) if n else docs), n
 
 
 def _filter_param(cfg: CorpusSpec, key: str) -> Any:
@@ -438,51 +486,62 @@ def _process_batch(
         "reason": pa.array([r.reason for r in bad], pa.string()),
         "raw": pa.array([r.raw if isinstance(r.raw, bytes) else r.raw.encode() for r in bad], pa.binary()),
     })
-    texts = normalize_many([r.raw for r in good], cfg.normalization)  # type: ignore[arg-type]
+    text = pa.array(normalize_many([r.raw for r in good], cfg.normalization), pa.string())  # type: ignore[arg-type]
     docs = pa.table({
         "position": pa.array([r.position for r in good], pa.int64()),
         "source_id": pa.array([r.source_id for r in good], pa.string()),
         "metadata": pa.array([None if r.metadata is None else json.dumps(r.metadata, ensure_ascii=False, default=str)
                               for r in good], pa.string()),
         "title": pa.array([r.title for r in good], pa.string()),
-        "text": pa.array(texts, pa.string()),
-        "doc_id": pa.array([hashlib.sha256(t.encode()).hexdigest()[:16] for t in texts], pa.string()),
-        "n_chars": pa.array([len(t) for t in texts], pa.int32()),
+        "text": text,
+        "doc_id": pa.array(doc_ids(text), pa.string()),
+        "n_chars": pc.utf8_length(text).cast(pa.int32()),
     })
-    del texts
+    del text
+    words: tuple[pa.Array, np.ndarray] | None = None  # split once for the word rules and the n-gram rules
+    rows = np.arange(docs.num_rows)  # the rows of `words` that `docs` still holds
     for name, keys in FILTERS:
         if name == "quality/flt_ngram_repetition" and not (cfg.max_top_ngram_fraction or cfg.max_duplicate_ngram_fraction):
             continue
         if name == "quality/flt_ngram_repetition":  # the SQL's decisions, compiled (plm/corpus/ngram.py)
-            docs, n = _drop_where(docs, reasons, ngram_repetition_reasons(
-                docs.column("text"), cfg.ngram_min_words, _filter_param(cfg, "rules")))
+            dropped = ngram_repetition_reasons(docs.column("text"), cfg.ngram_min_words, _filter_param(cfg, "rules"),
+                                               words=None if words is None else select_words(*words, rows))
         elif name == "quality/flt_word_stats":  # the SQL's decisions over flat Arrow words (plm/corpus/wordstats.py)
-            docs, n = _drop_where(docs, reasons, word_stats_reasons(
-                docs.column("text"), **{k: _filter_param(cfg, k) for k in keys}))
+            _, *split = split_words(docs.column("text"))
+            words, rows = (split[0], split[1]), np.arange(docs.num_rows)
+            dropped = word_stats_reasons(docs.column("text"), **{k: _filter_param(cfg, k) for k in keys}, words=words)
+        elif name in COMPILED:  # the SQL's decisions over the Arrow batch (plm/corpus/quality.py)
+            dropped = COMPILED[name](docs, **{k: _filter_param(cfg, k) for k in keys})
         else:
             docs, n = _drop(con, docs, name, reasons, **{k: _filter_param(cfg, k) for k in keys})
+            counts["rows_filtered"] += n
+            words = None  # (never for the shipped filters: all are compiled)
+            continue
+        rows = rows[np.fromiter((r is None for r in dropped), np.bool_, len(dropped))]
+        docs, n = _drop_where(docs, reasons, dropped)
         counts["rows_filtered"] += n
     # Exact dedup before language detection: the model is the costliest step left, duplicates need no label.
-    docs, n = _drop(con, docs, "quality/dedup_exact", reasons, options=optsfp, source_sha256=source.sha256)
+    docs, n = _drop(con, docs, "quality/dedup_exact", reasons, narrow=["position", "doc_id"], options=optsfp,
+                    source_sha256=source.sha256)
     counts["rows_duplicate"] += n
-    texts = docs.column("text").to_pylist()
     model = cfg.detect_language or bool(cfg.languages)
-    langs = detect_langs(texts) if model else [detect_lang(t) for t in texts]
+    langs = detect_langs(docs.column("text").to_pylist()) if model else detect_lang_many(docs.column("text"))
     docs = docs.append_column("lang", pa.array(langs, pa.string()))
-    del texts, langs
-    docs, n = _drop(con, docs, "quality/flt_language", reasons, languages=list(cfg.languages))
+    del langs
+    docs, n = _drop_where(docs, reasons, COMPILED["quality/flt_language"](docs, languages=list(cfg.languages)))
     counts["rows_filtered"] += n
     sigs = shingles = None
     if minhash is not None and docs.num_rows:
         sigs, shingles = minhash_signatures(docs.column("text"), minhash.num_perm, minhash.shingle)
-    texts, ids, langs = (docs.column(c).to_pylist() for c in ("text", "doc_id", "lang"))
+    texts, langs = (docs.column(c).to_pylist() for c in ("text", "lang"))
     sentences = split_sentences_many(texts, langs, cfg.korean_sentences)
+    del texts
     n = docs.num_rows
     table = pa.table({
         "doc_id": docs.column("doc_id"), "source_sha256": pa.array([source.sha256] * n, pa.string()),
         "position": docs.column("position"), "title": docs.column("title"), "text": docs.column("text"),
         "lang": docs.column("lang"),
-        "split": pa.array([split_of(i, cfg.validation_fraction, cfg.test_fraction) for i in ids], pa.string()),
+        "split": pa.array(splits_of(docs.column("doc_id"), cfg.validation_fraction, cfg.test_fraction), pa.string()),
         "n_chars": docs.column("n_chars"), "sentences": pa.array(sentences, pa.list_(pa.string())),
         "source_id": docs.column("source_id"), "metadata": docs.column("metadata"),
     }, schema=DOCUMENT_SCHEMA)

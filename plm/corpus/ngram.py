@@ -252,9 +252,22 @@ def split_words(texts: pa.Array | pa.ChunkedArray | Sequence[str]) -> tuple[pa.A
     return arr, flat, offsets
 
 
+def select_words(flat: pa.Array, offsets: np.ndarray, rows: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """The words (flat, offsets) of the texts `rows` (increasing) of a `split_words` result."""
+    if rows.size == offsets.size - 1:
+        return flat, offsets
+    m = np.diff(offsets)[rows]
+    ends = np.cumsum(m)
+    take = np.repeat(offsets[rows] - (ends - m), m) + np.arange(int(ends[-1]) if m.size else 0)
+    return flat.take(pa.array(take)), np.concatenate([[0], ends]).astype(np.int64)
+
+
 def ngram_repetition_reasons(texts: pa.Array | pa.ChunkedArray | Sequence[str], ngram_min_words: int,
-                             rules: Sequence[dict[str, Any]]) -> list[str | None]:
-    """`drop_reason` of each text under `rules` ({kind: top|dup, n, max_fraction}, first hit wins), None to keep."""
+                             rules: Sequence[dict[str, Any]],
+                             words: tuple[pa.Array, np.ndarray] | None = None) -> list[str | None]:
+    """`drop_reason` of each text under `rules` ({kind: top|dup, n, max_fraction}, first hit wins), None to keep.
+
+    `words`: the (flat, offsets) of `split_words(texts)` when the caller has them already."""
     if not rules:
         return [None] * len(texts)
     arr = as_string_array(texts)
@@ -262,16 +275,14 @@ def ngram_repetition_reasons(texts: pa.Array | pa.ChunkedArray | Sequence[str], 
     # only documents of at least ngram_min_words words are judged: k words need 2k - 1 characters, so shorter
     # texts are not even split, and only the words of documents long enough are encoded
     min_words = max(int(ngram_min_words), 1)
-    candidates = np.flatnonzero(pc.utf8_length(arr).to_numpy(zero_copy_only=False) >= 2 * min_words - 1)
-    _, flat, offsets = split_words(arr.take(pa.array(candidates)) if candidates.size < len(arr) else arr)
-    sizes = np.diff(offsets)
-    long_enough = np.flatnonzero(sizes >= min_words)
-    if long_enough.size < sizes.size:  # the words of those documents only
-        m = sizes[long_enough]
-        ends = np.cumsum(m)
-        take = np.repeat(offsets[long_enough] - (ends - m), m) + np.arange(int(ends[-1]) if m.size else 0)
-        flat = flat.take(pa.array(take))
-        offsets = np.concatenate([[0], ends]).astype(np.int64)
+    if words is None:
+        candidates = np.flatnonzero(pc.utf8_length(arr).to_numpy(zero_copy_only=False) >= 2 * min_words - 1)
+        _, flat, offsets = split_words(arr.take(pa.array(candidates)) if candidates.size < len(arr) else arr)
+    else:
+        candidates = np.arange(len(arr))
+        flat, offsets = words
+    long_enough = np.flatnonzero(np.diff(offsets) >= min_words)
+    flat, offsets = select_words(flat, offsets, long_enough)  # the words of those documents only
     if len(flat):
         words = pc.dictionary_encode(flat).indices.to_numpy().astype(np.int64)
         lens = pc.utf8_length(flat).to_numpy().astype(np.int64)

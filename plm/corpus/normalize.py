@@ -19,6 +19,10 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Literal
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 # Each rule is a character class or a plain replace: the regex engine scans classes fast, while
 # alternations and negated classes cost several times more on megabytes of text.
 # \x1d is a line break too, but replaced before (single path) or absent (batch path): see _SEP.
@@ -131,6 +135,16 @@ def detect_lang(text: str) -> str:
         return "en"
     letters = len(_LETTER.findall(head))
     return "ko" if len(_HANGUL.findall(head)) > 0.3 * letters else "en"
+
+
+def detect_lang_many(texts: pa.Array | pa.ChunkedArray) -> list[str]:
+    """`detect_lang` of each text of an Arrow array: only texts with Hangul in their head need counting."""
+    head = pc.utf8_slice_codeunits(texts, 0, LANG_PREFIX_CHARS)
+    hangul = np.flatnonzero(pc.match_substring_regex(head, "[\uac00-\ud7a3]").to_numpy(zero_copy_only=False))
+    out = ["en"] * len(texts)
+    for i in hangul.tolist():
+        out[i] = detect_lang(texts[i].as_py())
+    return out
 
 
 LANG_PREFIX_CHARS = 1000

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from itertools import accumulate
+from itertools import compress, repeat
 from typing import Any, Literal
 
 import numpy as np
@@ -20,20 +20,35 @@ import pyarrow.compute as pc
 
 # A candidate boundary: sentence punctuation (plus closing quotes/brackets), whitespace, then an
 # upper-case letter, a digit or an opening quote/bracket. Decimals ("3.14") have no whitespace
-# after the dot and never qualify; abbreviations are rejected in `_split_joined`. Group 1 is what
-# stays with the sentence (the whitespace after it goes).
-_CANDIDATE = re.compile(r"([.!?]+[\"'\u201d\u2019)\]]*)\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
+# after the dot and never qualify; abbreviations are rejected in `_accepted`. Group 1 is what
+# stays with the sentence, group 2 the whitespace that goes (never a newline: over lines joined by
+# newlines, a boundary stays inside its line), as `re.split` returns them.
+_CANDIDATE_SPLIT = re.compile(r"([.!?]+[\"'\u201d\u2019)\]]*)([^\S\n]+)(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
 # Korean has no letter case: any sentence punctuation (plus closing quotes) before whitespace ends
 # a sentence; Kiwi also finds unpunctuated sentence-final endings, this regex does not.
-_KO_BOUNDARY = re.compile(r"(?<=[.!?\u3002\u2026])([\"'\u201d\u2019)\]]*)\s+")
-_CANDIDATE_SUB = re.compile(r"([.!?]+[\"'\u201d\u2019)\]]*)[^\S\n]+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])")
-_KO_BOUNDARY_SUB = re.compile(r"(?<=[.!?\u3002\u2026])([\"'\u201d\u2019)\]]*)[^\S\n]+")
+_KO_BOUNDARY_SPLIT = re.compile(r"(?<=[.!?\u3002\u2026])([\"'\u201d\u2019)\]]*)([^\S\n]+)")
 _OPENERS = "\"'(\u201c\u2018["
 _WS = "".join(f"\\x{{{c:x}}}" for c in range(0x3001) if chr(c).isspace() and c != 0x0A)
-"""Python's `\\s` (str.isspace) in RE2 syntax, newline aside: RE2's own `\\s` is ASCII only."""
-_PREFILTER = f"[.!?][\"'\\x{{201d}}\\x{{2019}})\\]]*[{_WS}]+[\"'\\x{{201c}}\\x{{2018}}(\\[]?[A-Z0-9]"
-"""RE2: a line holds an English candidate boundary only if this matches in it."""
-_KO_PREFILTER = f"[.!?\\x{{3002}}\\x{{2026}}][\"'\\x{{201d}}\\x{{2019}})\\]]*[{_WS}]"
+"""Python's `\\s` (str.isspace: nothing above U+3000) in RE2 syntax, newline aside: RE2's own `\\s` is ASCII only."""
+_RE2_SPLIT = {
+    # the lookahead consumed (RE2 has none) and put back after the marks: it never starts a candidate itself
+    False: (f"([.!?]+[\"'\\x{{201d}}\\x{{2019}})\\]]*)([{_WS}]+)([\"'\\x{{201c}}\\x{{2018}}(\\[]?[A-Z0-9])",
+            "\x00\\1\x00\\2\x00\\3"),
+    # the lookbehind consumed and put back before the marks: a candidate ends in whitespace, never in punctuation
+    True: (f"([.!?\\x{{3002}}\\x{{2026}}])([\"'\\x{{201d}}\\x{{2019}})\\]]*)([{_WS}]+)", "\\1\x00\\2\x00\\3\x00"),
+}
+"""`_CANDIDATE_SPLIT` and `_KO_BOUNDARY_SPLIT` as RE2 patterns (Arrow) whose replacement marks each candidate's
+groups with NULs, so splitting the result on NUL gives what `re.split` gives, several times faster."""
+
+
+def _split_candidates(joined: str, korean: bool) -> list[str]:
+    """`re.split` of `joined` by the candidate pattern: RE2 marks the groups, one split cuts them (a text holding
+    a NUL itself goes to Python's engine)."""
+    if "\x00" in joined:
+        return (_KO_BOUNDARY_SPLIT if korean else _CANDIDATE_SPLIT).split(joined)
+    pattern, marks = _RE2_SPLIT[korean]
+    marked = pc.replace_substring_regex(pa.array([joined], pa.large_string()), pattern, marks)
+    return marked[0].as_py().split("\x00")
 ABBREVIATIONS = frozenset(
     """mr mrs ms dr prof sr jr st mt ft gen col lt sgt capt cmdr adm gov sen rep rev hon pres
     vs etc cf al approx dept est inc ltd co corp bros assn univ jan feb mar apr jun jul aug sep sept
@@ -59,64 +74,82 @@ def _lines(text: str) -> list[str]:
 def _split_joined(texts: Sequence[str], korean: bool = False) -> list[list[str]]:
     """The sentences of each text by the English rule (`korean`: the Korean punctuation rule), all texts at once.
 
-    Each line is stripped and blank lines go, as in `_lines`; the lines of all texts are joined by
-    newlines into one string. One RE2 pass (Arrow, C++) flags the lines that hold a candidate
-    boundary at all (`_PREFILTER`, a superset); only those are scanned by the boundary regex, each
-    within its own line (`finditer` with pos/endpos), so every match and every abbreviation token
-    is what the line alone would give. Each accepted boundary's whitespace becomes a newline, so
-    one split yields every sentence; a sentence starts and ends with non-whitespace (the boundary
-    regex ends its whitespace at a non-space and lines are stripped), so none needs stripping."""
+    Each line is stripped and blank lines go, as in `_lines`; the lines of all texts are joined by newlines into
+    one string and `re.split` cuts it at every candidate boundary in one C-level pass (a match never leaves its
+    line: its whitespace excludes the newline and the lookahead needs a non-space). The pieces come back as
+    (text, punctuation, whitespace) triples; their lengths give every position, and the abbreviation rule is
+    decided over whole lists (the token before a single period is the tail of the text piece, or the piece
+    itself after the previous boundary). The whitespace of each accepted boundary becomes a newline, so one join
+    and one split yield every sentence; a sentence starts and ends with non-whitespace (lines are stripped and a
+    boundary's whitespace ends at a non-space), so none needs stripping."""
+    counts = np.fromiter(map(str.count, texts, repeat("\n")), np.int64, len(texts))
     stripped = list(map(str.strip, "\n".join(texts).split("\n")))
-    # per text, how many of its (stripped) lines are not blank
-    raw_ends = np.fromiter(accumulate(t.count("\n") + 1 for t in texts), np.int64, len(texts))
     lengths = np.fromiter(map(len, stripped), np.int64, len(stripped))
     nonblank = np.zeros(len(stripped) + 1, np.int64)
     np.cumsum(lengths > 0, out=nonblank[1:])
-    line_ends = nonblank[raw_ends]  # lines (not blank) of texts[:i + 1]
-    lines = [s for s in stripped if s]
+    line_ends = nonblank[np.cumsum(counts + 1)]  # lines (not blank) of texts[:i + 1]
+    lines = stripped if nonblank[-1] == len(stripped) else list(compress(stripped, lengths > 0))
     del stripped
+    if not lines:
+        return [[] for _ in texts]
     joined = "\n".join(lines)
-    lengths_nb = lengths[lengths > 0]
     starts = np.zeros(len(lines) + 1, np.int64)  # where each line starts in `joined`
-    np.cumsum(lengths_nb + 1, out=starts[1:])
-    flagged = np.flatnonzero(pc.match_substring_regex(pa.array(lines, pa.large_string()),
-                                                      _KO_PREFILTER if korean else _PREFILTER)
-                             .to_numpy(zero_copy_only=False))
-    # the flagged lines joined: one regex pass (whitespace other than newlines: a match stays in its line)
-    flagged_list = flagged.tolist()
-    sub = "\n".join([lines[i] for i in flagged_list])
-    sub_starts = np.zeros(len(flagged_list) + 1, np.int64)
-    np.cumsum(lengths_nb[flagged] + 1, out=sub_starts[1:])
-    cuts: list[int] = []  # in `sub`: end of the kept punctuation, start of the next sentence
+    np.cumsum(lengths[lengths > 0] + 1, out=starts[1:])
+    parts = _split_candidates(joined, korean)
     if korean:
-        for m in _KO_BOUNDARY_SUB.finditer(sub):
-            cuts += (m.end(1), m.end())
+        accepted = np.arange(len(parts) // 3)
     else:
-        rfind, abbreviations, openers = sub.rfind, ABBREVIATIONS, _OPENERS
-        tabs = "\t" in sub  # normalised text has none
-        for m in _CANDIDATE_SUB.finditer(sub):
-            dot = m.start()
-            if sub[dot] == "." and sub[dot + 1] != ".":  # a single period: abbreviation or initial?
-                line = rfind("\n", 0, dot) + 1  # the token never reaches back past its line
-                start = max(rfind(" ", line, dot), rfind("\t", line, dot) if tabs else -1, line - 1) + 1
-                token = sub[start:dot].lstrip(openers).lower()
-                if token in abbreviations or (len(token) == 1 and token.isalpha()):
-                    continue
-            cuts += (m.end(1), m.end())
-    c = np.array(cuts, np.int64)
-    k = np.searchsorted(sub_starts, c, "right") - 1  # which flagged line
-    cut_lines_arr = flagged[k[::2]] if c.size else np.zeros(0, np.int64)
-    bounds = [0, *(c - sub_starts[k] + starts[flagged[k]]).tolist()] if c.size else [0]
-    cut_lines = cut_lines_arr
-    bounds.append(len(joined))
-    sentences = "\n".join([joined[bounds[i]:bounds[i + 1]] for i in range(0, len(bounds), 2)]).split("\n") \
-        if lines else []
-    # sentences per text: its lines, plus one per boundary accepted inside them
-    per_line_cuts = np.bincount(np.asarray(cut_lines, np.int64), minlength=len(lines))
-    cuts = np.zeros(len(lines) + 1, np.int64)
-    np.cumsum(per_line_cuts, out=cuts[1:])
-    ends = (line_ends + cuts[line_ends]).tolist()
-    return [sentences[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+        accepted = _accepted(parts)
+    ends = np.cumsum(np.fromiter(map(len, parts), np.int64, len(parts)))
+    cut_lines = np.searchsorted(starts, ends[3 * accepted + 1], "right") - 1  # the line of each accepted boundary
+    for i in (3 * accepted + 2).tolist():
+        parts[i] = "\n"
+    sentences = "".join(parts).split("\n")
+    del parts
+    per_line = np.zeros(len(lines) + 1, np.int64)
+    np.cumsum(np.bincount(cut_lines, minlength=len(lines)), out=per_line[1:])
+    bounds = (line_ends + per_line[line_ends]).tolist()
+    return [sentences[a:b] for a, b in zip([0, *bounds[:-1]], bounds)]
+
+
+def _accepted(parts: list[str]) -> np.ndarray:
+    """Which candidate boundaries of `_CANDIDATE_SPLIT.split(joined)` stand: all but a single period after an
+    abbreviation or a single letter. `parts` is text, (punctuation, whitespace, text) per candidate."""
+    n = len(parts) // 3
+    texts, puncts, spaces = parts[0::3], parts[1::3], parts[2::3]
+    single = np.fromiter(map(str.startswith, puncts, repeat(".")), np.bool_, n)
+    single &= ~np.fromiter(map(str.startswith, puncts, repeat("..")), np.bool_, n)
+    check = np.flatnonzero(single)  # a single period: abbreviation or initial?
+    if not check.size:
+        return np.arange(n)
+    before = [texts[i] for i in check.tolist()]  # the text between the previous boundary (or line) and the period
+    cut = np.fromiter(map(str.rfind, before, repeat(" ")), np.int64, len(before))
+    for sep in ("\t", "\n"):
+        np.maximum(cut, np.fromiter(map(str.rfind, before, repeat(sep)), np.int64, len(before)), out=cut)
+    tokens = list(map(str.__getitem__, before, map(slice, (cut + 1).tolist(), repeat(None))))
+    # no separator in the piece: the token starts at the previous boundary when its whitespace ends in a space or
+    # tab (or at the very start), else further back (a boundary after other whitespace: looked up in full)
+    far = np.flatnonzero(cut < 0)
+    if far.size:
+        prev = check[far] - 1
+        ok = np.ones(far.size, np.bool_)
+        has_prev = prev >= 0
+        ok[has_prev] = np.fromiter(map(str.endswith, [spaces[i] for i in prev[has_prev].tolist()], repeat((" ", "\t"))),
+                                   np.bool_, int(has_prev.sum()))
+        if not ok.all():
+            joined = "".join(parts)
+            ends = np.cumsum(np.fromiter(map(len, parts), np.int64, len(parts)))
+            for j in far[~ok].tolist():
+                dot = int(ends[3 * check[j]])
+                line = joined.rfind("\n", 0, dot) + 1
+                tokens[j] = joined[max(joined.rfind(" ", line, dot), joined.rfind("\t", line, dot), line - 1) + 1 : dot]
+    tokens = list(map(str.lower, map(str.lstrip, tokens, repeat(_OPENERS))))
+    abbreviation = np.fromiter(map(ABBREVIATIONS.__contains__, tokens), np.bool_, len(tokens))
+    abbreviation |= (np.fromiter(map(len, tokens), np.int64, len(tokens)) == 1) & np.fromiter(
+        map(str.isalpha, tokens), np.bool_, len(tokens))
+    keep = np.ones(n, np.bool_)
+    keep[check[abbreviation]] = False
+    return np.flatnonzero(keep)
 
 
 def split_sentences(text: str, lang: str, korean: Literal["kiwi", "regex"] = "kiwi") -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from plm.corpus.ngram import split_words
+from plm.corpus.ngram import as_string_array, split_words
 
 _UNSPACED_CHAR = r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}]"
 _ASCII_PUNCT_SYMBOL = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
@@ -58,11 +58,15 @@ def _word_classes(tokens: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 def word_stats_reasons(
     texts: pa.Array | pa.ChunkedArray | Sequence[str], min_words: int, max_words: int | None,
     min_mean_word_length: float, max_mean_word_length: float, max_symbol_word_ratio: float,
-    min_alpha_word_fraction: float,
+    min_alpha_word_fraction: float, words: tuple[pa.Array, np.ndarray] | None = None,
 ) -> list[str | None]:
     """`drop_reason` of each text (`too_few_words`, `too_many_words`, `mean_word_length`, `symbol_words`,
-    `alpha_words`, the first that applies) or None to keep."""
-    arr, tokens, tok_offsets = split_words(texts)
+    `alpha_words`, the first that applies) or None to keep. `words`: the (flat, offsets) of `split_words(texts)`
+    when the caller has them already."""
+    if words is None:
+        arr, tokens, tok_offsets = split_words(texts)
+    else:
+        arr, (tokens, tok_offsets) = as_string_array(texts), words
     n_docs = len(arr)
     if not n_docs:
         return []

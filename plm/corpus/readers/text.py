@@ -20,6 +20,11 @@ _BLANK_RUN = re.compile(rb"\n(" + _BLANK_LINES + rb")")
 """A newline, then (group 1) one or more blank lines (what bytes.strip() empties) through their newlines; the
 leading newline (a literal) lets the regex engine skip to candidates fast."""
 _LEADING_BLANKS = re.compile(_BLANK_LINES)
+_BLANK_SPLIT = re.compile(rb"\n" + _BLANK_LINES)
+"""`_BLANK_RUN` as a split pattern: what lies between two of its matches is one paragraph."""
+_STATELESS = frozenset({"utf-8", "ascii", "iso8859-1", "cp1252", "cp949", "euc_kr"})
+"""Codecs (`codecs.lookup(...).name`) that decode a concatenation as the concatenation of the decoded parts (no
+shift state, as ISO-2022 has), so paragraphs can be decoded joined."""
 
 
 def read_text(path: Path, cfg: CorpusSpec, byte_range: tuple[int, int] | None = None) -> Iterator[RawRecord]:
@@ -136,19 +141,22 @@ class _Paragraphs:
                     yield rec
             pos = lead.end() if lead else 0
             record, cap = src.record, self.cap
-            for m in _BLANK_RUN.finditer(block, pos):
-                start = m.start(1)  # block[pos:start]: lines, never empty (a newline before blank lines ends a line)
-                if self.parts or self.over or start - pos > cap:
-                    self.run(block[pos:start])
-                    rec = self._take()
-                    if rec is not None:
-                        yield rec
-                else:  # the common case, a whole paragraph inside the block: `run` + `_take` in short
-                    yield record(self.position, block[pos : start - 1])
-                    self.position += 1
-                pos = m.end()
-            if pos < len(block):
-                self.run(block[pos:])
+            if len(block) <= cap and src._codec in _STATELESS:  # no paragraph of it can be too large
+                yield from self._block(block, pos)
+            else:
+                for m in _BLANK_RUN.finditer(block, pos):
+                    start = m.start(1)  # block[pos:start]: lines, never empty (a newline before blank lines ends a line)
+                    if self.parts or self.over or start - pos > cap:
+                        self.run(block[pos:start])
+                        rec = self._take()
+                        if rec is not None:
+                            yield rec
+                    else:  # a whole paragraph inside the block: `run` + `_take` in short
+                        yield record(self.position, block[pos : start - 1])
+                        self.position += 1
+                    pos = m.end()
+                if pos < len(block):
+                    self.run(block[pos:])
             if not chunk:  # the end: a last line without a newline
                 if carry:
                     rec = self._take() if blank(carry) else self.run(carry)
@@ -158,6 +166,39 @@ class _Paragraphs:
         rec = self._take()
         if rec is not None:
             yield rec
+
+    def _block(self, block: bytes, pos: int) -> Iterator[RawRecord]:
+        """The records of `block[pos:]` (whole lines, no paragraph of it over the cap), as the loop in `records`
+        yields them, with one split and one decode for all its whole paragraphs: a paragraph never holds a blank
+        line, so the paragraphs joined by two newlines decode (UTF-8 and other stateless codecs) and split back
+        exactly; a block whose paragraphs hold a NUL or a bad byte is decoded paragraph by paragraph."""
+        src = self.src
+        pieces = _BLANK_SPLIT.split(block[pos:] if pos else block)
+        *whole, tail = pieces
+        if whole and (self.parts or self.over):  # the paragraph the previous block left in hand ends here
+            self.run(whole[0] + b"\n")
+            rec = self._take()
+            if rec is not None:
+                yield rec
+            whole = whole[1:]
+        if whole:
+            joined = b"\n\n".join(whole)
+            texts = None
+            if b"\x00" not in joined:
+                try:
+                    texts = joined.decode(src._codec).split("\n\n")
+                except UnicodeDecodeError:
+                    pass
+            position = self.position
+            if texts is not None:
+                for i, text in enumerate(texts, position):
+                    yield RawRecord(i, None, text)
+            else:
+                for i, unit in enumerate(whole, position):
+                    yield src.record(i, unit)
+            self.position = position + len(whole)
+        if tail:
+            self.run(tail)
 
     def _by_line(self, lines: Iterator[tuple[Any, bool]]) -> Iterator[RawRecord]:
         for line, too_large in lines:

@@ -397,3 +397,35 @@ def test_block_paragraph_reader_equals_the_line_reader_on_the_assets(tmp_path):
             got, want = _both_paragraph_readers(path, spec(text_unit="paragraph", max_record_bytes=cap,
                                                            allowed_roots=[str(path.parent)]))
             assert got == want and len(got) >= 3
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "cp949"])
+def test_paragraph_blocks_decode_joined_as_one_by_one(tmp_path, codec):
+    """Paragraphs of whole ~256 KiB blocks are decoded joined; a block holding a bad byte or a NUL, a paragraph
+    crossing blocks give what one decode per paragraph gives."""
+    import random
+    import re
+
+    rng = random.Random(5)
+    words = ["alpha", "beta", "대한민국", "헌법", "x", "Zeta."]
+    paragraphs = ["\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
+                            for _ in range(rng.randint(1, 4))) for _ in range(6000)]
+    raw = [p.encode(codec) for p in paragraphs]
+    raw[1000] = raw[1000] + b"\xff\xfe"  # undecodable in every codec here
+    raw[4000] = b"nul \x00 inside"
+    raw[2000] = b"\n".join([raw[2000]] * 2000)  # about 300 KiB: crosses a block boundary
+    seps = [b"\n\n", b"\n \n", b"\n\t\r\n\n", b"\n\n\n"]
+    data = b"".join(r + rng.choice(seps) for r in raw)
+    path = tmp_path / "p.txt"
+    path.write_bytes(data)
+    cfg = CorpusSpec(text_unit="paragraph", encoding=codec, allowed_roots=[str(tmp_path)])
+    got = list(read_records(path, "txt", cfg))
+    units = [u for u in re.split(rb"\n(?:[ \t\r\x0b\x0c]*\n)+", data) if u.strip()]
+    want = []
+    for i, u in enumerate(units):
+        try:
+            want.append((i, None, u.decode(codec), None) if b"\x00" not in u else (i, None, u, "nul_bytes"))
+        except UnicodeDecodeError:
+            want.append((i, None, u, f"undecodable:{codec}"))
+    assert [tuple(r)[:4] for r in got] == want
+    assert {r.reason for r in got} == {None, "nul_bytes", f"undecodable:{codec}"}

@@ -171,3 +171,21 @@ def test_batch_splitter_equals_the_per_line_algorithm_on_real_text():
     got = split_sentences_many(docs, langs)
     assert got == _reference(docs, langs)
     assert sum(map(len, got)) > len(docs)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_TEXT, st.booleans())
+def test_re2_candidate_marks_equal_pythons_split(text, korean):
+    """The RE2 pass (Arrow) that marks candidates cuts exactly where `re.split` with Python's pattern cuts."""
+    from plm.corpus.sentences import _CANDIDATE_SPLIT, _KO_BOUNDARY_SPLIT, _split_candidates
+
+    joined = "\n".join(_reference_lines(text))
+    assert _split_candidates(joined, korean) == (_KO_BOUNDARY_SPLIT if korean else _CANDIDATE_SPLIT).split(joined)
+
+
+def test_tokens_reaching_back_past_other_whitespace_and_nul_texts():
+    # the token before "Mr." starts at the line, not after the ideographic space of the boundary before it
+    texts = ["Hi.\u3000Mr. Smith came. Then Dr. No left.", "Ask.\u2003J. Doe. Yes", "A\x00b. Mr. C. D. E", "x. Y"]
+    langs = ["en"] * len(texts)
+    assert split_sentences_many(texts, langs) == _reference(texts, langs)
+    assert split_sentences_many(texts, ["ko"] * 4, korean="regex") == _reference(texts, ["ko"] * 4)
