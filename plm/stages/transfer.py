@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from plm.artifacts import StageWriter
 from plm.config import PipelineSpec, output_slice
-from plm.families import FAMILIES, STRATEGIES, family_of
+from plm.families import FAMILIES, FEATURE_STRATEGIES, STRATEGIES, family_of
 from plm.stages.finetune import labelled_inputs, pretrained_families
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.tracker import Tracker
@@ -105,7 +105,8 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
                     k += 1
                     if capped(strategy, n):
                         continue
-                    shared = init == "scratch" and FAMILIES[task.arch].shared_scratch
+                    shared = (init == "scratch" and FAMILIES[task.arch].shared_scratch
+                              and strategy not in FEATURE_STRATEGIES)  # fmt: skip
                     key = (family, n, seed)
                     if shared and key in done:
                         metrics = done[key]
