@@ -288,7 +288,11 @@ def finetune_gpt(
     head = "new"
     if init_from is not None:
         load_decoder(model, init_from)
-        head = "kept" if load_head_if_same_labels(model, init_from, id2label, ("classifier.", "task_tokens.")) else "new"
+        parent_head = json.loads((Path(init_from) / CONFIG).read_text(encoding="utf-8")).get("head", "extract")
+        # a `features` parent's head reads mean states (and a scaler folded in), not the <extract> state: never kept
+        kept = parent_head == "extract" and load_head_if_same_labels(model, init_from, id2label,
+                                                                     ("classifier.", "task_tokens."))  # fmt: skip
+        head = "kept" if kept else "new"
     else:
         strategy = "full"
     model.to(device).train()

@@ -339,6 +339,15 @@ def test_features_strategy_on_the_frozen_decoder(tmp_path, gpt_tokenizer, gpt_di
     assert acc["features", "pretrained"] >= 0.9
     transfer_fits = fits[2:]  # after the finetune stage's pretrained + scratch candidates
     assert ("features", False) in transfer_fits and ("full", False) in transfer_fits  # each scratch twin fitted
+    # a `full` child of this candidate (same labels) takes its decoder, never its mean-state head
+    from plm.tracker import NullTracker
+
+    tok_ = _tok(gpt_tokenizer)
+    cfg = GPTConfig.from_dict(json.loads((gpt_dir / "config.json").read_text()))
+    (tr_ids, tr_y), tracker = _data(tok_, 16, 3), NullTracker()
+    finetune_gpt(cfg, FinetuneSpec(epochs=1, batch_size=16, lr=1e-3, seq_len=32), tr_ids, tr_y, tr_ids, tr_y,
+                 {0: "negative", 1: "positive"}, None, model_dir, "full", tracker)  # fmt: skip
+    assert tracker.params["head"] == "new"
 
 
 def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir):
