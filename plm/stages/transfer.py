@@ -24,7 +24,8 @@ from plm.tracker import Tracker
 
 # 4: labelled rows read through the corpus readers (see finetune VERSION 5): the kept rows can differ;
 # fastText parents give unseen words their n-gram vectors (test_unseen_rate)
-NAME, VERSION = "transfer", 4
+# 5: `features` in transfer_strategies also fits a GPT decoder's features (with their own random-decoder scratch twin)
+NAME, VERSION = "transfer", 5
 
 
 class Output(BaseModel):
