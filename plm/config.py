@@ -542,7 +542,7 @@ class FinetuneSpec(_Section):
     compare_scratch: bool = True
     """Also train the same architecture from random weights with the same seed and budget."""
     strategy: Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot"] = "full"
-    """How the pretrained model is transferred: train all, fixed encoder (decoder), layer-wise LRs, word2vec `embeddings` (an MLP over the vectors), word2vec `features` (logistic regression on the mean unit word vector), `scratch` (random init), or `zero_shot` (a GPT decoder scores label verbalisers; nothing trains)."""
+    """How the pretrained model is transferred: train all, fixed encoder (decoder), layer-wise LRs, word2vec `embeddings` (an MLP over the vectors), `features` (a cross-validated logistic regression on fixed features: word vectors' mean unit word vector, or a GPT decoder's mean final hidden state), `scratch` (random init), or `zero_shot` (a GPT decoder scores label verbalisers; nothing trains)."""
     layer_decay: float = Field(0.8, gt=0, le=1)
     """`discriminative`: learning rate multiplier per layer going down from the head."""
     gradual_unfreeze: bool = False
@@ -570,7 +570,7 @@ class FinetuneSpec(_Section):
     transfer_strategies: list[Literal["full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot"]] = [
         "full", "frozen", "discriminative"
     ]
-    """`plm transfer`: strategies compared, each from pretrained weights and from scratch; word-vector strategies (`features`, `embeddings`) use `model` (arch word2vec) or `word_vectors`; `zero_shot` (gpt) is one row at 0 labels."""
+    """`plm transfer`: strategies compared, each from pretrained weights and from scratch; word-vector strategies (`features`, `embeddings`) use `model` (arch word2vec) or `word_vectors`, and `features` also applies to a GPT `model` (its frozen decoder's mean states); `zero_shot` (gpt) is one row at 0 labels."""
     transfer_fractions: list[float] = [0.1, 0.25, 0.5, 1.0]
     """`plm transfer`: fractions of the labelled training split (nested subsets), when `transfer_labels` is empty."""
     transfer_labels: list[int] = []

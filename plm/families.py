@@ -24,6 +24,9 @@ log per pair, a 10^7-entry table), the epoch in ~50k-word parts taken from one q
 STRATEGIES = ("full", "frozen", "discriminative", "embeddings", "features", "scratch", "zero_shot")
 """Every fine-tuning strategy, in the order a family's usable ones are listed."""
 LOWER_IS_BETTER = frozenset({"val_perplexity", "val_loss"})
+FEATURE_STRATEGIES = frozenset({"features"})
+"""Strategies that train no weight of the model (a regression on its fixed outputs): from scratch they read a
+random model, so they never share the trained-from-scratch run of `shared_scratch`."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class Family:
     tokenizer_in_model: bool = False
     """Its model folders carry `tokenizer.json` (token-id models), so fine-tuned ones get a copy too."""
     shared_scratch: bool = False
-    """From scratch every strategy is the same run (full training from random weights): fitted once per cell."""
+    """From scratch every trained strategy is the same run (full training from random weights): fitted once per
+    cell. `features` is not one of them: its scratch twin reads fixed random weights (`FEATURE_STRATEGIES`)."""
     config: Callable[[PipelineSpec, int], Any] | None = None
     """Model config builder (spec, vocab size) of a transformer family."""
     resumable: bool = False
@@ -117,7 +121,7 @@ FAMILIES: dict[str, Family] = {
                shared_scratch=True, config=_bert_config, resumable=True, uses_train_spec=True),
         Family("gpt", "decoder", "val_perplexity", "clm", "causal-LM examples", "plm.train.pretrain:train_gpt",
                ("loss", "accuracy", "perplexity", "lr", "data_wait_fraction"), finetunes=True,
-               strategies=("full", "frozen", "discriminative", "scratch", "zero_shot"), tokenizer_family="gpt",
+               strategies=("full", "frozen", "discriminative", "features", "scratch", "zero_shot"), tokenizer_family="gpt",
                tokenizer_in_model=True, shared_scratch=True, config=_gpt_config, resumable=True, uses_train_spec=True),
         Family("word2vec", "word2vec", "wordsim_spearman", "skipgram", "skip-gram examples",
                "plm.train.pretrain:train_word2vec", ("loss", "lr", "words_per_s"), finetunes=True,

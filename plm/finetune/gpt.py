@@ -11,6 +11,16 @@ are summed before the head, so the prediction does not depend on the order of th
 `loss = task loss + finetune.lm_aux_weight * LM loss` (GPT-1: 0.5). Right padding is safe without a mask: a
 causal position never attends to a later one, and the head reads the last real position.
 
+Feature-based (`features`): the decoder stays fixed and reads `<|endoftext|> text` (no task tokens: the input
+looks like a document of its pretraining); a text's feature is the mean of the final hidden states over its
+own tokens, and an L2 logistic regression with its strength chosen by cross-validation on the labelled subset
+(`plm.finetune.features.fit_logistic`, as the word-vector `features` strategy) is fitted on the standardised
+features. A frozen decoder's state at one position varies little from text to text, so a head trained by a
+few dozen SGD steps on it (`frozen`, `full` at a few hundred labels) stays at the majority class; the
+standardised mean and a fitted regression do not have that problem. The model folder is the decoder with a
+linear head (`head: mean`, the scaler folded into its weights), served by the same predictor. Its scratch twin
+is the same with a seeded random decoder. Pairs are read as `[u, v, |u - v|, u * v]` of the two texts' means.
+
 Zero-shot (`zero_shot`): no parameter changes. Each text is put into `finetune.zero_shot_template` and
 every label's verbaliser (`finetune.verbalizers`, default " <label>") is scored by its summed log-likelihood
 as the continuation; the most likely label wins. With `finetune.zero_shot_calibrate` each label's score has
@@ -26,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +62,31 @@ CONFIG, WEIGHTS = "config.json", "model.safetensors"
 ZERO_SHOT_CONTENT_FREE = "N/A"
 
 
-class GPTForSequenceClassification(nn.Module):
-    """Decoder (+ tied LM head) -> hidden state of the `<extract>` token -> dropout -> linear (1 output = regression)."""
+POOLINGS = ("extract", "mean")
+"""What the head reads: the `<extract>` token's final state (GPT-1), or the mean of the final states over
+a `<|endoftext|> text` input's text tokens (`features`)."""
 
-    def __init__(self, cfg: GPTConfig, num_labels: int, lm_aux_weight: float = 0.0, views: int = 1) -> None:
+
+class GPTForSequenceClassification(nn.Module):
+    """Decoder (+ tied LM head) -> hidden state of the `<extract>` token (or the mean over the text's tokens)
+    -> dropout -> linear (1 output = regression)."""
+
+    def __init__(self, cfg: GPTConfig, num_labels: int, lm_aux_weight: float = 0.0, views: int = 1,
+                 pooling: str = "extract") -> None:  # fmt: skip
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         self.config = cfg
         self.num_labels = num_labels
         self.lm_aux_weight = lm_aux_weight
         self.views = views
+        self.pooling = pooling
         self.transformer = GPTModel(cfg)
         self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         self.task_tokens = nn.Embedding(len(TASK_TOKENS), cfg.hidden_size)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.classifier = nn.Linear(cfg.hidden_size, num_labels)
+        pair_features = pooling == "mean" and views == 2
+        self.classifier = nn.Linear(cfg.hidden_size * (4 if pair_features else 1), num_labels)
         self.apply(init_weights)
         for name, p in self.named_parameters():  # GPT-2's depth-scaled residual projections, as in pretraining
             if name.endswith("c_proj.weight"):
@@ -86,12 +107,25 @@ class GPTForSequenceClassification(nn.Module):
             x = block(x)
         return t.ln_f(x)
 
+    def pool(self, h: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) final states -> (B, C): the last real position (`extract`), or the mean over positions
+        1 .. length-1 (`mean`: every token after the leading `<|endoftext|>`; padding and position 0 excluded)."""
+        if self.pooling == "extract":
+            return h[torch.arange(len(h), device=h.device), lengths - 1]  # each <extract> token's state
+        pos = torch.arange(h.shape[1], device=h.device)
+        keep = ((pos[None, :] >= 1) & (pos[None, :] < lengths[:, None])).to(h.dtype)  # (B, T)
+        return (h * keep[..., None]).sum(1) / keep.sum(1, keepdim=True).clamp(min=1)
+
     def forward(
         self, input_ids: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         h = self.hidden(input_ids)  # (B*K, T, C)
-        last = h[torch.arange(len(h), device=h.device), lengths - 1]  # (B*K, C): each <extract> token's state
-        last = last.view(-1, self.views, last.shape[-1]).sum(1)  # (B, C): the views summed (GPT-1, similarity)
+        last = self.pool(h, lengths)  # (B*K, C)
+        if self.pooling == "mean" and self.views == 2:  # a pair's two texts: [u, v, |u - v|, u * v] (features)
+            u, v = last.view(-1, 2, last.shape[-1]).unbind(1)
+            last = torch.cat([u, v, (u - v).abs(), u * v], -1)  # (B, 4C)
+        else:
+            last = last.view(-1, self.views, last.shape[-1]).sum(1)  # (B, C): the views summed (GPT-1, similarity)
         logits = self.classifier(self.dropout(last))  # (B, L)
         out = {"logits": logits}
         if labels is None:
@@ -254,7 +288,11 @@ def finetune_gpt(
     head = "new"
     if init_from is not None:
         load_decoder(model, init_from)
-        head = "kept" if load_head_if_same_labels(model, init_from, id2label, ("classifier.", "task_tokens.")) else "new"
+        parent_head = json.loads((Path(init_from) / CONFIG).read_text(encoding="utf-8")).get("head", "extract")
+        # a `features` parent's head reads mean states (and a scaler folded in), not the <extract> state: never kept
+        kept = parent_head == "extract" and load_head_if_same_labels(model, init_from, id2label,
+                                                                     ("classifier.", "task_tokens."))  # fmt: skip
+        head = "kept" if kept else "new"
     else:
         strategy = "full"
     model.to(device).train()
@@ -281,6 +319,89 @@ def finetune_gpt(
             config["views"] = model.views
         save_model_dir(model, config, model_dir)
     return FinetuneResult(metrics=metrics, model_dir=model_dir)
+
+
+# ---- features: a frozen decoder's mean states + a cross-validated logistic regression ----------
+
+
+def encode_plain(tok: Any, texts: Sequence[str], pairs: Sequence[str] | None, seq_len: int, bos: int
+                 ) -> list[list[list[int]]]:  # fmt: skip
+    """The `features` input of each example: `<|endoftext|> text` cut to `seq_len` tokens, one view per text
+    (a pair: `[<|endoftext|> A]`, `[<|endoftext|> B]`, each text read on its own)."""
+    a = [[bos, *x[: seq_len - 1]] for x in _ids(tok, texts)]
+    if pairs is None:
+        return [[x] for x in a]
+    b = [[bos, *x[: seq_len - 1]] for x in _ids(tok, pairs)]
+    return [[x, y] for x, y in zip(a, b)]
+
+
+def features_model(cfg: GPTConfig, num_labels: int, decoder_dir: Path | None, seed: int, views: int
+                   ) -> GPTForSequenceClassification:  # fmt: skip
+    """The `features` classifier: the pretrained decoder (`decoder_dir`) or a seeded random one (None), mean pooling."""
+    torch.manual_seed(seed)
+    model = GPTForSequenceClassification(cfg, num_labels, views=views, pooling="mean")
+    if decoder_dir is not None:
+        load_decoder(model, decoder_dir)
+    return model.eval()
+
+
+@torch.no_grad()
+def pooled_features(model: GPTForSequenceClassification, views: Sequence[Sequence[Sequence[int]]], batch_size: int = 64
+                    ) -> np.ndarray:  # fmt: skip
+    """(N, D) float64 inputs of the head (the mean states; pairs `[u, v, |u - v|, u * v]`), in input order."""
+    captured: list[torch.Tensor] = []
+    hook = model.dropout.register_forward_hook(lambda module, args, out: captured.append(args[0].float().cpu()))
+    try:
+        gpt_logits(model, views, batch_size)
+    finally:
+        hook.remove()
+    return torch.cat(captured).double().numpy() if captured else np.zeros((0, model.classifier.in_features))
+
+
+class DecoderFeatures:
+    """One task's rows read by a frozen decoder (pretrained, or random with a seed), each row once, on first use;
+    `fit` runs the `features` strategy on them."""
+
+    def __init__(self, cfg: GPTConfig, decoder_dir: Path | None, seed: int, views: int) -> None:
+        self.cfg, self.views = cfg, views
+        self.model = features_model(cfg, 2, decoder_dir, seed, views)
+        self.rows: dict[int, np.ndarray] = {}
+
+    def pooled(self, rows: Sequence[int], encoded: Callable[[list[int]], list[list[list[int]]]]) -> np.ndarray:
+        missing = [i for i in dict.fromkeys(rows) if i not in self.rows]
+        if missing:
+            self.rows.update(zip(missing, pooled_features(self.model, encoded(missing))))
+        return np.stack([self.rows[i] for i in rows])
+
+    def fit(self, train_rows: Sequence[int], test_rows: Sequence[int], labels: Sequence[int],
+            encoded: Callable[[list[int]], list[list[list[int]]]], id2label: dict[int, str], ft: FinetuneSpec,
+            out_dir: Path | None, bos: int) -> FinetuneResult:  # fmt: skip
+        """Cross-validated logistic regression on the pooled train rows, scored on the test rows; with `out_dir`
+        the decoder + the fitted linear head are written to `out_dir/model` (`head: mean`)."""
+        from plm.finetune.features import classification_metrics, fit_logistic
+
+        if not id2label:
+            raise ValueError("finetune.strategy=features fits a classifier: use task_type classification or "
+                             "pair_classification (a GPT regressor: strategy full)")  # fmt: skip
+        y = np.asarray(labels)
+        fit = fit_logistic(self.pooled(train_rows, encoded), y[list(train_rows)], len(id2label), ft.seed)
+        metrics = classification_metrics(fit.logits(self.pooled(test_rows, encoded)), y[list(test_rows)].tolist())
+        metrics.update({"C": fit.C, "train_examples": float(len(train_rows)), "epochs": 0.0})
+        model_dir = Path(out_dir or ".") / "model"
+        if out_dir is not None:
+            from plm.train.export import save_model_dir
+
+            model = GPTForSequenceClassification(self.cfg, len(id2label), views=self.views, pooling="mean")
+            model.transformer.load_state_dict(self.model.transformer.state_dict())  # the decoder that was read
+            with torch.no_grad():
+                model.classifier.weight.copy_(torch.from_numpy(fit.coef.astype(np.float32)))
+                model.classifier.bias.copy_(torch.from_numpy(fit.intercept.astype(np.float32)))
+            config = self.cfg.to_dict() | {"head": "mean", "regression": False, "num_labels": len(id2label),
+                                           "id2label": {str(k): v for k, v in sorted(id2label.items())},
+                                           "max_seq_len": ft.seq_len, "bos": bos, "strategy": "features",
+                                           "views": self.views, "C": fit.C}  # fmt: skip
+            save_model_dir(model, config, model_dir)
+        return FinetuneResult(metrics=metrics, model_dir=model_dir)
 
 
 # ---- zero-shot ---------------------------------------------------------------------------------
@@ -420,7 +541,9 @@ class GPTClassifierPipeline:
         else:
             self.scorer = None
             self.views = int(self.config.get("views", 1))
-            self.model = GPTForSequenceClassification(cfg, int(self.config["num_labels"]), views=self.views)
+            self.pooling = "mean" if self.config.get("head") == "mean" else "extract"
+            self.model = GPTForSequenceClassification(cfg, int(self.config["num_labels"]), views=self.views,
+                                                      pooling=self.pooling)  # fmt: skip
             state = load_file(str(Path(model_dir) / WEIGHTS))
             missing, unexpected = self.model.load_state_dict(state, strict=False)
             if [k for k in missing if k != "lm_head.weight"] or unexpected:
@@ -436,8 +559,11 @@ class GPTClassifierPipeline:
         if self.scorer is not None:
             return torch.from_numpy(self.scorer.scores(texts, pairs)).float()
         assert self.model is not None
-        ids = encode_views(self.tok, texts, pairs, self.seq_len, self.model.config.vocab_size,
-                           "both" if self.views == 2 else "one")  # fmt: skip
+        if self.pooling == "mean":
+            ids = encode_plain(self.tok, texts, pairs, self.seq_len, int(self.config["bos"]))
+        else:
+            ids = encode_views(self.tok, texts, pairs, self.seq_len, self.model.config.vocab_size,
+                               "both" if self.views == 2 else "one")  # fmt: skip
         return gpt_logits(self.model, ids, 64)
 
     def predict_frame(self, frame: pd.DataFrame) -> pd.DataFrame:

@@ -42,9 +42,10 @@ class PreparedTask:
     data: Any
     encoded: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
     """BERT (ids, segment ids), or GPT (views, []), per row, encoded on first use: a transfer report touches a few thousand of 50k rows."""
-    features: dict[Path, Any] = field(default_factory=dict)
-    """`WordVectorFeatures` of a word2vec task per vector table (pretrained, registered parent), built on the first
-    `features` fit and reused by every later one."""
+    features: dict[Any, Any] = field(default_factory=dict)
+    """`WordVectorFeatures` of a word2vec task per vector table (pretrained, registered parent), or a GPT task's
+    `DecoderFeatures` per decoder (pretrained, registered, or random per seed), built on the first `features` fit
+    and reused by every later one."""
     init_dir: Path | None = None
     """A registered model's folder (`finetune.init`) that `fit(..., registered=True)` starts from."""
 
@@ -186,10 +187,35 @@ class PreparedTask:
         cfg = GPTConfig.from_dict(json.loads((self.pretrained_dir / "config.json").read_text(encoding="utf-8")))
         if ft.seq_len > cfg.max_position:
             raise ValueError(f"finetune.seq_len {ft.seq_len} exceeds the decoder's max_position {cfg.max_position}")
+        if strategy == "features":
+            return self._gpt_features(cfg, train, test, labels, ft, init_from, out_dir)  # type: ignore[arg-type]
         ids = self.gpt_rows(train + test, cfg.vocab_size)
         return finetune_gpt(cfg, ft, ids[: len(train)], [labels[i] for i in train], ids[len(train) :],
                             [labels[i] for i in test], dict(enumerate(self.label_names)), out_dir, init_from,
                             strategy, tracker, progress)  # fmt: skip
+
+    def _gpt_features(self, cfg: Any, train: list[int], test: list[int], labels: list[int], ft: FinetuneSpec,
+                      init_from: Path | None, out_dir: Path | None) -> FinetuneResult:  # fmt: skip
+        """`features` on a decoder: its pooled states (pretrained or `init_from`, or a random decoder seeded by
+        `ft.seed`), read once per row and decoder, + a cross-validated logistic regression."""
+        from plm.finetune.gpt import DecoderFeatures, encode_plain
+        from plm.tokenizer.specials import SpecialIds
+        from plm.tokenizer.train import load_tokenizer
+
+        tok = load_tokenizer(self.tokenizer_path)
+        bos = SpecialIds.from_tokenizer(tok).eos
+        if bos is None:
+            raise ValueError("finetune.strategy=features on a GPT decoder needs the tokenizer's <|endoftext|>")
+        d = self.data
+        key = ("gpt-features", init_from) if init_from is not None else ("gpt-features-scratch", ft.seed)
+        if key not in self.features:
+            self.features[key] = DecoderFeatures(cfg, init_from, ft.seed, 1 if d.pairs is None else 2)
+
+        def encoded(rows: list[int]) -> list[list[list[int]]]:
+            return encode_plain(tok, [d.texts[i] for i in rows], None if d.pairs is None else [d.pairs[i] for i in rows],
+                                ft.seq_len, bos)  # fmt: skip
+
+        return self.features[key].fit(train, test, labels, encoded, dict(enumerate(self.label_names)), ft, out_dir, bos)
 
     def gpt_rows(self, rows: list[int], vocab_size: int) -> list[list[list[int]]]:
         """GPT-1 inputs (each example's views of `<start> A [<delim> B] <extract>`) of `rows`, encoding (once)

@@ -28,7 +28,9 @@ from plm.tracker import Prefixed, Tracker
 # fastText parents give unseen words their n-gram vectors (test_unseen_rate)
 # 6: a classifier of a pretrained fastText parent keeps its n-gram rows (subwords.safetensors, config `subwords`) so
 # words first met when served get their training vectors; word2vec / GloVe / scratch classifiers are byte-identical
-NAME, VERSION = "finetune", 6
+# 7: `features` applies to a GPT decoder (frozen decoder's mean states + a CV logistic regression), so a GPT pipeline
+# whose finetune.strategy (or first transfer strategy) is `features` now gets a decoder `features` candidate
+NAME, VERSION = "finetune", 7
 
 
 class Candidate(BaseModel):

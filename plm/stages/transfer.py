@@ -17,14 +17,15 @@ from pydantic import BaseModel
 
 from plm.artifacts import StageWriter
 from plm.config import PipelineSpec, output_slice
-from plm.families import FAMILIES, STRATEGIES, family_of
+from plm.families import FAMILIES, FEATURE_STRATEGIES, STRATEGIES, family_of
 from plm.stages.finetune import labelled_inputs, pretrained_families
 from plm.stages.runtime import Done, Pipeline, Stage, StageResult
 from plm.tracker import Tracker
 
 # 4: labelled rows read through the corpus readers (see finetune VERSION 5): the kept rows can differ;
 # fastText parents give unseen words their n-gram vectors (test_unseen_rate)
-NAME, VERSION = "transfer", 4
+# 5: `features` in transfer_strategies also fits a GPT decoder's features (with their own random-decoder scratch twin)
+NAME, VERSION = "transfer", 5
 
 
 class Output(BaseModel):
@@ -105,7 +106,8 @@ def run(p: Pipeline, tokenizer: StageResult, pretrain: StageResult, word_vectors
                     k += 1
                     if capped(strategy, n):
                         continue
-                    shared = init == "scratch" and FAMILIES[task.arch].shared_scratch
+                    shared = (init == "scratch" and FAMILIES[task.arch].shared_scratch
+                              and strategy not in FEATURE_STRATEGIES)  # fmt: skip
                     key = (family, n, seed)
                     if shared and key in done:
                         metrics = done[key]

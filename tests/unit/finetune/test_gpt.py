@@ -19,7 +19,7 @@ from plm import stages
 from plm.config import FinetuneSpec, TokenizerSpec, load_spec
 from plm.finetune.gpt import (
     GPTClassifierPipeline, GPTForSequenceClassification, ZeroShotScorer, collate_gpt, collate_views, encode_gpt,
-    encode_views, finetune_gpt,
+    encode_plain, encode_views, finetune_gpt, pooled_features,
 )  # fmt: skip
 from plm.finetune.strategies import build_strategy_optimizer, depth
 from plm.models.gpt import GPTConfig, GPTLMHeadModel
@@ -128,6 +128,28 @@ def test_head_reads_the_extract_token_and_ignores_padding(gpt_tokenizer):
     assert not torch.allclose(model(**other)["logits"], alone)
 
 
+def test_mean_pooling_reads_the_text_tokens_only(gpt_tokenizer):
+    tok = _tok(gpt_tokenizer)
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                    max_position=32)  # fmt: skip
+    torch.manual_seed(1)
+    model = GPTForSequenceClassification(cfg, 2, pooling="mean").eval()
+    views = encode_plain(tok, ["the film was dull", "the film was dull and tedious and clumsy"], None, 32, 0)
+    assert views[0] == [[0, *tok.encode("the film was dull").ids]]  # <|endoftext|> text, no task tokens
+    feats = pooled_features(model, views)
+    alone = pooled_features(model, views[:1])
+    assert np.allclose(alone[0], feats[0], atol=1e-5)  # padding never enters the mean
+    h = model.hidden(collate_views(views[:1])["input_ids"])[0]
+    assert np.allclose(feats[0], h[1:].mean(0).detach().numpy(), atol=1e-5)  # positions 1 .. length-1: the text's tokens
+    pair = encode_plain(tok, ["the film was dull"], ["the plot was clumsy"], 32, 0)
+    pm = GPTForSequenceClassification(cfg, 2, views=2, pooling="mean").eval()
+    pm.transformer.load_state_dict(model.transformer.state_dict())
+    u, v = pooled_features(model, [[pair[0][0]]])[0], pooled_features(model, [[pair[0][1]]])[0]
+    assert np.allclose(pooled_features(pm, pair)[0], np.concatenate([u, v, np.abs(u - v), u * v]), atol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        GPTForSequenceClassification(cfg, 2, pooling="max")
+
+
 def test_lm_auxiliary_loss(gpt_tokenizer):
     tok = _tok(gpt_tokenizer)
     cfg = GPTConfig(vocab_size=tok.get_vocab_size(), hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
@@ -231,7 +253,8 @@ def test_zero_shot_verbalisers(tmp_path, gpt_tokenizer, gpt_dir):
         ZeroShotScorer(lm, _tok(gpt_tokenizer), "no field", verbal, 48, False, 0)
 
 
-def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
+def _stage_setup(tmp_path, gpt_tokenizer, gpt_dir, extra=()):
+    """Overrides, tokenizer and pretrain results of a GPT pipeline over the synthetic task (upstream stood in)."""
     data = tmp_path / "sentiment.jsonl"
     with data.open("w") as f:
         for i, (t, y) in enumerate(_rows(120, 6)):
@@ -243,15 +266,20 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
         "finetune.strategy=full", "finetune.compare_scratch=false", "finetune.zero_shot_template='{text} verdict:'",
         "finetune.verbalizers={negative: ' bad', positive: ' great'}", f"corpus.allowed_roots=[{tmp_path}]",
         "finetune.transfer_strategies=[full, frozen, zero_shot]", "finetune.transfer_labels=[20]",
-        "finetune.baseline=false",
+        "finetune.baseline=false", *extra,
     ]  # fmt: skip
-    spec = load_spec(None, spec_overrides)
     tok_dir = tmp_path / "tok"
     tok_dir.mkdir()
     shutil.copy(gpt_tokenizer, tok_dir / "tokenizer.json")
     tok = stages.StageResult("tokenizer", "t0", tok_dir, False, 0.0)
     pre = stages.StageResult("pretrain", "p0", gpt_dir.parent, False, 0.0,
                              output=stages.pretrain.Output(model_dir=gpt_dir.name, arch="gpt-debug", kind="decoder"))
+    return spec_overrides, tok, pre
+
+
+def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
+    spec_overrides, tok, pre = _stage_setup(tmp_path, gpt_tokenizer, gpt_dir)
+    spec = load_spec(None, spec_overrides)
     with stages.Pipeline(spec, tracking=False) as p:
         ft = stages.finetune.run(p, tok, pre)
         tr = stages.transfer.run(p, tok, pre)
@@ -277,6 +305,49 @@ def test_gpt_finetune_and_transfer_stages(tmp_path, gpt_tokenizer, gpt_dir):
     pipe = load_predictor("gpt_classifier", model_dir, model_dir / "tokenizer.json")
     out = pipe.predict_frame(pd.DataFrame({"text": ["the film was superb and moving .", "the plot was dull and boring ."]}))
     assert list(out.label) == ["positive", "negative"]
+
+
+def test_features_strategy_on_the_frozen_decoder(tmp_path, gpt_tokenizer, gpt_dir, monkeypatch):
+    """`features`: the decoder's mean states + a cross-validated regression, a candidate served by the GPT predictor
+    with the decoder unchanged; in the transfer report its scratch twin is its own fit (a random decoder read
+    once), never the shared trained-from-scratch run of `full`."""
+    from plm.finetune.run import PreparedTask
+    from plm.tracking import load_predictor
+
+    spec_overrides, tok, pre = _stage_setup(tmp_path, gpt_tokenizer, gpt_dir, [
+        "finetune.strategy=features", "finetune.compare_scratch=true", "finetune.transfer_strategies=[full, features]"])
+    fits = []
+    real_fit = PreparedTask.fit
+    monkeypatch.setattr(PreparedTask, "fit", lambda self, *a, **kw: fits.append((a[3], a[2])) or real_fit(self, *a, **kw))
+    with stages.Pipeline(load_spec(None, spec_overrides), tracking=False) as p:
+        ft = stages.finetune.run(p, tok, pre)
+        tr = stages.transfer.run(p, tok, pre)
+    assert ft.output.strategy == "features" and ft.output.kind == "gpt_classifier"
+    assert ft.metrics["pretrained.test_accuracy"] >= 0.9, ft.metrics
+    model_dir = ft.path / ft.output.model_dir
+    body, saved = load_file(str(gpt_dir / "model.safetensors")), load_file(str(model_dir / "model.safetensors"))
+    assert all(torch.equal(body[k], saved[k]) for k in body if k.startswith("transformer."))  # the decoder as pretrained
+    assert json.loads((model_dir / "config.json").read_text())["head"] == "mean"
+    pipe = load_predictor("gpt_classifier", model_dir, model_dir / "tokenizer.json")
+    out = pipe.predict_frame(pd.DataFrame({"text": ["the film was superb and moving .", "the plot was dull and boring ."]}))
+    assert list(out.label) == ["positive", "negative"]
+    texts = [t for t, _ in _rows(40, 9)]  # served logits = the stage's: the same encoding, pooling and folded head
+    served = pipe.predict_frame(pd.DataFrame({"text": texts}))
+    assert (served.label == [y for _, y in _rows(40, 9)]).mean() >= 0.9
+    report = pd.read_csv(tr.path / "report.csv")
+    acc = report[report.metric == "accuracy"].set_index(["strategy", "init"]).value
+    assert acc["features", "pretrained"] >= 0.9
+    transfer_fits = fits[2:]  # after the finetune stage's pretrained + scratch candidates
+    assert ("features", False) in transfer_fits and ("full", False) in transfer_fits  # each scratch twin fitted
+    # a `full` child of this candidate (same labels) takes its decoder, never its mean-state head
+    from plm.tracker import NullTracker
+
+    tok_ = _tok(gpt_tokenizer)
+    cfg = GPTConfig.from_dict(json.loads((gpt_dir / "config.json").read_text()))
+    (tr_ids, tr_y), tracker = _data(tok_, 16, 3), NullTracker()
+    finetune_gpt(cfg, FinetuneSpec(epochs=1, batch_size=16, lr=1e-3, seq_len=32), tr_ids, tr_y, tr_ids, tr_y,
+                 {0: "negative", 1: "positive"}, None, model_dir, "full", tracker)  # fmt: skip
+    assert tracker.params["head"] == "new"
 
 
 def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir):
