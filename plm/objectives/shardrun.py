@@ -72,7 +72,7 @@ def local_workers(threads: bool = False) -> Iterator[None]:
     unset: dict[str, Any] = {"MALLOC_TRIM_THRESHOLD_": None}
     if threads:
         unset.update(OMP_NUM_THREADS=None, MKL_NUM_THREADS=None, OPENBLAS_NUM_THREADS=None)
-    spawn = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items() if k not in unset}
+    spawn = dask.config.get("distributed.nanny.pre-spawn-environ", {})  # a None value is not set at all
     try:
         # and no statistical profiler sampling every worker thread each 10 ms (~5 % of a job's CPU): plm's
         # LocalClusters have no dashboard to show its profiles

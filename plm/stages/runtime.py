@@ -10,7 +10,6 @@ output model saved in the manifest.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

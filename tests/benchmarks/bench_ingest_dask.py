@@ -92,13 +92,37 @@ def _run(cfg: CorpusSpec, home: Path, client=None) -> tuple[float, float, float,
     return seconds, here, there, {"files": files, "counts": result.counts, "reasons": result.reasons}
 
 
-def test_ingest_on_1_2_4_workers(tmp_path):
-    total = _corpus(tmp_path / "corpus")
-    mb = total / 1e6
+def _warm_file(tmp_path: Path) -> str:
+    """A tiny source every layout maps first (imports, the language model and numba kernels loaded), here too."""
     warm_dir = tmp_path / "warm"
     warm_dir.mkdir()
     (warm_dir / "w.txt").write_text("\n\n".join(f"A warm-up paragraph number {i} with a few words." for i in range(50)))
     _warm(str(warm_dir / "w.txt"), str(tmp_path / "warm-lake-local"))
+    return str(warm_dir / "w.txt")
+
+
+def _on_1_2_4_workers(name: str, cfg: CorpusSpec, tmp_path: Path, warm: str, mb: float, one: float, ref: dict) -> None:
+    """The ingest of `cfg` on LocalClusters of 1, 2 and 4 workers, outputs asserted equal to the one-process `ref`."""
+    first = None
+    for n in (1, 2, 4):
+        with local_workers(), distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
+            client.run(_warm, warm, str(tmp_path / "warm-lake"))
+            with on_cluster(client):
+                seconds, here, there, got = _run(cfg, tmp_path / f"{name}-dask{n}", client)
+        assert got == ref
+        first = first or seconds
+        # cpu_stage: the commit step + orchestration (serial: bounds the speedup at (cpu_stage+cpu_workers)/cpu_stage)
+        print(f"BENCH {name} layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
+              f"vs_1_worker={first / seconds:.2f} MB/s={mb / seconds:.2f} cpu_stage={here:.2f} cpu_workers={there:.2f} "
+              f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
+        shutil.rmtree(tmp_path / f"{name}-dask{n}")
+
+
+def test_ingest_on_1_2_4_workers(tmp_path):
+    total = _corpus(tmp_path / "corpus")
+    mb = total / 1e6
+    warm = _warm_file(tmp_path)
     load = os.getloadavg()[0]
     print(f"\nBENCH corpus sources={SOURCES} MB={mb:.1f} load1={load:.2f}")
     for near_dup in (False, True):
@@ -108,26 +132,15 @@ def test_ingest_on_1_2_4_workers(tmp_path):
         print(f"BENCH ingest_dask_{mode} layout=local workers=1 seconds={one:.2f} speedup=1.00 MB/s={mb / one:.2f} "
               f"cpu_stage={cpu_one:.2f} kept={ref['counts']['rows_kept']} reasons={ref['reasons']} "
               f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
-        first = None
-        for n in (1, 2, 4):
-            with local_workers(), distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                                           dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
-                client.run(_warm, str(warm_dir / "w.txt"), str(tmp_path / "warm-lake"))
-                with on_cluster(client):
-                    seconds, here, there, got = _run(cfg, tmp_path / f"{mode}-dask{n}", client)
-            assert got == ref
-            first = first or seconds
-            # cpu_stage: the commit step + orchestration (serial: bounds the speedup at (cpu_stage+cpu_workers)/cpu_stage)
-            print(f"BENCH ingest_dask_{mode} layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
-                  f"vs_1_worker={first / seconds:.2f} MB/s={mb / seconds:.2f} cpu_stage={here:.2f} cpu_workers={there:.2f} "
-                  f"load1={os.getloadavg()[0]:.2f}")  # fmt: skip
-            shutil.rmtree(tmp_path / f"{mode}-dask{n}")
+        _on_1_2_4_workers(f"ingest_dask_{mode}", cfg, tmp_path, warm, mb, one, ref)
     print(f"BENCH load1_end={os.getloadavg()[0]:.2f}")
 
 
 def test_one_large_file_in_byte_ranges_on_1_2_4_workers(tmp_path):
     """The same corpus as one file (its copies now within the file), `corpus.range_bytes` = 2 MB: one map job per range
     (a file read whole would be one job, whatever the cluster); 1 process vs LocalClusters of 1, 2 and 4 workers."""
+    from plm.corpus.ingest import map_jobs
+
     _corpus(tmp_path / "parts")
     big = tmp_path / "corpus"
     big.mkdir()
@@ -135,12 +148,7 @@ def test_one_large_file_in_byte_ranges_on_1_2_4_workers(tmp_path):
         for f in sorted((tmp_path / "parts").iterdir()):
             out.write(f.read_bytes().rstrip(b"\n") + b"\n\n")
     mb = (big / "one.txt").stat().st_size / 1e6
-    warm_dir = tmp_path / "warm"
-    warm_dir.mkdir()
-    (warm_dir / "w.txt").write_text("\n\n".join(f"A warm-up paragraph number {i} with a few words." for i in range(50)))
-    _warm(str(warm_dir / "w.txt"), str(tmp_path / "warm-lake-local"))
-    from plm.corpus.ingest import map_jobs
-
+    warm = _warm_file(tmp_path)
     for near_dup in (False, True):
         mode = "near_dup" if near_dup else "exact"
         cfg = _cfg(big, near_dup).model_copy(update={"range_bytes": 2_000_000})
@@ -148,19 +156,7 @@ def test_one_large_file_in_byte_ranges_on_1_2_4_workers(tmp_path):
         one, cpu_one, _, ref = _run(cfg, tmp_path / f"{mode}-local")
         print(f"\nBENCH ingest_ranges_{mode} layout=local workers=1 MB={mb:.1f} ranges={ranges} seconds={one:.2f} "
               f"speedup=1.00 MB/s={mb / one:.2f} cpu_stage={cpu_one:.2f} load1={os.getloadavg()[0]:.2f}")  # fmt: skip
-        first = None
-        for n in (1, 2, 4):
-            with local_workers(), distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                                           dashboard_address=None) as c, distributed.Client(c) as client:  # fmt: skip
-                client.run(_warm, str(warm_dir / "w.txt"), str(tmp_path / "warm-lake"))
-                with on_cluster(client):
-                    seconds, here, there, got = _run(cfg, tmp_path / f"{mode}-dask{n}", client)
-            assert got == ref
-            first = first or seconds
-            print(f"BENCH ingest_ranges_{mode} layout=dask workers={n} seconds={seconds:.2f} speedup={one / seconds:.2f} "
-                  f"vs_1_worker={first / seconds:.2f} MB/s={mb / seconds:.2f} cpu_stage={here:.2f} "
-                  f"cpu_workers={there:.2f} load1={os.getloadavg()[0]:.2f}")  # fmt: skip
-            shutil.rmtree(tmp_path / f"{mode}-dask{n}")
+        _on_1_2_4_workers(f"ingest_ranges_{mode}", cfg, tmp_path, warm, mb, one, ref)
 
 
 def test_map_step_in_one_vs_two_local_processes(tmp_path):
