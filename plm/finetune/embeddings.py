@@ -20,9 +20,10 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections import ChainMap
+import threading
+from collections import ChainMap, OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -131,13 +132,27 @@ class SubwordTable:
 
     ngrams: NgramVectors
     unit: int = 0
+    cache_size: int = 65_536
+    """Words whose vectors (or the absence of one) are remembered, least recently used first out: a served
+    classifier meets the same unseen words call after call, and hashing their n-grams in Python is the cost."""
+    _cache: OrderedDict[str, np.ndarray | None] = field(default_factory=OrderedDict, init=False, repr=False,
+                                                         compare=False)  # fmt: skip
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def vector(self, word: str) -> np.ndarray | None:
+        with self._lock:
+            if word in self._cache:
+                self._cache.move_to_end(word)
+                return self._cache[word]
         v = self.ngrams.vector(word)
-        if v is None:
-            return None
-        for _ in range(self.unit):
-            v = unit_rows(v[None])[0]
+        if v is not None:
+            for _ in range(self.unit):
+                v = unit_rows(v[None])[0]
+            v.flags.writeable = False  # shared by every caller of the cache
+        with self._lock:
+            self._cache[word] = v
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
         return v
 
     def normalized(self) -> SubwordTable:

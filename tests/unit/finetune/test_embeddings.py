@@ -316,6 +316,26 @@ def test_a_served_fasttext_classifier_gives_new_words_their_training_ngram_vecto
 
 
 
+def test_served_unseen_words_hash_their_ngrams_once(fasttext_dir, monkeypatch):
+    """A classifier's n-gram rule remembers each word's vector (and a word without one), least recently used out
+    first: calls after the first hash nothing, the vectors are the same (read-only) arrays, the cache is bounded."""
+    from plm.finetune.embeddings import SubwordTable
+    from plm.train.fasttext import NgramVectors, SubwordVectors
+
+    hashed: list[str] = []
+    real = NgramVectors.vector
+    monkeypatch.setattr(NgramVectors, "vector", lambda self, w: hashed.append(w) or real(self, w))
+    rule = SubwordTable(SubwordVectors(fasttext_dir).ngrams, unit=1, cache_size=2)
+    first = rule.vector("filmsss")
+    assert rule.vector("filmsss") is first and hashed == ["filmsss"] and not first.flags.writeable
+    np.testing.assert_allclose(np.linalg.norm(first), 1.0, rtol=1e-6)  # unit=1: scaled as the features table
+    empty = SubwordTable(NgramVectors(np.zeros((0, 4), np.float32), 2, 4))  # no buckets: no word has a vector
+    assert empty.vector("x") is None and empty.vector("x") is None and hashed.count("x") == 1  # None kept too
+    rule.vector("plotz"), rule.vector("castz")  # a third word: "filmsss" was least recently used, and goes
+    rule.vector("castz"), rule.vector("filmsss")
+    assert hashed == ["filmsss", "x", "plotz", "castz", "filmsss"]
+
+
 def test_trainable_tables_serve_new_words_the_parents_ngram_vectors_and_none_keeps_no_rows(fasttext_dir, tmp_path):
     """`embeddings_trainable` tunes the table of words, not the n-gram rows: a word first met when served gets the
     parent's n-gram vector (as the test split's unseen words keep theirs in training). `subword_table: none` and a
