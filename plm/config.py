@@ -559,6 +559,8 @@ class FinetuneSpec(_Section):
     """Start the fine-tune from a registered model, `models:/<name>@<alias>` or `models:/<name>/<version>` (a BERT or GPT classifier, encoder or decoder with this pipeline's tokenizer, or a word-vector classifier, `embeddings` or `features`, which starts this pipeline's word-vector family from its table); its task head is kept when its labels equal this task's, else replaced. The candidate is `init: registered`, its version's `plm.parent.*` tags name the parent; `plm transfer` adds `registered` rows beside pretrained and scratch. None = this pipeline's pretrained model."""
     lm_aux_weight: float = Field(0.5, ge=0)
     """GPT fine-tuning: weight of the language-model loss on the input kept as an auxiliary objective (GPT-1: 0.5; 0 = task loss only)."""
+    head_init: Literal["new", "probe"] = added("new")
+    """GPT fine-tuning (`full`, `frozen`, `discriminative` and their scratch twin): `new` reads GPT-1's `<start> text <extract>` into a randomly initialised head; `probe` reads the `features` input (`<|endoftext|> text`, the mean of the final states; pairs `[u, v, |u - v|, u * v]`) and starts the head from the cross-validated logistic regression on the still-untrained decoder's states, then trains as the strategy says (linear probing, then fine-tuning: Kumar et al. 2022). A classification head only."""
     pair_orderings: Literal["one", "both"] = added("one")
     """GPT fine-tuning of a pair task: `one` reads `<start> A <delim> B <extract>`; `both` also reads `<start> B <delim> A <extract>` and sums the two `<extract>` states before the head (GPT-1's input for similarity tasks, whose pairs have no order)."""
     verbalizers: dict[str, str] = {}
@@ -601,6 +603,8 @@ class FinetuneSpec(_Section):
                 codecs.lookup(self.encoding)
             except LookupError:
                 raise ValueError(f"finetune.encoding: unknown codec {self.encoding!r} (use `auto` or a Python codec name)") from None
+        if self.head_init == "probe" and self.task_type not in ("classification", "pair_classification"):
+            raise ValueError(f"finetune.head_init probe fits a classifier's head; task_type {self.task_type} has none (use new)")
         if self.task_type == "qa" and self.max_query_len + 4 > self.seq_len:
             raise ValueError("finetune.max_query_len must leave room for context: max_query_len + 4 <= seq_len")
         return self
@@ -683,6 +687,9 @@ class PipelineSpec(_Section):
         if wv is not None and self.model.arch not in ("bert", "gpt"):
             raise ValueError("word_vectors: companion word vectors go with model.arch=bert or gpt (a word-vector model "
                              "is its own `model`)")  # fmt: skip
+        if self.finetune.head_init == "probe" and self.model.arch != "gpt":
+            raise ValueError(f"finetune.head_init probe applies to a GPT decoder's fine-tuning; model.arch is "
+                             f"{self.model.arch} (BERT and word vectors: use new, or strategy features)")  # fmt: skip
         trained = wv or (self.model if isinstance(self.model, Word2VecSpec) else None)
         if wv is not None and "skipgram" not in self.objectives.kinds:
             raise ValueError("word_vectors: objectives.kinds must include skipgram (the vocabulary and held-out pairs)")

@@ -265,9 +265,11 @@ def finetune_gpt(
     strategy: Strategy,
     tracker: Tracker = NullTracker(),
     progress: Progress = no_progress,
+    bos: int | None = None,
 ) -> FinetuneResult:
     """Train a GPT-1 classifier (regressor when `id2label` is empty) on encoded examples (`encode_views`: each
-    example's list of views, 2 when both orderings of a pair are read).
+    example's list of views, 2 when both orderings of a pair are read; with `ft.head_init` probe, `encode_plain`
+    rows whose `<|endoftext|>` is `bos`, and the head first fitted by `set_probe_head`).
 
     `init_from` = a pretrained decoder folder, None = random weights (`scratch`, always every weight trained).
     Metrics: test_* of the task, train_loss (task + aux), epochs. `out_dir=None` writes no model.
@@ -280,22 +282,32 @@ def finetune_gpt(
     regression = not id2label
     num_labels = 1 if regression else len(id2label)
     device = resolve_device("auto")
+    probe = ft.head_init == "probe"
+    if probe and (regression or bos is None):
+        raise ValueError("finetune.head_init probe fits a classifier's head on `<|endoftext|> text` inputs: it needs "
+                         "labels and the tokenizer's <|endoftext|>")  # fmt: skip
     torch.manual_seed(ft.seed)  # same head, task tokens, dropout masks and order from pretrained and from scratch
     views = {len(v) for v in train_ids + test_ids}
     if len(views) != 1:
         raise ValueError(f"every example needs the same number of views, got {sorted(views)}")
-    model = GPTForSequenceClassification(cfg, num_labels, ft.lm_aux_weight, views=views.pop())
+    model = GPTForSequenceClassification(cfg, num_labels, ft.lm_aux_weight, views=views.pop(),
+                                         pooling="mean" if probe else "extract")  # fmt: skip
     head = "new"
     if init_from is not None:
         load_decoder(model, init_from)
         parent_head = json.loads((Path(init_from) / CONFIG).read_text(encoding="utf-8")).get("head", "extract")
         # a `features` parent's head reads mean states (and a scaler folded in), not the <extract> state: never kept
-        kept = parent_head == "extract" and load_head_if_same_labels(model, init_from, id2label,
-                                                                     ("classifier.", "task_tokens."))  # fmt: skip
+        kept = not probe and parent_head == "extract" and load_head_if_same_labels(
+            model, init_from, id2label, ("classifier.", "task_tokens."))  # fmt: skip
         head = "kept" if kept else "new"
     else:
         strategy = "full"
     model.to(device).train()
+    probe_C = None
+    if probe:  # linear probing first (LP-FT): the head starts as the regression fitted on the untrained decoder
+        probe_C = set_probe_head(model, train_ids, train_labels, ft.seed, ft.batch_size * 4)
+        head = "probe"
+        model.train()
     # frozen: only the head and the task tokens learn, the decoder is a fixed feature extractor
     optimizer = build_strategy_optimizer(model, strategy, ft.lr, WEIGHT_DECAY, ft.layer_decay, cfg.num_layers)
     tracker.log_params({"init": "pretrained" if init_from else "scratch", "strategy": strategy,
@@ -310,11 +322,15 @@ def finetune_gpt(
     scores, train_loss = train_loop(model, ft, optimizer, len(train_ids), make_batch, evaluate, tracker, progress,
                                     on_epoch=lambda epoch: _epoch_hook(model, strategy, ft, epoch))  # fmt: skip
     metrics = {**scores, "train_loss": train_loss, "epochs": float(ft.epochs)}
+    if probe_C is not None:
+        metrics["probe_C"] = probe_C
     model_dir = Path(out_dir or ".") / "model"
     if out_dir is not None:
-        config = cfg.to_dict() | {"head": "extract", "regression": regression, "num_labels": num_labels,
+        config = cfg.to_dict() | {"head": model.pooling, "regression": regression, "num_labels": num_labels,
                                   "id2label": {str(k): v for k, v in sorted(id2label.items())},
                                   "max_seq_len": ft.seq_len, "lm_aux_weight": ft.lm_aux_weight}  # fmt: skip
+        if probe:
+            config |= {"bos": bos, "head_init": "probe", "strategy": strategy}
         if model.views != 1:  # absent = 1: a one-ordering model's files are as before pair_orderings existed
             config["views"] = model.views
         save_model_dir(model, config, model_dir)
@@ -358,6 +374,26 @@ def pooled_features(model: GPTForSequenceClassification, views: Sequence[Sequenc
     return torch.cat(captured).double().numpy() if captured else np.zeros((0, model.classifier.in_features))
 
 
+def _set_head(model: GPTForSequenceClassification, coef: np.ndarray, intercept: np.ndarray) -> None:
+    with torch.no_grad():
+        model.classifier.weight.copy_(torch.from_numpy(coef.astype(np.float32)))
+        model.classifier.bias.copy_(torch.from_numpy(intercept.astype(np.float32)))
+
+
+def set_probe_head(model: GPTForSequenceClassification, views: Sequence[Sequence[Sequence[int]]],
+                   labels: Sequence[int], seed: int, batch_size: int = 64) -> float:  # fmt: skip
+    """Linear probing (the LP of LP-FT): fit the `features` regression (C by cross-validation, the scaler folded
+    in) on the mean-pooled states `model` gives the labelled examples as it is now, and make it the head.
+    Returns C."""
+    from plm.finetune.features import fit_logistic
+
+    if model.pooling != "mean":
+        raise ValueError("a probe head reads mean-pooled states (pooling='mean')")
+    fit = fit_logistic(pooled_features(model, views, batch_size), np.asarray(labels), model.num_labels, seed)
+    _set_head(model, fit.coef, fit.intercept)
+    return fit.C
+
+
 class DecoderFeatures:
     """One task's rows read by a frozen decoder (pretrained, or random with a seed), each row once, on first use;
     `fit` runs the `features` strategy on them."""
@@ -393,9 +429,7 @@ class DecoderFeatures:
 
             model = GPTForSequenceClassification(self.cfg, len(id2label), views=self.views, pooling="mean")
             model.transformer.load_state_dict(self.model.transformer.state_dict())  # the decoder that was read
-            with torch.no_grad():
-                model.classifier.weight.copy_(torch.from_numpy(fit.coef.astype(np.float32)))
-                model.classifier.bias.copy_(torch.from_numpy(fit.intercept.astype(np.float32)))
+            _set_head(model, fit.coef, fit.intercept)
             config = self.cfg.to_dict() | {"head": "mean", "regression": False, "num_labels": len(id2label),
                                            "id2label": {str(k): v for k, v in sorted(id2label.items())},
                                            "max_seq_len": ft.seq_len, "bos": bos, "strategy": "features",

@@ -8,6 +8,7 @@ or word2vec words) and returns a `PreparedTask` whose `fit` trains one (strategy
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,32 +190,44 @@ class PreparedTask:
             raise ValueError(f"finetune.seq_len {ft.seq_len} exceeds the decoder's max_position {cfg.max_position}")
         if strategy == "features":
             return self._gpt_features(cfg, train, test, labels, ft, init_from, out_dir)  # type: ignore[arg-type]
-        ids = self.gpt_rows(train + test, cfg.vocab_size)
+        bos = None
+        if ft.head_init == "probe":  # LP-FT reads the `features` input: `<|endoftext|> text`, mean-pooled
+            bos, encoded = self._plain_rows(ft, "finetune.head_init probe")
+            ids = encoded(train + test)
+        else:
+            ids = self.gpt_rows(train + test, cfg.vocab_size)
         return finetune_gpt(cfg, ft, ids[: len(train)], [labels[i] for i in train], ids[len(train) :],
                             [labels[i] for i in test], dict(enumerate(self.label_names)), out_dir, init_from,
-                            strategy, tracker, progress)  # fmt: skip
+                            strategy, tracker, progress, bos=bos)  # fmt: skip
 
-    def _gpt_features(self, cfg: Any, train: list[int], test: list[int], labels: list[int], ft: FinetuneSpec,
-                      init_from: Path | None, out_dir: Path | None) -> FinetuneResult:  # fmt: skip
-        """`features` on a decoder: its pooled states (pretrained or `init_from`, or a random decoder seeded by
-        `ft.seed`), read once per row and decoder, + a cross-validated logistic regression."""
-        from plm.finetune.gpt import DecoderFeatures, encode_plain
+    def _plain_rows(self, ft: FinetuneSpec, what: str) -> tuple[int, Callable[[list[int]], list[list[list[int]]]]]:
+        """The `<|endoftext|>` id and an encoder of rows as `<|endoftext|> text` views (`encode_plain`)."""
+        from plm.finetune.gpt import encode_plain
         from plm.tokenizer.specials import SpecialIds
         from plm.tokenizer.train import load_tokenizer
 
         tok = load_tokenizer(self.tokenizer_path)
         bos = SpecialIds.from_tokenizer(tok).eos
         if bos is None:
-            raise ValueError("finetune.strategy=features on a GPT decoder needs the tokenizer's <|endoftext|>")
+            raise ValueError(f"{what} on a GPT decoder needs the tokenizer's <|endoftext|>")
         d = self.data
-        key = ("gpt-features", init_from) if init_from is not None else ("gpt-features-scratch", ft.seed)
-        if key not in self.features:
-            self.features[key] = DecoderFeatures(cfg, init_from, ft.seed, 1 if d.pairs is None else 2)
 
         def encoded(rows: list[int]) -> list[list[list[int]]]:
             return encode_plain(tok, [d.texts[i] for i in rows], None if d.pairs is None else [d.pairs[i] for i in rows],
                                 ft.seq_len, bos)  # fmt: skip
 
+        return bos, encoded
+
+    def _gpt_features(self, cfg: Any, train: list[int], test: list[int], labels: list[int], ft: FinetuneSpec,
+                      init_from: Path | None, out_dir: Path | None) -> FinetuneResult:  # fmt: skip
+        """`features` on a decoder: its pooled states (pretrained or `init_from`, or a random decoder seeded by
+        `ft.seed`), read once per row and decoder, + a cross-validated logistic regression."""
+        from plm.finetune.gpt import DecoderFeatures
+
+        bos, encoded = self._plain_rows(ft, "finetune.strategy=features")
+        key = ("gpt-features", init_from) if init_from is not None else ("gpt-features-scratch", ft.seed)
+        if key not in self.features:
+            self.features[key] = DecoderFeatures(cfg, init_from, ft.seed, 1 if self.data.pairs is None else 2)
         return self.features[key].fit(train, test, labels, encoded, dict(enumerate(self.label_names)), ft, out_dir, bos)
 
     def gpt_rows(self, rows: list[int], vocab_size: int) -> list[list[list[int]]]:

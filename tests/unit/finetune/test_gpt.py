@@ -350,6 +350,68 @@ def test_features_strategy_on_the_frozen_decoder(tmp_path, gpt_tokenizer, gpt_di
     assert tracker.params["head"] == "new"
 
 
+def test_probe_head_init_fits_the_head_then_fine_tunes(tmp_path, gpt_tokenizer, gpt_dir):
+    """`head_init: probe` (LP-FT): the head starts as the cross-validated regression on the untrained decoder's
+    mean states (so a near-zero learning rate keeps the probe's accuracy, where a new head would still be random),
+    `full` then tunes the decoder too, and the candidate (`head: mean`) is served with the stage's logits;
+    through the finetune stage, the rows are read as `<|endoftext|> text`."""
+    from plm.finetune.features import fit_logistic
+    from plm.finetune.gpt import features_model, gpt_logits
+    from plm.finetune.predict import TASK_FILE
+    from plm.tracker import NullTracker
+    from plm.tracking import load_predictor
+
+    tok = _tok(gpt_tokenizer)
+    cfg = GPTConfig.from_dict(json.loads((gpt_dir / "config.json").read_text()))
+    rows, test = _rows(64, 3), _rows(64, 4)
+    plain = lambda rs: encode_plain(tok, [t for t, _ in rs], None, 32, 0)  # noqa: E731
+    tr_ids, te_ids = plain(rows), plain(test)
+    tr_y, te_y = [int(y == "positive") for _, y in rows], [int(y == "positive") for _, y in test]
+    labels = {0: "negative", 1: "positive"}
+    ft = FinetuneSpec(epochs=1, batch_size=16, lr=1e-9, seq_len=32, head_init="probe", lm_aux_weight=0.0)
+    tracker = NullTracker()
+    lp = finetune_gpt(cfg, ft, tr_ids, tr_y, te_ids, te_y, labels, tmp_path / "lp", gpt_dir, "frozen", tracker, bos=0)
+    assert tracker.params["head"] == "probe" and lp.metrics["test_accuracy"] >= 0.9, lp.metrics
+    expected = fit_logistic(pooled_features(features_model(cfg, 2, gpt_dir, 1234, 1), tr_ids), np.asarray(tr_y), 2, 1234)
+    head = load_file(str(lp.model_dir / "model.safetensors"))["classifier.weight"].double().numpy()
+    assert lp.metrics["probe_C"] == expected.C and np.allclose(head, expected.coef, atol=1e-4)
+    new = finetune_gpt(cfg, ft.model_copy(update={"head_init": "new"}), _data(tok, 64, 3)[0], tr_y, _data(tok, 64, 4)[0],
+                       te_y, labels, None, gpt_dir, "frozen")  # fmt: skip
+    assert "probe_C" not in new.metrics
+
+    full = finetune_gpt(cfg, ft.model_copy(update={"lr": 1e-3, "epochs": 2, "lm_aux_weight": 0.5}), tr_ids, tr_y,
+                        te_ids, te_y, labels, tmp_path / "full", gpt_dir, "full", bos=0)  # fmt: skip
+    body, tuned = load_file(str(gpt_dir / "model.safetensors")), load_file(str(full.model_dir / "model.safetensors"))
+    assert not torch.equal(body["transformer.h.0.attn.c_attn.weight"], tuned["transformer.h.0.attn.c_attn.weight"])
+    assert full.metrics["test_accuracy"] >= 0.9, full.metrics
+    config = json.loads((full.model_dir / "config.json").read_text())
+    assert (config["head"], config["head_init"], config["bos"]) == ("mean", "probe", 0)
+    (full.model_dir / TASK_FILE).write_text(json.dumps({"pair": False, "kind": "gpt_classifier"}))
+    pipe = load_predictor("gpt_classifier", full.model_dir, gpt_tokenizer)
+    model = GPTForSequenceClassification(cfg, 2, pooling="mean")
+    model.load_state_dict(tuned, strict=False)
+    model.lm_head.weight = model.transformer.wte.weight
+    assert torch.allclose(pipe.logits([t for t, _ in test], None), gpt_logits(model, te_ids, 16), atol=1e-5)
+    with pytest.raises(ValueError, match="probe"):  # a regressor has no classifier head to probe
+        finetune_gpt(cfg, ft, tr_ids, [float(y) for y in tr_y], te_ids, [float(y) for y in te_y], {}, None, gpt_dir,
+                     "full", bos=0)  # fmt: skip
+
+    spec_overrides, tok_r, pre = _stage_setup(tmp_path, gpt_tokenizer, gpt_dir, ["finetune.head_init=probe",
+                                              "finetune.compare_scratch=true", "finetune.epochs=1"])  # fmt: skip
+    with stages.Pipeline(load_spec(None, spec_overrides), tracking=False) as p:
+        st = stages.finetune.run(p, tok_r, pre)
+    assert st.metrics["pretrained.test_accuracy"] >= 0.9, st.metrics
+    assert "scratch.test_accuracy" in st.metrics  # the scratch twin probes a random decoder, then trains
+    assert json.loads((st.path / st.output.model_dir / "config.json").read_text())["head"] == "mean"
+
+
+def test_probe_head_init_is_checked_in_the_spec():
+    with pytest.raises(ValueError, match="head_init probe"):
+        FinetuneSpec(task_type="regression", head_init="probe")
+    with pytest.raises(ValueError, match="head_init probe applies to a GPT decoder"):
+        load_spec(None, ["finetune.head_init=probe"])  # model.arch bert
+
+
 def test_finetune_init_from_a_registered_model(tmp_path, gpt_tokenizer, gpt_dir):
     """Sentiment champion -> registry -> `finetune.init` of a same-sentiment pair task: the pair candidate starts
     from the registered weights (head replaced: other labels), its version names the parent, and the
