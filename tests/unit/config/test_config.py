@@ -67,6 +67,17 @@ def test_quickstart_spec_is_valid():
     assert spec.name == "quickstart" and spec.tokenizer.lowercase
 
 
+def test_every_shipped_pipeline_spec_is_valid():
+    from pathlib import Path
+
+    specs = sorted((Path(__file__).resolve().parents[3] / "pipelines").glob("*.yaml"))
+    assert len(specs) >= 10
+    for path in specs:
+        assert load_spec(str(path)).name, path
+    gpt = load_spec(str(specs[0].parent / "imdb_gpt.yaml")).finetune
+    assert gpt.strategy == "full" and {"full", "frozen", "discriminative", "features", "zero_shot"} <= set(gpt.transfer_strategies)
+
+
 def test_model_arch_selects_the_family_and_keys_are_checked_per_family():
     assert load_spec(None).model.arch == "bert"
     gpt = load_spec(None, ["model.arch=gpt", "model.size=debug"])
