@@ -34,7 +34,7 @@ counts as a hit when one of its 5 nearest vocabulary words shares its stem (`hel
 with the rate a random vocabulary word would reach as `chance`). The same for the three trainers.
 
 Prints `BENCH <name> {json}` lines (unit, plm, peer, ratio). Run (`PLM_BENCH_PARTS=fasttext,glove,korean`
-picks parts; the English fastText part with 3 seeds alone takes about 15 minutes on 2 cores):
+picks parts; the English fastText part with 3 seeds alone took 16 minutes on 2 shared cores):
   nice -n 10 .venv/bin/python -m pytest -q -s tests/benchmarks/bench_subword_vectors.py
 """
 
