@@ -605,6 +605,9 @@ class FinetuneSpec(_Section):
                 raise ValueError(f"finetune.encoding: unknown codec {self.encoding!r} (use `auto` or a Python codec name)") from None
         if self.head_init == "probe" and self.task_type not in ("classification", "pair_classification"):
             raise ValueError(f"finetune.head_init probe fits a classifier's head; task_type {self.task_type} has none (use new)")
+        if self.head_init == "probe" and self.pair_orderings == "both":
+            raise ValueError("finetune.head_init probe reads each text of a pair on its own ([u, v, |u - v|, u * v]): "
+                             "pair_orderings both has nothing to reorder (use one)")  # fmt: skip
         if self.task_type == "qa" and self.max_query_len + 4 > self.seq_len:
             raise ValueError("finetune.max_query_len must leave room for context: max_query_len + 4 <= seq_len")
         return self

@@ -305,9 +305,8 @@ def finetune_gpt(
     model.to(device).train()
     probe_C = None
     if probe:  # linear probing first (LP-FT): the head starts as the regression fitted on the untrained decoder
-        probe_C = set_probe_head(model, train_ids, train_labels, ft.seed, ft.batch_size * 4)
+        probe_C = set_probe_head(model, train_ids, train_labels, ft.seed, ft.batch_size * 4)  # leaves it in train mode
         head = "probe"
-        model.train()
     # frozen: only the head and the task tokens learn, the decoder is a fixed feature extractor
     optimizer = build_strategy_optimizer(model, strategy, ft.lr, WEIGHT_DECAY, ft.layer_decay, cfg.num_layers)
     tracker.log_params({"init": "pretrained" if init_from else "scratch", "strategy": strategy,

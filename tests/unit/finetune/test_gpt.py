@@ -408,6 +408,8 @@ def test_probe_head_init_fits_the_head_then_fine_tunes(tmp_path, gpt_tokenizer, 
 def test_probe_head_init_is_checked_in_the_spec():
     with pytest.raises(ValueError, match="head_init probe"):
         FinetuneSpec(task_type="regression", head_init="probe")
+    with pytest.raises(ValueError, match="pair_orderings both"):
+        FinetuneSpec(task_type="pair_classification", head_init="probe", pair_orderings="both")
     with pytest.raises(ValueError, match="head_init probe applies to a GPT decoder"):
         load_spec(None, ["finetune.head_init=probe"])  # model.arch bert
 
